@@ -1,0 +1,132 @@
+"""Quality losses for the Select-MoE warmup.
+
+Every loss is differentiable with respect to good_ratio (the upstream Beta and mean-variance losses
+were `full_like(x, loss.item())`, which carries no gradient). Padding never counts.
+
+Two kinds of loss:
+- per-token losses (`sigmoid`, `mse`, custom) map good_ratio to a loss per token, then average
+  over real tokens (token-wise) or per sample first (sample-wise);
+- distribution losses (`beta_moment_matching`, `mean_variance_regularization`) match the batch's
+  mean and variance of good_ratio, taken over real tokens (token-wise) or over each sample's mean
+  good_ratio (sample-wise).
+The total is averaged over layers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+
+from mygo.models.configuration_select_moe import (
+    BUILTIN_QUALITY_LOSSES,
+    CUSTOM_PREFIX,
+    SelectMoeConfig,
+    check_choice,
+)
+
+logger = logging.getLogger(__name__)
+
+# A custom loss maps (good_ratio [batch, seq], mask [batch, seq]) to a per-token loss [batch, seq].
+PerTokenLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_CUSTOM_LOSSES: dict[str, PerTokenLoss] = {}
+
+
+def register_quality_loss(name: str) -> Callable[[PerTokenLoss], PerTokenLoss]:
+    """Register a per-token quality loss, usable as `quality_loss_type="custom:<name>"`."""
+
+    def decorator(fn: PerTokenLoss) -> PerTokenLoss:
+        _CUSTOM_LOSSES[name] = fn
+        return fn
+
+    return decorator
+
+
+def registered_quality_losses() -> list[str]:
+    return sorted(_CUSTOM_LOSSES)
+
+
+def check_quality_loss_type(loss_type: str) -> None:
+    """Raise a clear error for an unknown loss type or an unregistered custom name."""
+    check_choice("quality_loss_type", loss_type, BUILTIN_QUALITY_LOSSES, registered_quality_losses())
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, sample_wise: bool) -> torch.Tensor:
+    """Mean of values[b, s] over real tokens; sample-wise averages each sample first."""
+    if sample_wise:
+        per_sample = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        has_tokens = (mask.sum(-1) > 0).to(values.dtype)
+        return (per_sample * has_tokens).sum() / has_tokens.sum().clamp(min=1)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _batch_moments(good_ratio: torch.Tensor, mask: torch.Tensor, sample_wise: bool):
+    """Mean and (population) variance of good_ratio over real tokens or over per-sample means."""
+    if sample_wise:
+        counts = mask.sum(-1)
+        values = (good_ratio * mask).sum(-1) / counts.clamp(min=1)
+        weights = (counts > 0).to(good_ratio.dtype)
+    else:
+        values, weights = good_ratio, mask
+    total = weights.sum().clamp(min=1)
+    mean = (values * weights).sum() / total
+    var = (((values - mean) ** 2) * weights).sum() / total
+    return mean, var
+
+
+def layer_quality_loss(good_ratio: torch.Tensor, mask: torch.Tensor, config: SelectMoeConfig) -> torch.Tensor:
+    """Quality loss of one layer: good_ratio and mask are [batch, seq]."""
+    loss_type, sample_wise = config.quality_loss_type, config.sample_wise_averaging
+    if loss_type == "sigmoid":
+        return masked_mean(good_ratio, mask, sample_wise)
+    if loss_type == "mse":
+        return masked_mean(good_ratio.pow(2), mask, sample_wise)
+    if loss_type == "beta_moment_matching":
+        mean, var = _batch_moments(good_ratio, mask, sample_wise)
+        return config.w_mean * (mean - config.beta_target_mean) ** 2 + config.w_var * (
+            var - config.beta_target_var
+        ) ** 2
+    if loss_type == "mean_variance_regularization":
+        mean, var = _batch_moments(good_ratio, mask, sample_wise)
+        return (mean - 0.5) ** 2 - config.lambda_var * var
+    check_quality_loss_type(loss_type)
+    custom = _CUSTOM_LOSSES[loss_type[len(CUSTOM_PREFIX) :]]
+    return masked_mean(custom(good_ratio, mask), mask, sample_wise)
+
+
+def quality_loss(
+    quality_scores: Sequence[torch.Tensor], attention_mask: torch.Tensor | None, config: SelectMoeConfig
+) -> torch.Tensor:
+    """L_quality averaged over layers; quality_scores holds one [batch, seq, 1] raw score per layer."""
+    first = quality_scores[0]
+    if attention_mask is None:
+        mask = torch.ones(first.shape[:2], device=first.device, dtype=torch.float32)
+    else:
+        mask = attention_mask.to(device=first.device, dtype=torch.float32)
+    per_layer = []
+    for score in quality_scores:
+        good_ratio = torch.sigmoid(score.squeeze(-1).float())
+        per_layer.append(layer_quality_loss(good_ratio, mask, config))
+    loss = torch.stack(per_layer).mean()
+    if config.quality_loss_debug:
+        _log_debug_statistics(quality_scores, mask, per_layer, config)
+    return loss
+
+
+def _log_debug_statistics(quality_scores, mask, per_layer, config) -> None:
+    with torch.no_grad():
+        real = mask.bool()
+        for layer, (score, loss) in enumerate(zip(quality_scores, per_layer, strict=True)):
+            good = torch.sigmoid(score.squeeze(-1).float())[real]
+            logger.info(
+                "quality loss %s layer %d: loss=%.6f good_ratio mean=%.4f std=%.4f min=%.4f max=%.4f tokens=%d",
+                config.quality_loss_type,
+                layer,
+                loss.item(),
+                good.mean().item(),
+                good.std().item() if good.numel() > 1 else 0.0,
+                good.min().item(),
+                good.max().item(),
+                good.numel(),
+            )
