@@ -16,40 +16,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from mygo.models.configuration_select_moe import (
-    BUILTIN_QUALITY_LOSSES,
-    CUSTOM_PREFIX,
-    SelectMoeConfig,
-    check_choice,
-)
+from mygo.registry import Registry
+
+if TYPE_CHECKING:
+    from mygo.models.configuration_select_moe import SelectMoeConfig
 
 logger = logging.getLogger(__name__)
 
 # A custom loss maps (good_ratio [batch, seq], mask [batch, seq]) to a per-token loss [batch, seq].
 PerTokenLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_CUSTOM_LOSSES: dict[str, PerTokenLoss] = {}
-
-
-def register_quality_loss(name: str) -> Callable[[PerTokenLoss], PerTokenLoss]:
-    """Register a per-token quality loss, usable as `quality_loss_type="custom:<name>"`."""
-
-    def decorator(fn: PerTokenLoss) -> PerTokenLoss:
-        _CUSTOM_LOSSES[name] = fn
-        return fn
-
-    return decorator
-
-
-def registered_quality_losses() -> list[str]:
-    return sorted(_CUSTOM_LOSSES)
-
-
-def check_quality_loss_type(loss_type: str) -> None:
-    """Raise a clear error for an unknown loss type or an unregistered custom name."""
-    check_choice("quality_loss_type", loss_type, BUILTIN_QUALITY_LOSSES, registered_quality_losses())
+BUILTIN_QUALITY_LOSSES = ("sigmoid", "mse", "beta_moment_matching", "mean_variance_regularization")
+QUALITY_LOSSES: Registry[PerTokenLoss] = Registry("quality_loss_type", BUILTIN_QUALITY_LOSSES)
+register_quality_loss = QUALITY_LOSSES.register
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, sample_wise: bool) -> torch.Tensor:
@@ -84,14 +66,13 @@ def layer_quality_loss(good_ratio: torch.Tensor, mask: torch.Tensor, config: Sel
         return masked_mean(good_ratio.pow(2), mask, sample_wise)
     if loss_type == "beta_moment_matching":
         mean, var = _batch_moments(good_ratio, mask, sample_wise)
-        return config.w_mean * (mean - config.beta_target_mean) ** 2 + config.w_var * (
-            var - config.beta_target_var
-        ) ** 2
+        return (
+            config.w_mean * (mean - config.beta_target_mean) ** 2 + config.w_var * (var - config.beta_target_var) ** 2
+        )
     if loss_type == "mean_variance_regularization":
         mean, var = _batch_moments(good_ratio, mask, sample_wise)
         return (mean - 0.5) ** 2 - config.lambda_var * var
-    check_quality_loss_type(loss_type)
-    custom = _CUSTOM_LOSSES[loss_type[len(CUSTOM_PREFIX) :]]
+    custom = QUALITY_LOSSES.custom(loss_type)
     return masked_mean(custom(good_ratio, mask), mask, sample_wise)
 
 

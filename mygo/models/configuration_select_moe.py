@@ -3,27 +3,10 @@
 from huggingface_hub.dataclasses import strict
 from transformers import OlmoeConfig
 
+from mygo.losses import BUILTIN_QUALITY_LOSSES
+from mygo.registry import check_choice
+
 BUILTIN_TRASH_MODES = ("zero", "noise")
-BUILTIN_QUALITY_LOSSES = ("sigmoid", "mse", "beta_moment_matching", "mean_variance_regularization")
-CUSTOM_PREFIX = "custom:"
-
-
-def check_choice(field: str, value: str, builtins: tuple[str, ...], registered: list[str] | None = None) -> None:
-    """Accept a built-in name or `custom:<name>`; otherwise raise an error that lists the valid ones."""
-    if value in builtins:
-        return
-    if value.startswith(CUSTOM_PREFIX) and value[len(CUSTOM_PREFIX) :]:
-        name = value[len(CUSTOM_PREFIX) :]
-        if registered is None or name in registered:
-            return
-        raise ValueError(
-            f"{field}={value!r}: no custom function {name!r} is registered; "
-            f"registered: {sorted(registered) or 'none'}"
-        )
-    raise ValueError(
-        f"{field}={value!r} is not valid; choose one of {list(builtins)} or 'custom:<name>' "
-        f"for a registered function"
-    )
 
 
 @strict

@@ -35,31 +35,14 @@ from transformers.models.olmoe.modeling_olmoe import (
 )
 from transformers.utils.output_capturing import OutputRecorder
 
-from mygo.losses import check_quality_loss_type, quality_loss
-from mygo.models.configuration_select_moe import (
-    BUILTIN_TRASH_MODES,
-    CUSTOM_PREFIX,
-    SelectMoeConfig,
-    check_choice,
-)
+from mygo.losses import QUALITY_LOSSES, quality_loss
+from mygo.models.configuration_select_moe import BUILTIN_TRASH_MODES, SelectMoeConfig
+from mygo.registry import Registry
 
 # A custom trash expert maps the MoE input [batch, seq, hidden] to an output of the same shape.
 TrashFunction = Callable[[torch.Tensor], torch.Tensor]
-_CUSTOM_TRASH: dict[str, TrashFunction] = {}
-
-
-def register_trash_expert(name: str) -> Callable[[TrashFunction], TrashFunction]:
-    """Register a trash expert, usable as `trash_expert_mode="custom:<name>"`."""
-
-    def decorator(fn: TrashFunction) -> TrashFunction:
-        _CUSTOM_TRASH[name] = fn
-        return fn
-
-    return decorator
-
-
-def registered_trash_experts() -> list[str]:
-    return sorted(_CUSTOM_TRASH)
+TRASH_EXPERTS: Registry[TrashFunction] = Registry("trash_expert_mode", BUILTIN_TRASH_MODES)
+register_trash_expert = TRASH_EXPERTS.register
 
 
 def zero_trash(hidden_states: torch.Tensor) -> torch.Tensor:
@@ -77,12 +60,8 @@ def noise_trash(hidden_states: torch.Tensor) -> torch.Tensor:
 
 def resolve_trash_expert(mode: str) -> TrashFunction:
     """The trash function for a mode; an unknown mode or name lists the valid ones."""
-    check_choice("trash_expert_mode", mode, BUILTIN_TRASH_MODES, registered_trash_experts())
-    if mode == "zero":
-        return zero_trash
-    if mode == "noise":
-        return noise_trash
-    return _CUSTOM_TRASH[mode[len(CUSTOM_PREFIX) :]]
+    builtin = {"zero": zero_trash, "noise": noise_trash}
+    return builtin[mode] if mode in builtin else TRASH_EXPERTS.custom(mode)
 
 
 class QualityGate(nn.Linear):
@@ -107,9 +86,7 @@ class SelectMoeSparseBlock(nn.Module):
         batch_size, sequence_length, hidden_dim = hidden_states.shape
         flat = hidden_states.view(-1, hidden_dim)
         moe_logits, top_k_weights, top_k_index = self.gate(flat)
-        moe_output = self.experts(flat, top_k_index, top_k_weights).reshape(
-            batch_size, sequence_length, hidden_dim
-        )
+        moe_output = self.experts(flat, top_k_index, top_k_weights).reshape(batch_size, sequence_length, hidden_dim)
         quality_score = self.quality_gate(hidden_states)
         if self.config.quality_gate_bypass:
             output = moe_output
@@ -150,9 +127,7 @@ class SelectMoePreTrainedModel(OlmoePreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, QualityGate):
-            init.normal_(
-                module.weight, mean=self.config.quality_gate_init_mean, std=self.config.quality_gate_init_std
-            )
+            init.normal_(module.weight, mean=self.config.quality_gate_init_mean, std=self.config.quality_gate_init_std)
 
 
 class SelectMoeModel(SelectMoePreTrainedModel, OlmoeModel):
@@ -182,7 +157,7 @@ class SelectMoeForCausalLM(SelectMoePreTrainedModel, GenerationMixin):
 
     def __init__(self, config: SelectMoeConfig):
         super().__init__(config)
-        check_quality_loss_type(config.quality_loss_type)
+        QUALITY_LOSSES.check(config.quality_loss_type)
         self.model = SelectMoeModel(config)
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)

@@ -1,0 +1,89 @@
+"""`mygo <command>`: the one command line behind every MLflow entry point.
+
+Named options are the common knobs (each maps to a Hydra key); `--overrides "a.b=1 c=2"` and
+trailing `key=value` arguments reach any other key. Errors in the input end in one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from mygo.config import load_config, split_overrides
+
+
+@dataclass(frozen=True)
+class Command:
+    config: str
+    named: dict[str, str]  # option name -> Hydra key
+    runner: Callable[[DictConfig], object]
+    help: str
+
+
+def _run_convert(cfg: DictConfig) -> str:
+    from mygo.convert import run_convert
+
+    return run_convert(cfg)
+
+
+def _run_pipeline(cfg: DictConfig) -> str:
+    from mygo.pipeline import run_pipeline
+
+    return run_pipeline(cfg)
+
+
+COMMANDS = {
+    "convert": Command(
+        "convert",
+        {
+            "model": "model",
+            "source": "model.source",
+            "trash_expert_mode": "select_moe.trash_expert_mode",
+            "quality_gate_init_std": "select_moe.quality_gate_init_std",
+        },
+        _run_convert,
+        "convert an OLMoE checkpoint to Select-MoE and check parity",
+    ),
+    "main": Command("main", {}, _run_pipeline, "run the pipeline on the configured setup, reusing finished runs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mygo", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help)
+        for option, key in command.named.items():
+            sub.add_argument(f"--{option}", default="", help=f"sets {key}")
+        sub.add_argument("--overrides", default="", help='Hydra overrides, e.g. "a.b=1 c=2"')
+        sub.add_argument("extra", nargs="*", help="more Hydra overrides (key=value)")
+    return parser
+
+
+def command_overrides(command: Command, args: argparse.Namespace) -> list[str]:
+    named = [f"{key}={getattr(args, option)}" for option, key in command.named.items() if getattr(args, option)]
+    # Group choices (model=tiny) must precede keys inside the group (model.source=...).
+    named.sort(key=lambda override: "." in override.split("=", 1)[0])
+    return named + split_overrides(args.overrides) + list(args.extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    command = COMMANDS[args.command]
+    try:
+        cfg = load_config(command.config, command_overrides(command, args))
+        command.runner(cfg)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mygo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The convert stage: OLMoE checkpoint -> Select-MoE, with parity figures logged to MLflow.
+
+Where the converted model lives: it is saved to `<convert.output_dir>/<run id>/model` and that path
+is recorded as the run's tag `mygo.model_path`. Below `convert.max_artifact_mb` (the tiny default)
+it is also logged as the run's `model/` artifact, so another machine with the same tracking store
+can fetch it; a multi-GB conversion is referenced by the recorded path only (shared storage).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import mlflow
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer
+
+from mygo.config import config_hash
+from mygo.models import check_conversion_parity, convert_olmoe_to_select_moe, load_olmoe, parameter_counts
+from mygo.tracking import MODEL_PATH_TAG, find_finished_run, stage_run
+
+logger = logging.getLogger(__name__)
+
+TINY_SOURCE = "builtin:tiny"
+TINY_BASE_HASH_TAG = "mygo.tiny_base_hash"
+TINY_BASE_RUN_TAG = "mygo.tiny_base_run"
+
+
+class ParityError(RuntimeError):
+    """The converted model does not reproduce its source."""
+
+
+def tiny_base_hash(model_cfg: DictConfig) -> str:
+    # The corpus is this Python's own documentation, so its version is part of what was built.
+    versioned = OmegaConf.merge(model_cfg, {"python": f"{sys.version_info.major}.{sys.version_info.minor}"})
+    return config_hash(versioned)
+
+
+def tiny_base(model_cfg: DictConfig, build_dir: Path) -> Path:
+    """The tiny OLMoE base: reused from a run that built it with the same settings, else built and logged."""
+    from mygo.models.tiny import build_tiny_base  # imported here: only the embedded default needs it
+
+    digest = tiny_base_hash(model_cfg)
+    builder = find_finished_run("convert", {TINY_BASE_HASH_TAG: digest})
+    if builder is not None:
+        logger.info("reusing the tiny base built by run %s", builder.info.run_id)
+        mlflow.set_tag(TINY_BASE_RUN_TAG, builder.info.run_id)
+        return Path(mlflow.artifacts.download_artifacts(run_id=builder.info.run_id, artifact_path="base"))
+
+    report = build_tiny_base(model_cfg, build_dir)
+    for step, loss in report.loss_curve:
+        mlflow.log_metric("base/train_loss_curve", loss, step=step)
+    mlflow.log_metrics(report.metrics)
+    mlflow.log_artifacts(str(build_dir), "base")
+    mlflow.set_tags({TINY_BASE_HASH_TAG: digest, TINY_BASE_RUN_TAG: mlflow.active_run().info.run_id})
+    return build_dir
+
+
+def check_parity(parity: dict[str, float], tolerance: float) -> None:
+    problems = []
+    if parity["shared_weights_bit_identical"] != 1.0:
+        problems.append("a weight shared with the source changed")
+    for key in ("bypass_logits_max_abs_diff", "roundtrip_logits_max_abs_diff"):
+        if parity[key] > tolerance:
+            problems.append(f"{key}={parity[key]:.3g} > {tolerance:g}")
+    if problems:
+        raise ParityError("conversion parity failed: " + "; ".join(problems))
+
+
+def _directory_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def run_convert(cfg: DictConfig) -> str:
+    """Convert, check parity, save, and log; returns the MLflow run ID."""
+    with stage_run("convert", cfg, run_name=f"convert-{cfg.model.name}") as run:
+        run_dir = Path(cfg.convert.output_dir) / run.info.run_id
+        source = cfg.model.source
+        if source == TINY_SOURCE:
+            source = str(tiny_base(cfg.model, run_dir / "base"))
+
+        olmoe = load_olmoe(source, dtype=getattr(torch, cfg.convert.dtype)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        converted = convert_olmoe_to_select_moe(olmoe, **OmegaConf.to_container(cfg.select_moe)).eval()
+
+        counts = parameter_counts(converted)
+        mlflow.log_metrics({"params/total": counts["total"], "params/quality_gate": counts["quality_gate"]})
+        parity = check_conversion_parity(olmoe, converted, seed=cfg.convert.parity_seed)
+        mlflow.log_metrics({f"parity/{key}": value for key, value in parity.items()})
+        logger.info("parity: %s", parity)
+        check_parity(parity, cfg.convert.parity_tolerance)
+
+        model_dir = run_dir / "model"
+        converted.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        mlflow.set_tag(MODEL_PATH_TAG, str(model_dir.resolve()))
+        log_artifact = cfg.convert.log_model_artifact
+        if log_artifact == "auto":
+            log_artifact = _directory_mb(model_dir) <= cfg.convert.max_artifact_mb
+        if log_artifact:
+            mlflow.log_artifacts(str(model_dir), "model")
+        return run.info.run_id

@@ -1,0 +1,111 @@
+"""MLflow conventions shared by every stage: tags, config logging, upstream checks, model references."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Run, RunStatus
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig
+
+from mygo.config import config_hash, config_yaml, flatten_config
+
+logger = logging.getLogger(__name__)
+
+STAGE_TAG = "mygo.stage"
+UPSTREAM_TAG = "mygo.upstream_run"
+CONFIG_HASH_TAG = "mygo.config_hash"
+MODEL_PATH_TAG = "mygo.model_path"
+STAGES = ("convert", "warmup", "score", "select", "finetune", "evaluate", "pipeline", "sweep", "trial")
+
+
+def configure_tracking(cfg: DictConfig) -> None:
+    """Point MLflow at the configured store; `mlflow run` passes its own through the environment."""
+    uri = cfg.tracking.get("uri")
+    if uri:
+        mlflow.set_tracking_uri(uri)
+
+
+@contextmanager
+def stage_run(
+    stage: str, cfg: DictConfig, upstream_run: str | None = None, run_name: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under `mlflow run`, continue) the stage's run with mygo's tags and the resolved config."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {list(STAGES)}")
+    configure_tracking(cfg)
+    parent = mlflow.active_run()
+    if parent is not None:  # a stage of a pipeline: a child run in the parent's experiment
+        start = {"nested": True, "experiment_id": parent.info.experiment_id}
+    else:
+        start = {}
+        if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` created the run and chose its experiment
+            mlflow.set_experiment(cfg.tracking.experiment)
+    with mlflow.start_run(run_name=run_name, **start) as run:
+        tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(cfg)}
+        if upstream_run:
+            tags[UPSTREAM_TAG] = upstream_run
+        mlflow.set_tags(tags)
+        mlflow.log_params(flatten_config(cfg))
+        mlflow.log_text(config_yaml(cfg), "config/resolved.yaml")
+        yield run
+
+
+def get_run(run_id: str) -> Run:
+    """The run, or an error naming the ID and the tracking store it was looked for in."""
+    try:
+        return mlflow.get_run(run_id)
+    except MlflowException as error:
+        raise ValueError(
+            f"run {run_id!r} not found in tracking store {mlflow.get_tracking_uri()}: {error.message}"
+        ) from error
+
+
+def check_upstream(run_id: str, stage: str) -> Run:
+    """The upstream run, checked to be of `stage` and FINISHED."""
+    run = get_run(run_id)
+    found = run.data.tags.get(STAGE_TAG)
+    if found != stage:
+        raise ValueError(f"run {run_id} is a {found or 'non-mygo'} run, expected a {stage} run")
+    if run.info.status != RunStatus.to_string(RunStatus.FINISHED):
+        raise ValueError(f"{stage} run {run_id} is {run.info.status}, expected FINISHED")
+    return run
+
+
+def find_finished_run(stage: str, tags: dict[str, str], experiment_names: list[str] | None = None) -> Run | None:
+    """The newest FINISHED run of `stage` whose tags match, for reusing work already done."""
+    query = " and ".join(
+        [f"tags.`{STAGE_TAG}` = '{stage}'", "attributes.status = 'FINISHED'"]
+        + [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+    )
+    runs = mlflow.search_runs(
+        experiment_names=experiment_names,
+        search_all_experiments=experiment_names is None,
+        filter_string=query,
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0] if runs else None
+
+
+def model_dir_of(run: Run, artifact_path: str = "model") -> Path:
+    """A run's saved model: the recorded local path when it exists here, else its artifact, downloaded.
+
+    Large checkpoints are recorded as a path (tag mygo.model_path) rather than copied into the store;
+    small ones are also logged as artifacts so another machine can fetch them.
+    """
+    recorded = run.data.tags.get(MODEL_PATH_TAG)
+    if recorded and (Path(recorded) / "config.json").is_file():
+        return Path(recorded)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact_path))
+    except (MlflowException, OSError) as error:
+        raise FileNotFoundError(
+            f"run {run.info.run_id} has no model at its recorded path {recorded!r} nor an artifact {artifact_path!r}"
+        ) from error
