@@ -34,8 +34,8 @@ class ParityError(RuntimeError):
 
 def tiny_base_hash(model_cfg: DictConfig) -> str:
     # The corpus is this Python's own documentation, so its version is part of what was built.
-    versioned = OmegaConf.merge(model_cfg, {"python": f"{sys.version_info.major}.{sys.version_info.minor}"})
-    return config_hash(versioned)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return config_hash(OmegaConf.create({"model": OmegaConf.to_container(model_cfg), "python": python}))
 
 
 def tiny_base(model_cfg: DictConfig, build_dir: Path) -> Path:

@@ -1,0 +1,1 @@
+"""Instruction data: the pool, chat encoding, and the offline text behind the embedded default."""

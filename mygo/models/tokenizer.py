@@ -1,0 +1,47 @@
+"""A byte-level BPE tokenizer trained offline, with the Tulu chat format OLMoE's tokenizer uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|padding|>"
+ROLE_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>")
+
+# Tulu style: "<|user|>\n...\n<|assistant|>\n...<eos>\n"; the generation prompt opens an assistant turn.
+TULU_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+    "{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on `texts`; special tokens and role markers are single ids."""
+    special = [EOS_TOKEN, PAD_TOKEN, *ROLE_MARKERS]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        additional_special_tokens=list(ROLE_MARKERS),
+        chat_template=TULU_CHAT_TEMPLATE,
+        model_max_length=2048,
+        padding_side="right",
+    )
