@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from huggingface_hub.errors import StrictDataclassError
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(command.config, command_overrides(command, args))
         command.runner(cfg)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, StrictDataclassError) as error:
         print(f"mygo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

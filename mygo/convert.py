@@ -18,7 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
 from mygo.config import config_hash
-from mygo.models import check_conversion_parity, convert_olmoe_to_select_moe, load_olmoe, parameter_counts
+from mygo.models import (
+    SelectMoeConfig,
+    check_conversion_parity,
+    convert_olmoe_to_select_moe,
+    load_olmoe,
+    parameter_counts,
+)
 from mygo.tracking import MODEL_PATH_TAG, find_finished_run, stage_run
 
 logger = logging.getLogger(__name__)
@@ -75,6 +81,8 @@ def _directory_mb(path: Path) -> float:
 
 def run_convert(cfg: DictConfig) -> str:
     """Convert, check parity, save, and log; returns the MLflow run ID."""
+    select_moe = OmegaConf.to_container(cfg.select_moe)
+    SelectMoeConfig(**select_moe)  # bad gate settings fail here, before minutes of loading or building
     with stage_run("convert", cfg, run_name=f"convert-{cfg.model.name}") as run:
         run_dir = Path(cfg.convert.output_dir) / run.info.run_id
         source = cfg.model.source
@@ -83,7 +91,7 @@ def run_convert(cfg: DictConfig) -> str:
 
         olmoe = load_olmoe(source, dtype=getattr(torch, cfg.convert.dtype)).eval()
         tokenizer = AutoTokenizer.from_pretrained(source)
-        converted = convert_olmoe_to_select_moe(olmoe, **OmegaConf.to_container(cfg.select_moe)).eval()
+        converted = convert_olmoe_to_select_moe(olmoe, **select_moe).eval()
 
         counts = parameter_counts(converted)
         mlflow.log_metrics({"params/total": counts["total"], "params/quality_gate": counts["quality_gate"]})

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+import pydoc_data.topics
 import sys
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pydoc_data.topics
 
 # Shorter docstrings are mostly one-liners ("Return self.") that teach the model little English.
 MIN_CHARS = 80
@@ -24,8 +23,8 @@ MIN_CHARS = 80
 SKIPPED_PARTS = frozenset(
     {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages"}
 )
-_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_Documented = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
 
 
 @dataclass(frozen=True)
@@ -47,10 +46,9 @@ def _stdlib_source_files() -> list[tuple[str, Path]]:
     files = []
     # Walk only stdlib top-level entries: a recursive glob of the root would also crawl site-packages.
     for entry in sorted(root.iterdir()):
-        if entry.name.removesuffix(".py") not in sys.stdlib_module_names:
+        if entry.suffix not in ("", ".py") or entry.stem not in sys.stdlib_module_names:
             continue
-        paths = sorted(entry.rglob("*.py")) if entry.is_dir() else [entry] if entry.suffix == ".py" else []
-        for path in paths:
+        for path in sorted(entry.rglob("*.py")) if entry.is_dir() else [entry]:
             parts = path.relative_to(root).with_suffix("").parts
             if _is_public_module(parts):
                 dotted = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -58,24 +56,17 @@ def _stdlib_source_files() -> list[tuple[str, Path]]:
     return files
 
 
-def _public(node: ast.stmt, kinds: tuple[type[ast.stmt], ...]) -> bool:
-    return isinstance(node, kinds) and not node.name.startswith("_")  # type: ignore[attr-defined]
-
-
-def _docstrings(module: str, tree: ast.Module) -> Iterator[Document]:
-    """Module docstring, then each public top-level class (with its public methods) and function."""
-    if doc := ast.get_docstring(tree, clean=False):
-        yield Document("module_doc", module, doc)
+def _definitions(module: str, tree: ast.Module) -> Iterator[tuple[str, str, _Documented]]:
+    """(source, dotted name, node) for the module, its public functions and classes, and their methods."""
+    yield "module_doc", module, tree
     for node in tree.body:
-        if not _public(node, _DEFINITIONS):
-            continue
-        kind = "class_doc" if isinstance(node, ast.ClassDef) else "function_doc"
-        if doc := ast.get_docstring(node, clean=False):  # type: ignore[arg-type]
-            yield Document(kind, f"{module}.{node.name}", doc)  # type: ignore[attr-defined]
-        if isinstance(node, ast.ClassDef):
+        if isinstance(node, _FUNCTIONS) and not node.name.startswith("_"):
+            yield "function_doc", f"{module}.{node.name}", node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            yield "class_doc", f"{module}.{node.name}", node
             for method in node.body:
-                if _public(method, _FUNCTIONS) and (doc := ast.get_docstring(method, clean=False)):  # type: ignore[arg-type]
-                    yield Document("function_doc", f"{module}.{node.name}.{method.name}", doc)  # type: ignore[attr-defined]
+                if isinstance(method, _FUNCTIONS) and not method.name.startswith("_"):
+                    yield "function_doc", f"{module}.{node.name}.{method.name}", method
 
 
 def _parse(path: Path) -> ast.Module | None:
@@ -89,8 +80,11 @@ def stdlib_documents() -> list[Document]:
     """pydoc topics, then module/class/function docstrings; cleaned, de-duplicated, in a fixed order."""
     raw = [Document("pydoc_topic", key, text) for key, text in sorted(pydoc_data.topics.topics.items())]
     for module, path in _stdlib_source_files():
-        if (tree := _parse(path)) is not None:
-            raw.extend(_docstrings(module, tree))
+        if (tree := _parse(path)) is None:
+            continue
+        for source, title, node in _definitions(module, tree):
+            if doc := ast.get_docstring(node, clean=False):
+                raw.append(Document(source, title, doc))
 
     seen: set[str] = set()
     documents = []

@@ -1,0 +1,133 @@
+"""The convert stage against a real MLflow store: tiny base built once and reused, parity logged."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mygo.cli import main as mygo_main
+from mygo.config import load_config
+from mygo.convert import TINY_BASE_RUN_TAG, run_convert
+from mygo.models import SelectMoeForCausalLM, register_select_moe
+from mygo.models.tokenizer import train_bpe_tokenizer
+from mygo.pipeline import run_pipeline
+from mygo.tracking import MODEL_PATH_TAG, STAGE_TAG, model_dir_of
+
+REPO = Path(__file__).resolve().parents[1]
+# The tiny preset, shrunk so that a test builds it in seconds.
+QUICK_TINY = [
+    "model.vocab_size=512",
+    "model.training.steps=8",
+    "model.training.batch_size=4",
+    "model.training.block_size=32",
+    "model.training.max_train_tokens=20000",
+    "model.training.max_heldout_tokens=2000",
+]
+
+
+def quick_config(tmp_path, *extra):
+    return load_config("convert", [*QUICK_TINY, f"convert.output_dir={tmp_path / 'outputs'}", *extra])
+
+
+def test_tiny_convert_logs_parity_and_reuses_its_base(tracking_store, tmp_path):
+    first = mlflow.get_run(run_convert(quick_config(tmp_path)))
+    assert first.info.status == "FINISHED"
+    assert first.data.tags[STAGE_TAG] == "convert"
+    assert first.data.tags[TINY_BASE_RUN_TAG] == first.info.run_id
+    metrics = first.data.metrics
+    assert metrics["parity/shared_weights_bit_identical"] == 1.0
+    assert metrics["parity/bypass_logits_max_abs_diff"] <= 1e-5
+    assert metrics["parity/roundtrip_logits_max_abs_diff"] == 0.0
+    assert metrics["params/quality_gate"] == 2 * 128
+    assert metrics["base/heldout_perplexity"] < metrics["base/heldout_perplexity_untrained"]
+    assert first.data.params["model.name"] == "tiny"
+    assert "config/resolved.yaml" in [a.path for a in mlflow.MlflowClient().list_artifacts(first.info.run_id, "config")]
+
+    model_dir = model_dir_of(first)
+    assert model_dir == Path(first.data.tags[MODEL_PATH_TAG])
+    register_select_moe()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert isinstance(model, SelectMoeForCausalLM) and len(tokenizer) == model.config.vocab_size
+
+    # A second conversion with other gate settings reuses the base from the store instead of retraining.
+    second = mlflow.get_run(run_convert(quick_config(tmp_path, "select_moe.trash_expert_mode=noise")))
+    assert second.data.tags[TINY_BASE_RUN_TAG] == first.info.run_id
+    assert "base/heldout_perplexity" not in second.data.metrics
+    assert not list(Path(second.data.tags[MODEL_PATH_TAG]).glob("*.bin"))  # safetensors only
+
+
+def test_model_artifact_downloads_when_recorded_path_is_gone(tracking_store, tmp_path, olmoe_model):
+    source = local_olmoe(olmoe_model, tmp_path)
+    cfg = load_config("convert", [f"model.source={source}", f"convert.output_dir={tmp_path / 'out'}"])
+    run = mlflow.get_run(run_convert(cfg))
+    recorded = Path(run.data.tags[MODEL_PATH_TAG])
+    for file in recorded.iterdir():
+        file.unlink()
+    fetched = model_dir_of(run)
+    assert fetched != recorded and (fetched / "model.safetensors").is_file()
+
+
+def test_convert_refuses_a_non_olmoe_source(tracking_store, tmp_path, capsys):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama_dir = tmp_path / "llama"
+    LlamaForCausalLM(
+        LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(llama_dir)
+    assert mygo_main(["convert", "--source", str(llama_dir), f"convert.output_dir={tmp_path}"]) == 2
+    assert "found model_type 'llama'" in capsys.readouterr().err
+    failed = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert [r.info.status for r in failed] == ["FAILED"]
+
+
+def test_unknown_trash_mode_via_cli_lists_valid_modes(tracking_store, capsys):
+    assert mygo_main(["convert", "--trash_expert_mode", "bogus", "--model", "olmoe_1b_7b"]) == 2
+    assert "'zero', 'noise'" in capsys.readouterr().err
+
+
+def test_typo_in_override_names_the_key(tracking_store, capsys):
+    assert mygo_main(["convert", "select_moe.trash_mode=noise"]) == 2
+    assert "trash_mode" in capsys.readouterr().err
+
+
+def local_olmoe(model, tmp_path: Path) -> Path:
+    """A local OLMoE checkpoint directory with a tokenizer, as a user would point `source` at."""
+    directory = tmp_path / "olmoe"
+    model.save_pretrained(directory)
+    train_bpe_tokenizer(["some real words to learn from"] * 4, vocab_size=300).save_pretrained(directory)
+    return directory
+
+
+def test_main_reuses_a_finished_conversion(tracking_store, tmp_path, olmoe_model):
+    source = local_olmoe(olmoe_model, tmp_path)
+    overrides = [f"stage_overrides.convert='model.source={source} convert.output_dir={tmp_path / 'out'}'"]
+    first = mlflow.get_run(run_pipeline(load_config("main", overrides)))
+    second = mlflow.get_run(run_pipeline(load_config("main", overrides)))
+    assert first.data.tags[STAGE_TAG] == "pipeline" and first.data.tags["mygo.reused.convert"] == "False"
+    assert second.data.tags["mygo.reused.convert"] == "True"
+    assert second.data.tags["mygo.run.convert"] == first.data.tags["mygo.run.convert"]
+    child = mlflow.get_run(first.data.tags["mygo.run.convert"])
+    assert child.data.tags["mlflow.parentRunId"] == first.info.run_id
+
+
+@pytest.mark.timeout(300)
+def test_mlflow_run_convert_and_main_entry_points(tmp_path, olmoe_model):
+    """The MLproject wiring, for real: `mlflow run . --env-manager local -e convert`."""
+    source = local_olmoe(olmoe_model, tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "convert"]
+    command += ["-P", f"source={source}", "-P", f"overrides=convert.output_dir={tmp_path / 'out'}"]
+    convert = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert convert.returncode == 0, convert.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1 and runs[0].data.tags[STAGE_TAG] == "convert"
+    assert runs[0].data.params["model.source"] == str(source)
+    assert runs[0].data.metrics["parity/bypass_logits_max_abs_diff"] <= 1e-5
