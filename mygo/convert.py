@@ -81,6 +81,10 @@ def _directory_mb(path: Path) -> float:
 
 def run_convert(cfg: DictConfig) -> str:
     """Convert, check parity, save, and log; returns the MLflow run ID."""
+    if cfg.convert.dtype not in cfg.convert.parity_tolerance:
+        raise ValueError(
+            f"convert.dtype={cfg.convert.dtype!r} is not supported; choose one of {list(cfg.convert.parity_tolerance)}"
+        )
     select_moe = OmegaConf.to_container(cfg.select_moe)
     SelectMoeConfig(**select_moe)  # bad gate settings fail here, before minutes of loading or building
     with stage_run("convert", cfg, run_name=f"convert-{cfg.model.name}") as run:
@@ -98,7 +102,7 @@ def run_convert(cfg: DictConfig) -> str:
         parity = check_conversion_parity(olmoe, converted, seed=cfg.convert.parity_seed)
         mlflow.log_metrics({f"parity/{key}": value for key, value in parity.items()})
         logger.info("parity: %s", parity)
-        check_parity(parity, cfg.convert.parity_tolerance)
+        check_parity(parity, cfg.convert.parity_tolerance[cfg.convert.dtype])
 
         model_dir = run_dir / "model"
         converted.save_pretrained(model_dir)

@@ -83,3 +83,13 @@ def test_missing_source_directory_is_named(tmp_path):
     missing = tmp_path / "no-such-checkpoint"
     with pytest.raises(FileNotFoundError, match=str(missing)):
         load_olmoe(str(missing))
+
+
+def test_bfloat16_conversion_keeps_weights_and_dtype(olmoe_model):
+    source = olmoe_model.to(torch.bfloat16)
+    converted = convert_olmoe_to_select_moe(source).eval()
+    assert {p.dtype for p in converted.parameters()} == {torch.bfloat16}
+    parity = check_conversion_parity(source, converted)
+    assert parity["shared_weights_bit_identical"] == 1.0
+    assert parity["bypass_logits_max_abs_diff"] <= 5e-2
+    assert parity["roundtrip_logits_max_abs_diff"] == 0.0

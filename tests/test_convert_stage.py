@@ -131,3 +131,8 @@ def test_mlflow_run_convert_and_main_entry_points(tmp_path, olmoe_model):
     assert len(runs) == 1 and runs[0].data.tags[STAGE_TAG] == "convert"
     assert runs[0].data.params["model.source"] == str(source)
     assert runs[0].data.metrics["parity/bypass_logits_max_abs_diff"] <= 1e-5
+
+
+def test_unsupported_dtype_is_named(tracking_store, capsys):
+    assert mygo_main(["convert", "convert.dtype=float8"]) == 2
+    assert "convert.dtype='float8' is not supported" in capsys.readouterr().err

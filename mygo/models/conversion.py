@@ -48,9 +48,10 @@ def convert_olmoe_to_select_moe(olmoe_model: PreTrainedModel, **select_config) -
     dtype = next(olmoe_model.parameters()).dtype
 
     # Skip random init of the copied weights (minutes for 7B params); only the gates need drawing.
+    # Built in the source's dtype rather than cast afterwards: a cast would also turn fp32 buffers
+    # (rotary frequencies) into bf16, which from_pretrained does not do, and the round trip would drift.
     with no_init_weights():
-        model = SelectMoeForCausalLM(config)
-    model.to(dtype)
+        model = SelectMoeForCausalLM._from_config(config, dtype=dtype)
     missing, unexpected = model.load_state_dict(olmoe_model.state_dict(), strict=False)
     gate_keys = {name for name, _ in _quality_gate_parameters(model)}
     if unexpected or set(missing) != gate_keys:
