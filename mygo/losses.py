@@ -34,26 +34,26 @@ QUALITY_LOSSES: Registry[PerTokenLoss] = Registry("quality_loss_type", BUILTIN_Q
 register_quality_loss = QUALITY_LOSSES.register
 
 
+def _averaging_units(values: torch.Tensor, mask: torch.Tensor, sample_wise: bool):
+    """What gets averaged, with its weights: real tokens, or each sample's mean over its real tokens."""
+    if not sample_wise:
+        return values, mask
+    counts = mask.sum(-1)
+    return (values * mask).sum(-1) / counts.clamp(min=1), (counts > 0).to(values.dtype)
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, sample_wise: bool) -> torch.Tensor:
     """Mean of values[b, s] over real tokens; sample-wise averages each sample first."""
-    if sample_wise:
-        per_sample = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-        has_tokens = (mask.sum(-1) > 0).to(values.dtype)
-        return (per_sample * has_tokens).sum() / has_tokens.sum().clamp(min=1)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+    units, weights = _averaging_units(values, mask, sample_wise)
+    return (units * weights).sum() / weights.sum().clamp(min=1)
 
 
 def _batch_moments(good_ratio: torch.Tensor, mask: torch.Tensor, sample_wise: bool):
     """Mean and (population) variance of good_ratio over real tokens or over per-sample means."""
-    if sample_wise:
-        counts = mask.sum(-1)
-        values = (good_ratio * mask).sum(-1) / counts.clamp(min=1)
-        weights = (counts > 0).to(good_ratio.dtype)
-    else:
-        values, weights = good_ratio, mask
+    units, weights = _averaging_units(good_ratio, mask, sample_wise)
     total = weights.sum().clamp(min=1)
-    mean = (values * weights).sum() / total
-    var = (((values - mean) ** 2) * weights).sum() / total
+    mean = (units * weights).sum() / total
+    var = (((units - mean) ** 2) * weights).sum() / total
     return mean, var
 
 
