@@ -32,6 +32,12 @@ def _run_convert(cfg: DictConfig) -> str:
     return run_convert(cfg)
 
 
+def _run_warmup(cfg: DictConfig) -> str | None:
+    from mygo.warmup import run_warmup
+
+    return run_warmup(cfg)
+
+
 def _run_pipeline(cfg: DictConfig) -> str:
     from mygo.pipeline import run_pipeline
 
@@ -49,6 +55,22 @@ COMMANDS = {
         },
         _run_convert,
         "convert an OLMoE checkpoint to Select-MoE and check parity",
+    ),
+    "warmup": Command(
+        "warmup",
+        {
+            "model": "model",
+            "convert_run": "convert_run",
+            "loss_type": "select_moe.quality_loss_type",
+            "quality_loss_weight": "select_moe.quality_loss_weight",
+            "trash_expert_mode": "select_moe.trash_expert_mode",
+            "learning_rate": "training.learning_rate",
+            "epochs": "training.epochs",
+            "peft_mode": "training.peft_mode",
+            "subset_ratio": "dataset.subset_ratio",
+        },
+        _run_warmup,
+        "warm up the quality gates (and router) of a converted model on a subset of the pool",
     ),
     "main": Command("main", {}, _run_pipeline, "run the pipeline on the configured setup, reusing finished runs"),
 }

@@ -11,8 +11,8 @@ import logging
 import mlflow
 from omegaconf import DictConfig
 
-from mygo.config import config_hash, load_config, split_overrides
-from mygo.tracking import CONFIG_HASH_TAG, find_finished_run, stage_run
+from mygo.config import load_config, split_overrides
+from mygo.tracking import run_or_reuse, stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +21,6 @@ def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
     """The stage's own config with the pipeline's tracking settings and its forwarded overrides."""
     tracking = [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
     return load_config(stage, tracking + split_overrides(cfg.stage_overrides.get(stage, "")))
-
-
-def run_or_reuse(stage: str, stage_cfg: DictConfig, runner) -> tuple[str, bool]:
-    finished = find_finished_run(stage, {CONFIG_HASH_TAG: config_hash(stage_cfg)})
-    if finished is not None:
-        logger.info("%s: reusing finished run %s", stage, finished.info.run_id)
-        return finished.info.run_id, True
-    return runner(stage_cfg), False
 
 
 def run_pipeline(cfg: DictConfig) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
@@ -33,12 +36,19 @@ def configure_tracking(cfg: DictConfig) -> None:
 
 @contextmanager
 def stage_run(
-    stage: str, cfg: DictConfig, upstream_run: str | None = None, run_name: str | None = None
-) -> Iterator[mlflow.ActiveRun]:
-    """Start (or, under `mlflow run`, continue) the stage's run with mygo's tags and the resolved config."""
+    stage: str, cfg: DictConfig, upstream_run: str | None = None, run_name: str | None = None, active: bool = True
+) -> Iterator[mlflow.ActiveRun | None]:
+    """Start (or, under `mlflow run`, continue) the stage's run with mygo's tags and the resolved config.
+
+    `active=False` (processes other than the main one in multi-process training) yields None and
+    records nothing, so that one launch makes one run.
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {list(STAGES)}")
     configure_tracking(cfg)
+    if not active:
+        yield None
+        return
     parent = mlflow.active_run()
     if parent is not None:  # a stage of a pipeline: a child run in the parent's experiment
         start = {"nested": True, "experiment_id": parent.info.experiment_id}
@@ -92,6 +102,24 @@ def find_finished_run(stage: str, tags: dict[str, str], experiment_names: list[s
         output_format="list",
     )
     return runs[0] if runs else None
+
+
+def run_or_reuse(stage: str, cfg: DictConfig, runner: Callable[[DictConfig], str]) -> tuple[str, bool]:
+    """A FINISHED run of `stage` with the same resolved config, else a new one: (run id, reused)."""
+    finished = find_finished_run(stage, {CONFIG_HASH_TAG: config_hash(cfg)})
+    if finished is not None:
+        logger.info("%s: reusing finished run %s", stage, finished.info.run_id)
+        return finished.info.run_id, True
+    return runner(cfg), False
+
+
+def log_pool_input(pool, context: str) -> None:
+    """The pool as an MLflow dataset input: its name, location and content digest."""
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(pool.data_dir.resolve()))
+    dataset = MetaDataset(source=source, name=f"pool:{','.join(pool.dataset_names)}", digest=pool.digest[:16])
+    mlflow.log_input(dataset, context=context)
 
 
 def model_dir_of(run: Run, artifact_path: str = "model") -> Path:

@@ -5,6 +5,7 @@ from mygo.models.conversion import (
     check_conversion_parity,
     convert_olmoe_to_select_moe,
     load_olmoe,
+    load_select_moe,
     parameter_counts,
 )
 from mygo.models.modeling_select_moe import (
@@ -21,6 +22,7 @@ __all__ = [
     "check_conversion_parity",
     "convert_olmoe_to_select_moe",
     "load_olmoe",
+    "load_select_moe",
     "parameter_counts",
     "register_select_moe",
     "register_trash_expert",

@@ -141,3 +141,14 @@ def check_conversion_parity(
         "bypass_logits_max_abs_diff": _max_abs_diff(source_logits, bypass_logits, batch["attention_mask"]),
         "roundtrip_logits_max_abs_diff": _max_abs_diff(gated_logits, reloaded_logits, batch["attention_mask"]),
     }
+
+
+def load_select_moe(
+    model_dir: str | Path, dtype: torch.dtype = torch.float32, **config_overrides
+) -> SelectMoeForCausalLM:
+    """A converted Select-MoE checkpoint, with Select-MoE fields (loss type, trash mode, ...) overridden."""
+    register_select_moe()
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.model_type != "select_moe":
+        raise ValueError(f"{model_dir}: expected a converted Select-MoE model, found model_type {config.model_type!r}")
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **config_overrides)

@@ -1,0 +1,216 @@
+"""The warmup stage: teach the quality gates which tokens the MoE output does not help.
+
+Reads the converted model from its convert run, trains only the router on a subset of the pool
+with the HF Trainer, and leaves in the run: the router weights (`router/weights.safetensors`), the
+resolved config, per-step loss and quality-gate metrics, and plots of per-sample good_ratio.
+Under `accelerate launch` every process trains; only the main one talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+from accelerate import PartialState
+from mlflow.entities import Run
+from omegaconf import DictConfig, OmegaConf, open_dict
+from transformers import AutoTokenizer, TrainingArguments
+
+from mygo import plots
+from mygo.config import load_config, split_overrides
+from mygo.data.chat import encoding_from_config, ensure_chat_template, tokenize_pool, tokenizing_processes
+from mygo.data.pool import NOISE_FIELD, load_configured_pool, take_subset
+from mygo.models import SelectMoeConfig, load_select_moe
+from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
+from mygo.router_training import (
+    PEFT_MODES,
+    MlflowMetrics,
+    NoiseProbe,
+    PoolCollator,
+    RouterTrainer,
+    merged_model,
+    prepare_router_training,
+)
+from mygo.tracking import UPSTREAM_TAG, check_upstream, get_run, log_pool_input, model_dir_of, run_or_reuse, stage_run
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "float32")
+
+
+def training_precision(setting: str) -> str:
+    if setting not in PRECISIONS:
+        raise ValueError(f"training.precision={setting!r} is not valid; choose one of {list(PRECISIONS)}")
+    if setting == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return setting
+
+
+def gradient_accumulation(training_cfg: DictConfig, processes: int) -> int:
+    """Steps to accumulate so that micro batches on all processes add up to the global batch."""
+    per_step = training_cfg.micro_batch_size * processes
+    if training_cfg.batch_size % per_step:
+        raise ValueError(
+            f"training.batch_size={training_cfg.batch_size} is not a multiple of micro_batch_size "
+            f"({training_cfg.micro_batch_size}) x processes ({processes})"
+        )
+    return training_cfg.batch_size // per_step
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Fail on bad settings before minutes of loading."""
+    SelectMoeConfig(**OmegaConf.to_container(cfg.select_moe))
+    if cfg.training.peft_mode not in PEFT_MODES:
+        raise ValueError(
+            f"training.peft_mode={cfg.training.peft_mode!r} is not valid; choose one of {list(PEFT_MODES)}"
+        )
+    if not 0 < cfg.dataset.subset_ratio <= 1:
+        raise ValueError(f"dataset.subset_ratio must be in (0, 1], got {cfg.dataset.subset_ratio}")
+    training_precision(cfg.training.precision)
+
+
+def convert_run_for(cfg: DictConfig) -> Run:
+    """The given convert run (checked), or a finished conversion of `cfg.model`, made first if there is none."""
+    if cfg.convert_run:
+        return check_upstream(cfg.convert_run, "convert")
+    from mygo.convert import run_convert
+
+    tracking = [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
+    convert_cfg = load_config(
+        "convert", [*tracking, f"model={cfg.model.name}", *split_overrides(cfg.convert_overrides)]
+    )
+    with open_dict(convert_cfg):
+        convert_cfg.model = cfg.model  # the warmup's preset, with any overrides it was given
+    run_id, reused = run_or_reuse("convert", convert_cfg, run_convert)
+    logger.info("convert run %s (%s)", run_id, "reused" if reused else "new")
+    return get_run(run_id)
+
+
+def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
+    """The tokenized training subset and the probe sample (with its noise labels, when the pool has them)."""
+    pool = load_configured_pool(cfg.dataset)
+    processes = tokenizing_processes(cfg.dataset.num_proc, len(pool.records))
+    tokenized = tokenize_pool(
+        pool, tokenizer, encoding_from_config(cfg.dataset), Path(cfg.dataset.cache_dir) / "tokenized", processes
+    )
+    usable = tokenized.filter(lambda count: count > 0, input_columns="num_label_tokens", desc="drop label-less")
+    if len(usable) == 0:
+        raise ValueError("no pool record keeps a label token after truncation; raise dataset.max_sequence_length")
+    train_set = take_subset(usable, cfg.dataset.subset_ratio, cfg.dataset.seed, cfg.dataset.shuffle)
+    probe_count = min(cfg.training.probe_samples, len(usable))
+    probe_set = (
+        take_subset(usable, probe_count / len(usable), cfg.dataset.seed + 1, shuffle=False) if probe_count else None
+    )
+    probe_noise = list(probe_set[NOISE_FIELD]) if probe_set is not None and pool.has_noise_labels else None
+    if is_main:
+        log_pool_input(pool, context="training")
+        mlflow.log_metrics(pool.stats.metrics())
+        mlflow.log_metrics(
+            {
+                "data/truncated": float(sum(tokenized["truncated"])),
+                "data/no_label_tokens": float(len(tokenized) - len(usable)),
+                "data/train_samples": float(len(train_set)),
+                "data/train_tokens": float(sum(train_set["length"])),
+            }
+        )
+    return train_set, probe_set, probe_noise
+
+
+def training_arguments(cfg: DictConfig, output_dir: Path, precision: str, processes: int) -> TrainingArguments:
+    training = cfg.training
+    return TrainingArguments(
+        output_dir=str(output_dir / "checkpoints"),
+        per_device_train_batch_size=training.micro_batch_size,
+        gradient_accumulation_steps=gradient_accumulation(training, processes),
+        learning_rate=training.learning_rate,
+        num_train_epochs=training.epochs,
+        weight_decay=training.weight_decay,
+        warmup_steps=training.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=training.lr_scheduler,
+        max_grad_norm=training.max_grad_norm,
+        seed=training.seed,
+        bf16=precision == "bf16",
+        gradient_checkpointing=training.gradient_checkpointing,
+        logging_steps=training.logging_steps,
+        save_strategy="steps" if training.save_steps else "no",
+        save_steps=training.save_steps or 500,
+        report_to="none",  # mygo logs to MLflow itself, under its own metric names
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+def log_router_plots(probe: NoiseProbe | None, probe_noise, history: list[dict]) -> None:
+    if probe is not None and probe.scores is not None:
+        quality = probe.scores.mean(axis=1)
+        plots.log_figure(
+            plots.good_ratio_histogram(quality, probe_noise, "per-sample good_ratio after warmup (probe sample)"),
+            "plots/good_ratio_histogram.png",
+        )
+        plots.log_figure(
+            plots.per_layer_bars(probe.scores, "good_ratio per layer (probe sample)"), "plots/good_ratio_per_layer.png"
+        )
+    if history:
+        plots.log_figure(plots.per_layer_curves(history), "plots/good_ratio_per_layer_over_steps.png")
+
+
+def run_warmup(cfg: DictConfig) -> str | None:
+    """Warm up the router; returns the MLflow run ID (None on processes other than the main one)."""
+    check_settings(cfg)
+    state = PartialState()
+    started = time.perf_counter()
+    with stage_run(
+        "warmup", cfg, run_name=f"warmup-{cfg.select_moe.quality_loss_type}", active=state.is_main_process
+    ) as run:
+        with state.main_process_first():  # the main process converts and tokenizes; the others reuse
+            convert_run = convert_run_for(cfg)
+            model_dir = model_dir_of(convert_run)
+            tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
+            train_set, probe_set, probe_noise = prepare_data(cfg, tokenizer, state.is_main_process)
+        run_id = run.info.run_id if run else None
+        if run:
+            mlflow.set_tag(UPSTREAM_TAG, convert_run.info.run_id)
+        output_dir = Path(cfg.training.output_dir) / (run_id or "worker")
+
+        precision = training_precision(cfg.training.precision)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        model = load_select_moe(model_dir, dtype=dtype, **OmegaConf.to_container(cfg.select_moe))
+        model = prepare_router_training(model, cfg.training)
+        collator = PoolCollator(tokenizer)
+        metrics = MlflowMetrics()
+        callbacks = [metrics]
+        probe = None
+        if probe_set is not None:
+            probe = NoiseProbe(
+                probe_set, probe_noise, collator, cfg.training.probe_every, cfg.training.probe_batch_size
+            )
+            callbacks.append(probe)
+        trainer = RouterTrainer(
+            model=model,
+            args=training_arguments(cfg, output_dir, precision, state.num_processes),
+            train_dataset=train_set,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+        result = trainer.train()
+        if not run:
+            return None
+
+        weights = save_router_weights(merged_model(trainer.model), output_dir / "router" / ROUTER_WEIGHTS_FILE)
+        mlflow.log_artifact(str(weights), "router")
+        log_router_plots(probe, probe_noise, metrics.history)
+        seconds = time.perf_counter() - started
+        mlflow.log_metrics(
+            {
+                "warmup/seconds": seconds,
+                "train/tokens_per_s": sum(train_set["length"]) * cfg.training.epochs / result.metrics["train_runtime"],
+                "train/final_loss": result.training_loss,
+            }
+        )
+        logger.info("warmup run %s finished in %.0f s; router weights %s", run_id, seconds, weights)
+        return run_id
