@@ -60,7 +60,7 @@ COMMANDS = {
         "warmup",
         {
             "model": "model",
-            "convert_run": "convert_run",
+            "convert_run": "upstream.convert_run",
             "loss_type": "select_moe.quality_loss_type",
             "quality_loss_weight": "select_moe.quality_loss_weight",
             "trash_expert_mode": "select_moe.trash_expert_mode",

@@ -27,12 +27,23 @@ def config_dir() -> Path:
 
 
 def split_overrides(overrides: str | list[str] | None) -> list[str]:
-    """`-P overrides="a.b=1 c=2"` arrives as one string; Hydra wants a list."""
+    """`-P overrides="a.b=1 c=2"` arrives as one string; Hydra wants a list.
+
+    Split like a shell; a value that holds '=' or spaces (overrides forwarded to another stage,
+    `convert_overrides='convert.dtype=bfloat16 convert.parity_seed=1'`) is quoted again for Hydra.
+    """
     if overrides is None:
         return []
     if isinstance(overrides, str):
-        return shlex.split(overrides)
+        return [_quote_value(override) for override in shlex.split(overrides)]
     return list(overrides)
+
+
+def _quote_value(override: str) -> str:
+    key, sep, value = override.partition("=")
+    if not sep or value[:1] in ("[", "{", "'", '"') or not ("=" in value or " " in value):
+        return override
+    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def load_config(stage: str, overrides: str | list[str] | None = None) -> DictConfig:

@@ -74,13 +74,13 @@ def check_settings(cfg: DictConfig) -> None:
 
 def convert_run_for(cfg: DictConfig) -> Run:
     """The given convert run (checked), or a finished conversion of `cfg.model`, made first if there is none."""
-    if cfg.convert_run:
-        return check_upstream(cfg.convert_run, "convert")
+    if cfg.upstream.convert_run:
+        return check_upstream(cfg.upstream.convert_run, "convert")
     from mygo.convert import run_convert
 
     tracking = [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
     convert_cfg = load_config(
-        "convert", [*tracking, f"model={cfg.model.name}", *split_overrides(cfg.convert_overrides)]
+        "convert", [*tracking, f"model={cfg.model.name}", *split_overrides(cfg.upstream.convert_overrides)]
     )
     with open_dict(convert_cfg):
         convert_cfg.model = cfg.model  # the warmup's preset, with any overrides it was given

@@ -1,0 +1,130 @@
+"""The warmup stage end to end on tiny real models, a real demo pool and a real MLflow store."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mygo.cli import main as mygo_main
+from mygo.config import load_config
+from mygo.models import load_select_moe
+from mygo.models.router_weights import load_router_weights, router_state_dict
+from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, model_dir_of
+from mygo.warmup import run_warmup
+from tests.test_convert_stage import QUICK_TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quick_warmup_overrides(tmp_path: Path) -> list[str]:
+    """The default tiny setup, shrunk to seconds: a small demo pool, short sequences, a few steps."""
+    return [
+        *QUICK_TINY,
+        f"upstream.convert_overrides='convert.output_dir={tmp_path / 'convert'}'",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+        "dataset.demo.num_samples=120",
+        "dataset.max_sequence_length=192",
+        "dataset.subset_ratio=0.4",
+        "training.batch_size=8",
+        "training.micro_batch_size=4",
+        "training.logging_steps=2",
+        "training.probe_samples=40",
+        "training.probe_every=3",
+        f"training.output_dir={tmp_path / 'warmup'}",
+    ]
+
+
+def artifact_paths(run_id: str, path: str = "") -> set[str]:
+    paths = set()
+    for info in mlflow.MlflowClient().list_artifacts(run_id, path):
+        paths |= artifact_paths(run_id, info.path) if info.is_dir else {info.path}
+    return paths
+
+
+def router_weights_of(run_id: str) -> str:
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="router/weights.safetensors")
+
+
+@pytest.mark.timeout(600)
+def test_warmup_trains_the_router_and_records_everything(tracking_store, tmp_path, capsys):
+    run = mlflow.get_run(run_warmup(load_config("warmup", quick_warmup_overrides(tmp_path))))
+    assert run.info.status == "FINISHED" and run.data.tags[STAGE_TAG] == "warmup"
+    convert = mlflow.get_run(run.data.tags[UPSTREAM_TAG])
+    assert convert.data.tags[STAGE_TAG] == "convert" and convert.info.status == "FINISHED"
+
+    metrics = mlflow.MlflowClient().get_metric_history
+    for name in ("loss/total", "loss/lm", "loss/quality", "loss/load_balancing", "quality_gate/good_ratio_mean"):
+        assert len(metrics(run.info.run_id, name)) >= 2, name
+    logged = run.data.metrics
+    per_layer = {f"quality_gate/layer_{layer:02d}/good_ratio_mean" for layer in range(2)}
+    assert {"quality_gate/good_ratio_std", *per_layer} <= set(logged)
+    assert logged["loss/load_balancing"] == 0.0  # off by default, as upstream
+    assert logged["data/pool_records"] == 120 and logged["data/truncated"] >= logged["data/no_label_tokens"]
+    assert logged["data/train_samples"] == round(0.4 * (120 - logged["data/no_label_tokens"]))
+    assert {"probe/good_ratio_clean", "probe/good_ratio_noisy", "probe/noise_auroc"} <= set(logged)
+    assert run.data.params["training.peft_mode"] == "full_rank" and run.data.params["dataset.name"] == "demo"
+
+    assert {
+        "router/weights.safetensors",
+        "config/resolved.yaml",
+        "plots/good_ratio_histogram.png",
+        "plots/good_ratio_per_layer.png",
+        "plots/good_ratio_per_layer_over_steps.png",
+    } <= artifact_paths(run.info.run_id)
+    (pool_input,) = run.inputs.dataset_inputs
+    assert pool_input.dataset.name == "pool:cot,dolly,flan_v2,oasst1" and len(pool_input.dataset.digest) == 16
+
+    # The saved weights are exactly the router's, they moved, and they load into the converted model.
+    weights_file = router_weights_of(run.info.run_id)
+    saved = load_file(weights_file)
+    converted = load_select_moe(model_dir_of(convert))
+    initial = router_state_dict(converted)
+    assert set(saved) == set(initial)
+    assert all(not torch.equal(saved[name], initial[name]) for name in saved)
+    load_router_weights(converted, weights_file)
+    assert all(torch.equal(router_state_dict(converted)[name], saved[name]) for name in saved)
+
+    # LoRA on the router, from the same conversion: the same weights file layout.
+    from_convert = [*quick_warmup_overrides(tmp_path), f"upstream.convert_run={convert.info.run_id}"]
+    lora = mlflow.get_run(run_warmup(load_config("warmup", [*from_convert, "training.peft_mode=lora"])))
+    assert lora.data.tags[UPSTREAM_TAG] == convert.info.run_id
+    lora_file = router_weights_of(lora.info.run_id)
+    assert set(load_file(lora_file)) == set(saved)
+
+    # Bad input, each named, before any training.
+    def cli_error(*overrides: str) -> str:
+        base = [*quick_warmup_overrides(tmp_path), f"upstream.convert_run={convert.info.run_id}"]
+        assert mygo_main(["warmup", *base, *overrides]) == 2
+        return capsys.readouterr().err
+
+    assert "is a warmup run, expected a convert run" in cli_error(f"upstream.convert_run={run.info.run_id}")
+    error = cli_error("dataset.dataset_names=[dolly,wiki]")
+    assert "['wiki'] not found" in error and "found: ['cot', 'dolly', 'flan_v2', 'oasst1']" in error
+    assert str(tmp_path / "nowhere") in cli_error(f"dataset.data_dir={tmp_path / 'nowhere'}")
+    assert "training.peft_mode='qlora'" in cli_error("training.peft_mode=qlora")
+    assert "quality_loss_type='hinge'" in cli_error("select_moe.quality_loss_type=hinge")
+
+
+@pytest.mark.timeout(600)
+def test_mlflow_run_warmup_entry_point_with_named_parameters(tracking_store, tmp_path):
+    """The MLproject wiring, for real: `mlflow run . --env-manager local -e warmup -P ...`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": tracking_store, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    overrides = " ".join(quick_warmup_overrides(tmp_path))
+    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "warmup", "--experiment-name", "mygo"]
+    command += ["-P", "loss_type=mse", "-P", "learning_rate=0.05", "-P", "peft_mode=lora", "-P", "epochs=2"]
+    command += ["-P", f"overrides={overrides}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.`mygo.stage` = 'warmup'", output_format="list"
+    )
+    params = run.data.params
+    assert params["select_moe.quality_loss_type"] == "mse" and params["training.peft_mode"] == "lora"
+    assert params["training.learning_rate"] == "0.05" and params["training.epochs"] == "2"
+    assert run.info.status == "FINISHED" and run.data.metrics["train/epoch"] == 2.0
