@@ -9,12 +9,13 @@ Under `accelerate launch` every process trains; only the main one talks to MLflo
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 import mlflow
 import torch
-from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import AutoTokenizer, TrainingArguments
@@ -119,10 +120,12 @@ def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
     return train_set, probe_set, probe_noise
 
 
-def training_arguments(cfg: DictConfig, output_dir: Path, precision: str, processes: int) -> TrainingArguments:
+def training_arguments(cfg: DictConfig, precision: str) -> TrainingArguments:
+    """The Trainer's arguments; creating them joins the process group under `accelerate launch`/`torchrun`."""
     training = cfg.training
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by every distributed launcher
     return TrainingArguments(
-        output_dir=str(output_dir / "checkpoints"),
+        output_dir=training.output_dir,  # per run below, once the run ID is known
         per_device_train_batch_size=training.micro_batch_size,
         gradient_accumulation_steps=gradient_accumulation(training, processes),
         learning_rate=training.learning_rate,
@@ -141,6 +144,7 @@ def training_arguments(cfg: DictConfig, output_dir: Path, precision: str, proces
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),  # several CPU processes then join one gloo group
     )
 
 
@@ -161,22 +165,25 @@ def log_router_plots(probe: NoiseProbe | None, probe_noise, history: list[dict])
 def run_warmup(cfg: DictConfig) -> str | None:
     """Warm up the router; returns the MLflow run ID (None on processes other than the main one)."""
     check_settings(cfg)
-    state = PartialState()
     started = time.perf_counter()
-    with stage_run(
-        "warmup", cfg, run_name=f"warmup-{cfg.select_moe.quality_loss_type}", active=state.is_main_process
-    ) as run:
-        with state.main_process_first():  # the main process converts and tokenizes; the others reuse
+    precision = training_precision(cfg.training.precision)
+    args = training_arguments(cfg, precision)
+    is_main = args.process_index == 0
+    run_name = f"warmup-{cfg.select_moe.quality_loss_type}"
+    with stage_run("warmup", cfg, run_name=run_name, active=is_main) as run:
+        with args.main_process_first(desc="convert and tokenize"):  # the others then reuse both
             convert_run = convert_run_for(cfg)
             model_dir = model_dir_of(convert_run)
             tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
-            train_set, probe_set, probe_noise = prepare_data(cfg, tokenizer, state.is_main_process)
+            train_set, probe_set, probe_noise = prepare_data(cfg, tokenizer, is_main)
         run_id = run.info.run_id if run else None
+        if args.world_size > 1:  # every process checkpoints into the main process's run directory
+            run_id = broadcast_object_list([run_id], from_process=0)[0]
         if run:
             mlflow.set_tag(UPSTREAM_TAG, convert_run.info.run_id)
-        output_dir = Path(cfg.training.output_dir) / (run_id or "worker")
+        output_dir = Path(cfg.training.output_dir) / run_id
+        args.output_dir = str(output_dir / "checkpoints")
 
-        precision = training_precision(cfg.training.precision)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = load_select_moe(model_dir, dtype=dtype, **OmegaConf.to_container(cfg.select_moe))
         model = prepare_router_training(model, cfg.training)
@@ -191,14 +198,14 @@ def run_warmup(cfg: DictConfig) -> str | None:
             callbacks.append(probe)
         trainer = RouterTrainer(
             model=model,
-            args=training_arguments(cfg, output_dir, precision, state.num_processes),
+            args=args,
             train_dataset=train_set,
             data_collator=collator,
             processing_class=tokenizer,
             callbacks=callbacks,
         )
         result = trainer.train()
-        if not run:
+        if not is_main:
             return None
 
         weights = save_router_weights(merged_model(trainer.model), output_dir / "router" / ROUTER_WEIGHTS_FILE)

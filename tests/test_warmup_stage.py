@@ -1,5 +1,6 @@
 """The warmup stage end to end on tiny real models, a real demo pool and a real MLflow store."""
 
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
+from mygo.convert import run_convert
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights, router_state_dict
 from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, model_dir_of
@@ -128,3 +130,33 @@ def test_mlflow_run_warmup_entry_point_with_named_parameters(tracking_store, tmp
     assert params["select_moe.quality_loss_type"] == "mse" and params["training.peft_mode"] == "lora"
     assert params["training.learning_rate"] == "0.05" and params["training.epochs"] == "2"
     assert run.info.status == "FINISHED" and run.data.metrics["train/epoch"] == 2.0
+
+
+@pytest.mark.timeout(600)
+def test_two_processes_train_one_run(tracking_store, tmp_path):
+    """`torchrun --nproc_per_node 2` (as `accelerate launch` does): two processes, one gloo group, one MLflow run."""
+    convert_run = run_convert(load_config("convert", [*QUICK_TINY, f"convert.output_dir={tmp_path / 'convert'}"]))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": tracking_store, "OMP_NUM_THREADS": "1"}
+    overrides = [
+        *quick_warmup_overrides(tmp_path),
+        f"upstream.convert_run={convert_run}",
+        "training.micro_batch_size=4",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "entrypoints" / "warmup.py"),
+    ]
+    result = subprocess.run([*command, *overrides], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.`mygo.stage` = 'warmup'", output_format="list"
+    )
+    # batch 8 = micro batch 4 x 2 processes: no accumulation, each process takes half the samples per step
+    steps = run.data.metrics["train/steps_per_s"] * run.data.metrics["train/runtime_s"]
+    assert round(steps) == math.ceil(run.data.metrics["data/train_samples"] / 8)
+    assert run.info.status == "FINISHED" and "router/weights.safetensors" in artifact_paths(run.info.run_id)
