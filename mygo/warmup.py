@@ -144,6 +144,7 @@ def training_arguments(cfg: DictConfig, precision: str) -> TrainingArguments:
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),  # several CPU processes then join one gloo group
     )
 

@@ -46,7 +46,7 @@ def is_heldout(document: Document, heldout_percent: int) -> bool:
 def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: list[str], block_size: int, max_tokens: int):
     """Concatenate documents separated by EOS and cut them into [num_blocks, block_size] token blocks."""
     ids: list[int] = []
-    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+    for encoded in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
         ids.extend(encoded)
         ids.append(tokenizer.eos_token_id)
         if len(ids) >= max_tokens:
