@@ -38,6 +38,12 @@ def _run_warmup(cfg: DictConfig) -> str | None:
     return run_warmup(cfg)
 
 
+def _run_score(cfg: DictConfig) -> str | None:
+    from mygo.score import run_score
+
+    return run_score(cfg)
+
+
 def _run_pipeline(cfg: DictConfig) -> str:
     from mygo.pipeline import run_pipeline
 
@@ -71,6 +77,12 @@ COMMANDS = {
         },
         _run_warmup,
         "warm up the quality gates (and router) of a converted model on a subset of the pool",
+    ),
+    "score": Command(
+        "score",
+        {"warmup_run": "upstream.warmup_run", "dataset_overrides": "dataset_overrides"},
+        _run_score,
+        "score the pool with a warmup run's router: per-sample quality and router-logit features",
     ),
     "main": Command("main", {}, _run_pipeline, "run the pipeline on the configured setup, reusing finished runs"),
 }

@@ -1,0 +1,152 @@
+"""Router data: what scoring keeps of every pool sample, as shards that memory-map.
+
+A shard holds, for a set of pool rows, `quality` [rows, layers] (mean good_ratio over each sample's
+real tokens) and `features` [rows, layers, experts] (mean MoE router logits) as `.npy` files, plus
+the pool `rows` they belong to. Its `.json` manifest, written last, carries the SHA-256 of each file:
+a shard is complete exactly when its manifest exists and the checksums match, so a run killed while
+writing leaves nothing that passes for finished, and a corrupt shard is named and scored again.
+
+`index.parquet` lists every pool row (id, source, length, and the injected-noise label when the
+pool has one). `load_router_data` puts the shards back in pool order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SHARD_FORMAT_VERSION = 1
+INDEX_FILE = "index.parquet"
+ARRAYS = ("rows", "quality", "features")
+
+
+class RouterDataError(ValueError):
+    """Router data on disk is incomplete or corrupt; the message names the shard or file."""
+
+
+@dataclass
+class RouterData:
+    index: pd.DataFrame  # one row per pool sample, in pool order
+    quality: np.ndarray  # [samples, layers] float32
+    features: np.ndarray  # [samples, layers, experts]
+
+    @property
+    def sample_quality(self) -> np.ndarray:
+        """One quality per sample: the mean over layers."""
+        return self.quality.mean(axis=1)
+
+
+def plan_shards(lengths: np.ndarray, shard_size: int) -> list[np.ndarray]:
+    """Pool rows per shard, longest samples first: batches of similar length, and memory peaks early."""
+    if shard_size < 1:
+        raise ValueError(f"score.shard_size must be >= 1, got {shard_size}")
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[start : start + shard_size] for start in range(0, len(order), shard_size)]
+
+
+def _shard_stem(directory: Path, shard: int) -> Path:
+    return directory / f"shard-{shard:05d}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+
+
+def write_shard(directory: Path, shard: int, rows: np.ndarray, quality: np.ndarray, features: np.ndarray) -> None:
+    """Write one shard: arrays first, the checksummed manifest last."""
+    stem = _shard_stem(directory, shard)
+    arrays = {"rows": rows.astype(np.int64), "quality": quality.astype(np.float32), "features": features}
+    checksums = {}
+    for name, array in arrays.items():
+        path = stem.with_name(f"{stem.name}.{name}.npy")
+        _atomic_save(path, array)
+        checksums[name] = _sha256(path)
+    manifest = {"format_version": SHARD_FORMAT_VERSION, "samples": len(rows), "sha256": checksums}
+    temporary = stem.with_name(stem.name + ".json.tmp")
+    temporary.write_text(json.dumps(manifest, indent=1))
+    temporary.replace(stem.with_name(stem.name + ".json"))
+
+
+def shard_problem(directory: Path, shard: int, expected_rows: np.ndarray | None = None) -> str | None:
+    """Why the shard is not complete and intact (None when it is)."""
+    stem = _shard_stem(directory, shard)
+    manifest_path = stem.with_name(stem.name + ".json")
+    if not manifest_path.is_file():
+        return f"{manifest_path.name} missing (not finished)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        checksums = manifest["sha256"]
+    except (json.JSONDecodeError, KeyError) as error:
+        return f"{manifest_path.name} unreadable: {error}"
+    for name in ARRAYS:
+        path = stem.with_name(f"{stem.name}.{name}.npy")
+        if not path.is_file():
+            return f"{path.name} missing"
+        if _sha256(path) != checksums.get(name):
+            return f"{path.name} does not match its checksum (truncated or corrupt)"
+    if expected_rows is not None:
+        rows = np.load(stem.with_name(f"{stem.name}.rows.npy"))
+        if not np.array_equal(rows, expected_rows):
+            return f"{stem.name} holds other pool rows than planned (scored with other settings?)"
+    return None
+
+
+def write_index(directory: Path, index: pd.DataFrame) -> None:
+    temporary = directory / (INDEX_FILE + ".tmp")
+    index.to_parquet(temporary, index=False)
+    temporary.replace(directory / INDEX_FILE)
+
+
+def shard_numbers(directory: Path) -> list[int]:
+    return sorted(int(path.name.split("-")[1].split(".")[0]) for path in directory.glob("shard-*.json"))
+
+
+def load_router_data(directory: str | Path) -> RouterData:
+    """All shards, checked and put back in pool order; shard arrays are memory-mapped while merging."""
+    directory = Path(directory)
+    index_path = directory / INDEX_FILE
+    if not index_path.is_file():
+        raise RouterDataError(f"{index_path} missing: not router data, or scoring did not finish")
+    index = pd.read_parquet(index_path)
+    shards = shard_numbers(directory)
+    quality = features = None
+    filled = np.zeros(len(index), dtype=bool)
+    for shard in shards:
+        problem = shard_problem(directory, shard)
+        if problem:
+            raise RouterDataError(f"{directory}: {problem}")
+        stem = _shard_stem(directory, shard)
+        rows = np.load(stem.with_name(f"{stem.name}.rows.npy"))
+        shard_quality = np.load(stem.with_name(f"{stem.name}.quality.npy"), mmap_mode="r")
+        shard_features = np.load(stem.with_name(f"{stem.name}.features.npy"), mmap_mode="r")
+        if quality is None:
+            quality = np.empty((len(index), *shard_quality.shape[1:]), dtype=np.float32)
+            features = np.empty((len(index), *shard_features.shape[1:]), dtype=shard_features.dtype)
+        if rows.size and (rows.max() >= len(index) or filled[rows].any()):
+            raise RouterDataError(f"{directory}: {stem.name} holds rows outside the index or already filled")
+        quality[rows] = shard_quality
+        features[rows] = shard_features
+        filled[rows] = True
+    if quality is None or not filled.all():
+        missing = int((~filled).sum())
+        raise RouterDataError(f"{directory}: {missing} of {len(index)} pool samples are in no shard")
+    return RouterData(index=index, quality=quality, features=features)

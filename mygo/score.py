@@ -1,0 +1,197 @@
+"""The score stage: run the pool through the warmed-up router once and keep what selection needs.
+
+Per sample and layer it keeps the mean good_ratio (quality) and the mean MoE router logits (the
+clustering feature), over real tokens only. Only the decoder runs (no LM head), in inference mode,
+on batches of similar length (rows are sorted by length and cut by a token budget).
+
+The work is planned as shards before it starts and each shard is written atomically with checksums
+(`mygo.router_data`), so re-running the same scoring continues after the last complete shard, and
+several processes (`accelerate launch`/`torchrun`) each take every N-th shard of one plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from omegaconf import DictConfig, OmegaConf, open_dict
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from mygo import plots
+from mygo.config import config_hash, split_overrides
+from mygo.data.chat import encoding_from_config, ensure_chat_template, tokenize_pool, tokenizing_processes
+from mygo.data.pool import NOISE_FIELD, load_configured_pool
+from mygo.models import load_select_moe
+from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, load_router_weights
+from mygo.router_data import load_router_data, plan_shards, shard_problem, write_index, write_shard
+from mygo.router_outputs import per_sample_quality, per_sample_router_logits
+from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, model_dir_of, stage_run
+
+logger = logging.getLogger(__name__)
+
+ROUTER_DATA_PATH_TAG = "mygo.router_data_path"
+WARMUP_ONLY_KEYS = ("subset_ratio", "seed", "shuffle")  # how warmup sampled the pool; scoring takes all of it
+INDEX_COLUMNS = ("id", "dataset", "length", "file", "line")
+
+
+def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
+    """The warmup run's pool settings (the same pool, encoded the same way), with overrides applied."""
+    resolved = mlflow.artifacts.load_text(f"runs:/{warmup_run.info.run_id}/config/resolved.yaml")
+    dataset = OmegaConf.create(resolved).dataset
+    dataset = OmegaConf.create({k: v for k, v in OmegaConf.to_container(dataset).items() if k not in WARMUP_ONLY_KEYS})
+    for override in split_overrides(dataset_overrides):
+        key, _, _ = override.partition("=")
+        if OmegaConf.select(dataset, key, default="__missing__") == "__missing__":
+            raise ValueError(f"dataset_overrides: no key {key!r} in the pool settings; keys: {sorted(dataset.keys())}")
+    return OmegaConf.merge(dataset, OmegaConf.from_dotlist(split_overrides(dataset_overrides)))
+
+
+def router_weights_of(warmup_run_id: str) -> str:
+    return mlflow.artifacts.download_artifacts(run_id=warmup_run_id, artifact_path=f"router/{ROUTER_WEIGHTS_FILE}")
+
+
+def length_batches(lengths: np.ndarray, max_batch_tokens: int, max_batch_size: int) -> list[slice]:
+    """Consecutive slices of length-sorted rows whose padded size stays within the token budget."""
+    batches, start = [], 0
+    while start < len(lengths):
+        longest = int(lengths[start])
+        size = max(1, min(max_batch_size, max_batch_tokens // max(longest, 1)))
+        batches.append(slice(start, min(start + size, len(lengths))))
+        start += size
+    return batches
+
+
+@torch.inference_mode()
+def score_rows(model, sequences: list[list[int]], pad_id: int, cfg: DictConfig, feature_dtype, progress) -> tuple:
+    """Quality [rows, layers] and features [rows, layers, experts] of length-sorted token sequences."""
+    device = next(model.parameters()).device
+    lengths = np.array([len(s) for s in sequences])
+    qualities, features = [], []
+    for batch in length_batches(lengths, cfg.score.max_batch_tokens, cfg.score.max_batch_size):
+        rows = sequences[batch]
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        # The decoder alone: the router outputs are all scoring needs, so the LM head never runs.
+        outputs = model.model(input_ids=input_ids, attention_mask=attention_mask, output_router_logits=True)
+        qualities.append(per_sample_quality(outputs.router_logits, attention_mask).float().cpu())
+        pooled = per_sample_router_logits(outputs.router_logits, attention_mask)
+        features.append(pooled.to(feature_dtype).cpu())
+        progress.update(len(rows))
+    return torch.cat(qualities).numpy(), torch.cat(features).numpy()
+
+
+def scoring_key(cfg: DictConfig, warmup_run_id: str, pool_digest: str) -> str:
+    """What decides the scores: the same key continues the same work directory."""
+    return config_hash(
+        OmegaConf.create({"warmup_run": warmup_run_id, "pool": pool_digest, "dataset": cfg.dataset, "score": cfg.score})
+    )
+
+
+def _index_frame(tokenized) -> pd.DataFrame:  # noqa: F821 - pandas comes with datasets
+    columns = [c for c in (*INDEX_COLUMNS, NOISE_FIELD) if c in tokenized.column_names]
+    return tokenized.select_columns(columns).to_pandas()
+
+
+def log_score_results(work_dir: Path, started: float, totals: list[tuple[int, int, float]], reused: int) -> None:
+    data = load_router_data(work_dir)
+    quality = data.sample_quality
+    samples = sum(t[0] for t in totals)
+    tokens = sum(t[1] for t in totals)
+    seconds = max(max((t[2] for t in totals), default=0.0), 1e-9)
+    metrics = {
+        "score/samples": float(len(quality)),
+        "score/scored_now": float(samples),
+        "score/shards_reused": float(reused),
+        "score/samples_per_s": samples / seconds,
+        "score/tokens_per_s": tokens / seconds,
+        "score/seconds": time.perf_counter() - started,
+        "score/quality_mean": float(quality.mean()),
+        "score/quality_std": float(quality.std()),
+    }
+    for source, mean in data.index.assign(quality=quality).groupby("dataset")["quality"].mean().items():
+        metrics[f"score/quality_mean/{source}"] = float(mean)
+    noise = None
+    if NOISE_FIELD in data.index.columns:
+        noise = [kind if isinstance(kind, str) else None for kind in data.index[NOISE_FIELD]]
+        noisy = np.array([kind is not None for kind in noise])
+        if noisy.any() and (~noisy).any():
+            metrics["noise/auroc"] = float(roc_auc_score(~noisy, quality))
+            metrics["noise/fraction_pool"] = float(noisy.mean())
+    mlflow.log_metrics(metrics)
+    plots.log_figure(
+        plots.good_ratio_histogram(quality, noise, "per-sample quality of the pool"), "plots/quality_histogram.png"
+    )
+    mlflow.log_artifacts(str(work_dir), "router_data")
+    mlflow.set_tag(ROUTER_DATA_PATH_TAG, str(work_dir.resolve()))
+    logger.info("scored %d samples (%d now, %d shards reused): %s", len(quality), samples, reused, metrics)
+
+
+def run_score(cfg: DictConfig) -> str | None:
+    """Score the pool with a warmup run's router; returns the MLflow run ID (None on non-main processes)."""
+    if not cfg.upstream.warmup_run:
+        raise ValueError("score needs a warmup run: -P warmup_run=<run id> (upstream.warmup_run)")
+    warmup = check_upstream(cfg.upstream.warmup_run, "warmup")
+    convert = check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")
+    with open_dict(cfg):
+        cfg.dataset = pool_settings(warmup, cfg.dataset_overrides)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    started = time.perf_counter()
+    with stage_run("score", cfg, upstream_run=warmup.info.run_id, active=state.is_main_process) as run:
+        model_dir = model_dir_of(convert)
+        tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
+        with state.main_process_first():
+            pool = load_configured_pool(cfg.dataset)
+            processes = tokenizing_processes(cfg.dataset.num_proc, len(pool.records))
+            encoding = encoding_from_config(cfg.dataset)
+            tokenized = tokenize_pool(pool, tokenizer, encoding, Path(cfg.dataset.cache_dir) / "tokenized", processes)
+        work_dir = Path(cfg.score.output_dir) / scoring_key(cfg, warmup.info.run_id, pool.digest)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        plan = plan_shards(np.array(tokenized["length"]), cfg.score.shard_size)
+        if state.is_main_process:
+            log_pool_input(pool, context="scoring")
+            write_index(work_dir, _index_frame(tokenized))
+
+        mine = list(range(state.process_index, len(plan), state.num_processes))
+        todo = [shard for shard in mine if shard_problem(work_dir, shard, plan[shard])]
+        reused = len(mine) - len(todo)
+        logger.info("%s: %d shards to score, %d complete already", work_dir, len(todo), reused)
+
+        precision = "bf16" if torch.cuda.is_available() and cfg.score.precision in ("auto", "bf16") else "float32"
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        model = load_select_moe(model_dir, dtype=dtype).to(state.device).eval()
+        weights = mlflow.artifacts.download_artifacts(
+            run_id=warmup.info.run_id, artifact_path=f"router/{ROUTER_WEIGHTS_FILE}"
+        )
+        load_router_weights(model, weights)
+
+        feature_dtype = getattr(torch, cfg.score.feature_dtype)
+        samples = tokens = 0
+        scoring_started = time.perf_counter()
+        with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
+            for shard in todo:
+                rows = plan[shard]
+                sequences = tokenized.select(rows)["input_ids"]
+                quality, features = score_rows(model, sequences, tokenizer.pad_token_id, cfg, feature_dtype, progress)
+                write_shard(work_dir, shard, rows, quality, features)
+                samples += len(rows)
+                tokens += sum(len(s) for s in sequences)
+        totals = gather_object([(samples, tokens, time.perf_counter() - scoring_started)])
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return None
+        log_score_results(work_dir, started, totals, reused)
+        return run.info.run_id
