@@ -44,6 +44,12 @@ def _run_score(cfg: DictConfig) -> str | None:
     return run_score(cfg)
 
 
+def _run_select(cfg: DictConfig) -> str:
+    from mygo.select import run_select
+
+    return run_select(cfg)
+
+
 def _run_pipeline(cfg: DictConfig) -> str:
     from mygo.pipeline import run_pipeline
 
@@ -83,6 +89,19 @@ COMMANDS = {
         {"warmup_run": "upstream.warmup_run", "dataset_overrides": "dataset_overrides"},
         _run_score,
         "score the pool with a warmup run's router: per-sample quality and router-logit features",
+    ),
+    "select": Command(
+        "select",
+        {
+            "score_run": "upstream.score_run",
+            "selection_percentage": "selection.percentage",
+            "strategy": "selection.strategy",
+            "clustering_method": "clustering.method",
+            "k": "clustering.kmeans.k",
+            "min_cluster_size": "clustering.hdbscan.min_cluster_size",
+        },
+        _run_select,
+        "cluster the scored pool by router logits and select a subset (round robin over clusters)",
     ),
     "main": Command("main", {}, _run_pipeline, "run the pipeline on the configured setup, reusing finished runs"),
 }

@@ -1,12 +1,15 @@
 """The `main` entry point: chain the stages as child runs of one pipeline run, reusing finished ones.
 
-As in MLflow's multistep workflow example, a stage whose resolved config matches a FINISHED run
-of that stage is not run again; the pipeline records which runs it reused.
+As in MLflow's multistep workflow example, a stage whose resolved config (which includes the run
+it builds on) matches a FINISHED run of that stage is not run again; the pipeline records which
+runs it used and which it reused.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import mlflow
 from omegaconf import DictConfig
@@ -17,18 +20,39 @@ from mygo.tracking import run_or_reuse, stage_run
 logger = logging.getLogger(__name__)
 
 
-def stage_config(cfg: DictConfig, stage: str) -> DictConfig:
-    """The stage's own config with the pipeline's tracking settings and its forwarded overrides."""
+def _runners() -> dict[str, Callable[[DictConfig], str]]:
+    from mygo.convert import run_convert
+    from mygo.score import run_score
+    from mygo.select import run_select
+    from mygo.warmup import run_warmup
+
+    return {"convert": run_convert, "warmup": run_warmup, "score": run_score, "select": run_select}
+
+
+# Each stage after the first names the run it builds on under this config key.
+UPSTREAM_KEY = {"warmup": "upstream.convert_run", "score": "upstream.warmup_run", "select": "upstream.score_run"}
+PIPELINE_STAGES = ("convert", "warmup", "score", "select")
+
+
+def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> DictConfig:
+    """The stage's own config with the pipeline's tracking settings, its upstream run and forwarded overrides."""
     tracking = [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
-    return load_config(stage, tracking + split_overrides(cfg.stage_overrides.get(stage, "")))
+    upstream = [f"{UPSTREAM_KEY[stage]}={upstream_run}"] if upstream_run else []
+    return load_config(stage, tracking + upstream + split_overrides(cfg.stage_overrides.get(stage, "")))
 
 
 def run_pipeline(cfg: DictConfig) -> str:
-    from mygo.convert import run_convert
-
+    runners = _runners()
+    summary = []
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
-        convert_run, reused = run_or_reuse("convert", stage_config(cfg, "convert"), run_convert)
-        mlflow.set_tags({"mygo.run.convert": convert_run, "mygo.reused.convert": str(reused)})
-        print(f"convert  {convert_run}  {'reused' if reused else 'new'}")
+        upstream = None
+        for stage in PIPELINE_STAGES:
+            started = time.perf_counter()
+            upstream, reused = run_or_reuse(stage, stage_config(cfg, stage, upstream), runners[stage])
+            mlflow.set_tags({f"mygo.run.{stage}": upstream, f"mygo.reused.{stage}": str(reused)})
+            summary.append((stage, upstream, "reused" if reused else "new", time.perf_counter() - started))
+        print(f"\n{'stage':<10}{'run':<34}{'':<8}seconds")
+        for stage, run_id, state, seconds in summary:
+            print(f"{stage:<10}{run_id:<34}{state:<8}{seconds:7.1f}")
         print(f"Compare runs with: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()} --host 127.0.0.1")
         return parent.info.run_id

@@ -61,3 +61,65 @@ def per_layer_bars(scores: np.ndarray, title: str):
     axes.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def elbow_curve(elbow: list[tuple[int, float]], chosen_k: int | None):
+    """K-means inertia over k, with the chosen knee marked."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    ks, inertias = zip(*elbow, strict=True)
+    axes.plot(ks, inertias, marker="o")
+    if chosen_k is not None:
+        axes.axvline(chosen_k, color="tab:red", linestyle="--", label=f"chosen k = {chosen_k}")
+        axes.legend()
+    axes.set_xlabel("k")
+    axes.set_ylabel("inertia (on the elbow sample)")
+    axes.set_title("elbow method")
+    figure.tight_layout()
+    return figure
+
+
+def cluster_sizes(labels: np.ndarray, selected: np.ndarray):
+    """Members per cluster, and how many of them were selected (largest clusters first)."""
+    figure, axes = plt.subplots(figsize=(8, 4))
+    clusters, counts = np.unique(labels, return_counts=True)
+    order = np.argsort(-counts)
+    chosen = np.array([selected[labels == c].sum() for c in clusters])
+    positions = np.arange(len(clusters))
+    axes.bar(positions, counts[order], color="tab:gray", label="members")
+    axes.bar(positions, chosen[order], color="tab:blue", label="selected")
+    step = max(1, len(clusters) // 20)
+    axes.set_xticks(positions[::step], [("noise" if c < 0 else str(c)) for c in clusters[order]][::step])
+    axes.set_xlabel("cluster (largest first)")
+    axes.set_ylabel("samples")
+    axes.set_title(f"{len(clusters)} clusters")
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def quality_selected_vs_all(quality: np.ndarray, selected: np.ndarray):
+    figure, axes = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(float(quality.min()), float(quality.max()) + 1e-9, 40)
+    axes.hist(quality, bins=bins, alpha=0.5, density=True, label=f"pool ({len(quality)})", color="tab:gray")
+    axes.hist(quality[selected], bins=bins, alpha=0.6, density=True, label=f"selected ({selected.sum()})")
+    axes.set_xlabel("per-sample quality (mean good_ratio)")
+    axes.set_ylabel("density")
+    axes.set_title("quality: selected vs pool")
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def projection_2d(points: np.ndarray, labels: np.ndarray, selected: np.ndarray):
+    """A 2-D PCA projection of the features, coloured by cluster; selected samples outlined."""
+    figure, axes = plt.subplots(figsize=(7, 6))
+    centered = points - points.mean(axis=0)
+    _, _, components = np.linalg.svd(centered, full_matrices=False)
+    xy = centered @ components[:2].T
+    axes.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab20", s=6, alpha=0.6, linewidths=0)
+    axes.scatter(xy[selected, 0], xy[selected, 1], facecolors="none", edgecolors="black", s=14, linewidths=0.5)
+    axes.set_xlabel("PC 1")
+    axes.set_ylabel("PC 2")
+    axes.set_title("router-logit features (PCA), by cluster; selected outlined")
+    figure.tight_layout()
+    return figure

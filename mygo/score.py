@@ -94,6 +94,22 @@ def score_rows(model, sequences: list[list[int]], pad_id: int, cfg: DictConfig, 
     return torch.cat(qualities).numpy(), torch.cat(features).numpy()
 
 
+def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, pad_id: int):
+    """Score the planned shards in `todo` one by one, each written as soon as it is done: memory stays
+    at one shard's worth however large the pool. Returns (samples, tokens) scored."""
+    feature_dtype = getattr(torch, cfg.score.feature_dtype)
+    samples = tokens = 0
+    with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
+        for shard in todo:
+            rows = plan[shard]
+            sequences = tokenized.select(rows)["input_ids"]
+            quality, features = score_rows(model, sequences, pad_id, cfg, feature_dtype, progress)
+            write_shard(work_dir, shard, rows, quality, features)
+            samples += len(rows)
+            tokens += sum(len(s) for s in sequences)
+    return samples, tokens
+
+
 def scoring_key(cfg: DictConfig, warmup_run_id: str, pool_digest: str) -> str:
     """What decides the scores: the same key continues the same work directory."""
     return config_hash(
@@ -146,11 +162,13 @@ def run_score(cfg: DictConfig) -> str | None:
         raise ValueError("score needs a warmup run: -P warmup_run=<run id> (upstream.warmup_run)")
     warmup = check_upstream(cfg.upstream.warmup_run, "warmup")
     convert = check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")
+    requested = cfg.copy()
     with open_dict(cfg):
         cfg.dataset = pool_settings(warmup, cfg.dataset_overrides)
     state = PartialState(cpu=not torch.cuda.is_available())
     started = time.perf_counter()
-    with stage_run("score", cfg, upstream_run=warmup.info.run_id, active=state.is_main_process) as run:
+    main = state.is_main_process
+    with stage_run("score", cfg, upstream_run=warmup.info.run_id, active=main, requested=requested) as run:
         model_dir = model_dir_of(convert)
         tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
         with state.main_process_first():
@@ -178,17 +196,8 @@ def run_score(cfg: DictConfig) -> str | None:
         )
         load_router_weights(model, weights)
 
-        feature_dtype = getattr(torch, cfg.score.feature_dtype)
-        samples = tokens = 0
         scoring_started = time.perf_counter()
-        with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
-            for shard in todo:
-                rows = plan[shard]
-                sequences = tokenized.select(rows)["input_ids"]
-                quality, features = score_rows(model, sequences, tokenizer.pad_token_id, cfg, feature_dtype, progress)
-                write_shard(work_dir, shard, rows, quality, features)
-                samples += len(rows)
-                tokens += sum(len(s) for s in sequences)
+        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer.pad_token_id)
         totals = gather_object([(samples, tokens, time.perf_counter() - scoring_started)])
         state.wait_for_everyone()
         if not state.is_main_process:

@@ -36,9 +36,17 @@ def configure_tracking(cfg: DictConfig) -> None:
 
 @contextmanager
 def stage_run(
-    stage: str, cfg: DictConfig, upstream_run: str | None = None, run_name: str | None = None, active: bool = True
+    stage: str,
+    cfg: DictConfig,
+    upstream_run: str | None = None,
+    run_name: str | None = None,
+    active: bool = True,
+    requested: DictConfig | None = None,
 ) -> Iterator[mlflow.ActiveRun | None]:
     """Start (or, under `mlflow run`, continue) the stage's run with mygo's tags and the resolved config.
+
+    `requested`: the config as asked for, when the stage filled in more (e.g. settings taken from its
+    upstream run); its hash is the `mygo.config_hash` that run reuse compares.
 
     `active=False` (processes other than the main one in multi-process training) yields None and
     records nothing, so that one launch makes one run.
@@ -57,7 +65,7 @@ def stage_run(
         if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` created the run and chose its experiment
             mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(run_name=run_name, **start) as run:
-        tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(cfg)}
+        tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
         if upstream_run:
             tags[UPSTREAM_TAG] = upstream_run
         mlflow.set_tags(tags)

@@ -14,7 +14,6 @@ from mygo.config import load_config
 from mygo.convert import TINY_BASE_RUN_TAG, run_convert
 from mygo.models import SelectMoeForCausalLM, register_select_moe
 from mygo.models.tokenizer import train_bpe_tokenizer
-from mygo.pipeline import run_pipeline
 from mygo.tracking import MODEL_PATH_TAG, STAGE_TAG, model_dir_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,18 +100,6 @@ def local_olmoe(model, tmp_path: Path) -> Path:
     model.save_pretrained(directory)
     train_bpe_tokenizer(["some real words to learn from"] * 4, vocab_size=300).save_pretrained(directory)
     return directory
-
-
-def test_main_reuses_a_finished_conversion(tracking_store, tmp_path, olmoe_model):
-    source = local_olmoe(olmoe_model, tmp_path)
-    overrides = [f"stage_overrides.convert='model.source={source} convert.output_dir={tmp_path / 'out'}'"]
-    first = mlflow.get_run(run_pipeline(load_config("main", overrides)))
-    second = mlflow.get_run(run_pipeline(load_config("main", overrides)))
-    assert first.data.tags[STAGE_TAG] == "pipeline" and first.data.tags["mygo.reused.convert"] == "False"
-    assert second.data.tags["mygo.reused.convert"] == "True"
-    assert second.data.tags["mygo.run.convert"] == first.data.tags["mygo.run.convert"]
-    child = mlflow.get_run(first.data.tags["mygo.run.convert"])
-    assert child.data.tags["mlflow.parentRunId"] == first.info.run_id
 
 
 @pytest.mark.timeout(300)

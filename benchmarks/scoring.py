@@ -1,0 +1,147 @@
+"""Scoring speed and memory, as ratios within one run: `python benchmarks/scoring.py [--quick]`.
+
+1. Select-MoE forward time over plain OLMoE forward time, same weights and batch (target <= 1.10).
+2. mygo's scorer (decoder only, length-bucketed batches) over a naive scorer (pool order, full
+   forward with the LM head, a Python loop per sample), in samples/s on one pool (target >= 2).
+3. Peak RSS of scoring 50k samples over 5k samples, streamed into shards (target <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from transformers import OlmoeConfig, OlmoeForCausalLM
+
+from mygo.models import convert_olmoe_to_select_moe
+from mygo.router_data import plan_shards
+from mygo.score import score_shards
+
+MODEL = dict(
+    vocab_size=4096,
+    hidden_size=256,
+    intermediate_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_experts=16,
+    num_experts_per_tok=4,
+    pad_token_id=0,
+    eos_token_id=1,
+    bos_token_id=None,
+)
+SCORE_CFG = OmegaConf.create(
+    {"score": {"max_batch_tokens": 8192, "max_batch_size": 64, "feature_dtype": "float16", "shard_size": 2048}}
+)
+
+
+def best_seconds(fn, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def synthetic_pool(samples: int, seed: int = 0, max_length: int = 512) -> datasets.Dataset:
+    """Token sequences with the long-tailed length spread of instruction data (log-normal, median ~120)."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(mean=np.log(120), sigma=0.8, size=samples), 16, max_length).astype(int)
+    ids = [rng.integers(2, MODEL["vocab_size"], length).tolist() for length in lengths]
+    return datasets.Dataset.from_dict({"input_ids": ids, "length": lengths.tolist()})
+
+
+def models():
+    torch.manual_seed(0)
+    olmoe = OlmoeForCausalLM(OlmoeConfig(**MODEL)).eval()
+    return olmoe, convert_olmoe_to_select_moe(olmoe).eval()
+
+
+def forward_ratio() -> float:
+    olmoe, select_moe = models()
+    batch = torch.randint(2, MODEL["vocab_size"], (8, 256))
+    with torch.inference_mode():
+        plain = best_seconds(lambda: olmoe(input_ids=batch))
+        ours = best_seconds(lambda: select_moe(input_ids=batch))
+    print(f"forward: OLMoE {plain * 1e3:.1f} ms, Select-MoE {ours * 1e3:.1f} ms, ratio {ours / plain:.3f}")
+    return ours / plain
+
+
+@torch.inference_mode()
+def naive_scorer(model, pool: datasets.Dataset, batch_size: int = 16) -> None:
+    """The obvious scorer: pool order, fixed batches, full model with LM head, per-sample Python loop."""
+    for start in range(0, len(pool), batch_size):
+        rows = pool[start : start + batch_size]["input_ids"]
+        width = max(len(r) for r in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        outputs = model(input_ids=ids, attention_mask=mask, output_router_logits=True)
+        for i, row in enumerate(rows):
+            for layer in outputs.router_logits:
+                torch.sigmoid(layer["quality_score"][i, : len(row)]).mean()
+                layer["moe_logits"].view(len(rows), width, -1)[i, : len(row)].mean(0)
+
+
+def throughput_ratio(samples: int) -> float:
+    _, model = models()
+    pool = synthetic_pool(samples)
+    plan = plan_shards(np.array(pool["length"]), SCORE_CFG.score.shard_size)
+    with tempfile.TemporaryDirectory() as work_dir:
+        shards = list(range(len(plan)))
+        ours = best_seconds(lambda: score_shards(model, pool, plan, shards, Path(work_dir), SCORE_CFG, 0), 1)
+    naive = best_seconds(lambda: naive_scorer(model, pool), 1)
+    print(f"{samples} samples: naive {samples / naive:.0f}/s, mygo {samples / ours:.0f}/s, ratio {naive / ours:.2f}")
+    return naive / ours
+
+
+def peak_rss_mb(samples: int) -> float:
+    """Peak RSS of a child process that scores `samples` from an on-disk (memory-mapped) pool."""
+    code = f"""
+import resource, sys, tempfile
+from pathlib import Path
+import datasets, numpy as np, torch
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from scoring import SCORE_CFG, models, synthetic_pool
+from mygo.router_data import plan_shards
+from mygo.score import score_shards
+with tempfile.TemporaryDirectory() as tmp:
+    synthetic_pool({samples}, max_length=128).save_to_disk(tmp + "/pool")
+    pool = datasets.load_from_disk(tmp + "/pool")
+    _, model = models()
+    plan = plan_shards(np.array(pool["length"]), SCORE_CFG.score.shard_size)
+    score_shards(model, pool, plan, list(range(len(plan))), Path(tmp), SCORE_CFG, 0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller pools (a minute instead of several)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    forward = forward_ratio()
+    speedup = throughput_ratio(500 if args.quick else 2000)
+    small, large = (2000, 20000) if args.quick else (5000, 50000)
+    rss_small, rss_large = peak_rss_mb(small), peak_rss_mb(large)
+    rss = rss_large / rss_small
+    print(f"peak RSS: {small} samples {rss_small:.0f} MB, {large} samples {rss_large:.0f} MB, ratio {rss:.2f}")
+    print(
+        f"\nforward ratio {forward:.3f} (<= 1.10), scorer speed-up {speedup:.2f} (>= 2), RSS ratio {rss:.2f} (<= 1.2)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The select stage: cluster the scored pool by its router logits and choose a diverse, high-quality subset.
+
+Reads a score run's router data (no model, no GPU: this is what makes sweeps over selection cheap),
+clusters the L2-normalised features (`mygo.clustering`), applies a strategy (`mygo.selection`:
+round robin across clusters, or the quality top-k / random baselines) and writes the chosen
+records exactly as they are in the pool files, in the order they were chosen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig
+from sklearn.metrics import roc_auc_score
+
+from mygo import plots
+from mygo.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
+from mygo.data.pool import NOISE_FIELD
+from mygo.router_data import RouterData, load_router_data
+from mygo.score import ROUTER_DATA_PATH_TAG
+from mygo.selection import STRATEGIES, select, target_count
+from mygo.tracking import check_upstream, stage_run
+
+logger = logging.getLogger(__name__)
+
+SELECTED_IDS_TAG = "mygo.selected_ids_sha256"
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Fail on bad settings before loading anything."""
+    if not cfg.upstream.score_run:
+        raise ValueError("select needs a score run: -P score_run=<run id> (upstream.score_run)")
+    if not 0 < cfg.selection.percentage <= 1:
+        raise ValueError(f"selection.percentage must be in (0, 1], got {cfg.selection.percentage}")
+    if cfg.selection.strategy not in STRATEGIES:
+        strategy = cfg.selection.strategy
+        raise ValueError(f"selection.strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
+    if cfg.clustering.method not in CLUSTERING_METHODS:
+        raise ValueError(
+            f"clustering.method={cfg.clustering.method!r} is not valid; choose one of {list(CLUSTERING_METHODS)}"
+        )
+    low, high = cfg.clustering.kmeans.k_range
+    if low > high:
+        raise ValueError(f"clustering.kmeans.k_range={[low, high]} is reversed; give [low, high]")
+
+
+def router_data_of(score_run) -> RouterData:
+    """The score run's router data: its recorded directory when it exists here, else its artifacts."""
+    recorded = score_run.data.tags.get(ROUTER_DATA_PATH_TAG)
+    if recorded and (Path(recorded) / "index.parquet").is_file():
+        return load_router_data(recorded)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=score_run.info.run_id, artifact_path="router_data")
+    except (MlflowException, OSError) as error:
+        message = f"score run {score_run.info.run_id} has no router data here nor as artifacts"
+        raise FileNotFoundError(message) from error
+    return load_router_data(path)
+
+
+def cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
+    clustering = cfg.clustering
+    if clustering.method == "kmeans":
+        options = clustering.kmeans
+        return kmeans(
+            features,
+            k=options.k,
+            k_range=tuple(options.k_range),
+            auto_k=options.k is None,
+            max_iters=options.max_iters,
+            seed=clustering.seed,
+            backend=clustering.backend,
+            elbow_sample=options.elbow_sample,
+            elbow_points=options.elbow_points,
+        )
+    options = clustering.hdbscan
+    return hdbscan(
+        features,
+        min_cluster_size=options.min_cluster_size,
+        min_samples=options.min_samples,
+        metric=options.metric,
+        auto_tune=options.auto_tune,
+        seed=clustering.seed,
+        backend=clustering.backend,
+    )
+
+
+def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
+    """The chosen records, byte for byte as in the pool files, in selection order."""
+    wanted = index.iloc[chosen]
+    lines: dict[int, bytes] = {}
+    for file, group in wanted.groupby("file"):
+        by_line = dict(zip(group["line"], group.index, strict=True))
+        try:
+            with open(file, "rb") as handle:
+                for number, raw in enumerate(handle, start=1):
+                    if number in by_line:
+                        lines[by_line[number]] = raw if raw.endswith(b"\n") else raw + b"\n"
+        except OSError as error:
+            raise FileNotFoundError(f"pool file {file} (from the score run) cannot be read here: {error}") from error
+    missing = [i for i in wanted.index if i not in lines]
+    if missing:
+        first = index.loc[missing[0]]
+        raise ValueError(f"pool file {first['file']} has no line {first['line']} (record {first['id']!r}): changed?")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        for row in wanted.index:
+            handle.write(lines[row])
+    temporary.replace(path)
+
+
+def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:
+    metrics = {
+        "selection/num_selected": float(selected.sum()),
+        "selection/quality_mean_all": float(quality.mean()),
+        "selection/quality_mean_selected": float(quality[selected].mean()),
+    }
+    sources = data.index["dataset"].to_numpy()
+    for source in np.unique(sources):
+        metrics[f"selection/source_fraction/{source}"] = float((sources[selected] == source).mean())
+    if NOISE_FIELD in data.index.columns:
+        noisy = data.index[NOISE_FIELD].map(lambda kind: isinstance(kind, str)).to_numpy()
+        if noisy.any() and (~noisy).any():
+            metrics["noise/auroc"] = float(roc_auc_score(~noisy, quality))
+            metrics["noise/fraction_pool"] = float(noisy.mean())
+            metrics["noise/fraction_selected"] = float(noisy[selected].mean())
+    return metrics
+
+
+def log_plots(features: np.ndarray, quality, clustering: Clustering, selected: np.ndarray, cfg: DictConfig) -> None:
+    if clustering.elbow:
+        plots.log_figure(plots.elbow_curve(clustering.elbow, clustering.chosen_k), "plots/elbow.png")
+    plots.log_figure(plots.cluster_sizes(clustering.labels, selected), "plots/cluster_sizes.png")
+    plots.log_figure(plots.quality_selected_vs_all(quality, selected), "plots/quality_selected_vs_all.png")
+    sample = np.random.default_rng(cfg.clustering.seed).permutation(len(features))[: cfg.plots.projection_sample]
+    figure = plots.projection_2d(features[sample], clustering.labels[sample], selected[sample])
+    plots.log_figure(figure, "plots/projection_2d.png")
+
+
+def run_select(cfg: DictConfig) -> str:
+    """Cluster, select and record; returns the MLflow run ID."""
+    check_settings(cfg)
+    score_run = check_upstream(cfg.upstream.score_run, "score")
+    with stage_run("select", cfg, upstream_run=score_run.info.run_id) as run:
+        started = time.perf_counter()
+        data = router_data_of(score_run)
+        count = target_count(len(data.index), cfg.selection.percentage)
+        quality = data.sample_quality
+        features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)
+        clustered_at = time.perf_counter()
+        clustering = cluster(features, cfg)
+        clustering_seconds = time.perf_counter() - clustered_at
+        options = cfg.selection
+        chosen = select(options.strategy, quality, clustering.labels, options.percentage, options.seed)
+        selected = chosen.rounds >= 0
+
+        run_dir = Path(cfg.output_dir) / run.info.run_id
+        selected_file = run_dir / "selected_data.jsonl"
+        write_selected_records(data.index, chosen.indices, selected_file)
+        table = data.index[["id", "dataset"]].assign(
+            quality=quality, cluster=clustering.labels, selected=selected, round=chosen.rounds
+        )
+        table.to_parquet(run_dir / "samples.parquet", index=False)
+        mlflow.log_artifact(str(selected_file), "selection")
+        mlflow.log_artifact(str(run_dir / "samples.parquet"), "selection")
+
+        score = silhouette(features, clustering.labels, cfg.clustering.silhouette_sample, cfg.clustering.seed)
+        metrics = {
+            "clustering/num_clusters": float(clustering.num_clusters),
+            "clustering/noise_points": float((clustering.labels < 0).sum()),
+            "clustering/seconds": clustering_seconds,
+            **selection_metrics(data, quality, selected),
+            "select/seconds": time.perf_counter() - started,
+        }
+        if clustering.chosen_k is not None:
+            metrics["clustering/chosen_k"] = float(clustering.chosen_k)
+        if clustering.inertia is not None:
+            metrics["clustering/inertia"] = float(clustering.inertia)
+        if score is not None:
+            metrics["clustering/silhouette"] = float(score)
+        mlflow.log_metrics(metrics)
+        for k, inertia in clustering.elbow:  # the elbow curve as a metric over k, for the UI's charts
+            mlflow.log_metric("clustering/elbow_inertia", inertia, step=k)
+        ids_digest = hashlib.sha256("\n".join(data.index["id"].iloc[chosen.indices]).encode()).hexdigest()
+        mlflow.set_tags({SELECTED_IDS_TAG: ids_digest, "mygo.clustering_backend": clustering.backend})
+        log_plots(features, quality, clustering, selected, cfg)
+        logger.info("selected %d of %d samples (%s): %s", count, len(quality), cfg.selection.strategy, metrics)
+        return run.info.run_id

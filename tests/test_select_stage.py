@@ -1,0 +1,155 @@
+"""The select stage on a real scored tiny pool: outputs, strategies side by side, determinism, bad input."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from mygo.cli import main as mygo_main
+from mygo.config import load_config
+from mygo.score import run_score
+from mygo.select import SELECTED_IDS_TAG, run_select
+from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
+from mygo.warmup import run_warmup
+from tests.test_warmup_stage import REPO, artifact_paths, quick_warmup_overrides
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A real MLflow store holding a finished warmup and score run of the quick tiny setup (120 samples)."""
+    root = tmp_path_factory.mktemp("scored")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+            patch.delenv(name, raising=False)
+        mlflow.set_tracking_uri(uri)
+        warmup = run_warmup(load_config("warmup", quick_warmup_overrides(root)))
+        score = run_score(load_config("score", [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}"]))
+        yield {"uri": uri, "root": root, "score_run": score}
+
+
+@pytest.fixture
+def store(scored, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scored["uri"])
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    mlflow.set_tracking_uri(scored["uri"])
+    yield scored
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def select_config(scored, *overrides: str):
+    base = [f"upstream.score_run={scored['score_run']}", f"output_dir={scored['root'] / 'select'}"]
+    return load_config("select", [*base, "selection.percentage=0.1", "clustering.kmeans.k_range=[2,8]", *overrides])
+
+
+def pool_lines(root: Path) -> dict[str, bytes]:
+    lines = {}
+    for path in sorted((root / "cache" / "demo_pool").glob("*/*/*.jsonl")):
+        for raw in path.read_bytes().splitlines(keepends=True):
+            lines[json.loads(raw)["id"]] = raw
+    return lines
+
+
+def test_round_robin_selection_writes_pool_records_and_records_everything(store):
+    run = mlflow.get_run(run_select(select_config(store)))
+    assert run.info.status == "FINISHED" and run.data.tags[STAGE_TAG] == "select"
+    assert run.data.tags[UPSTREAM_TAG] == store["score_run"]
+    metrics = run.data.metrics
+    assert metrics["selection/num_selected"] == 12 and 2 <= metrics["clustering/chosen_k"] <= 8
+    assert metrics["clustering/num_clusters"] == metrics["clustering/chosen_k"]
+    assert -1 <= metrics["clustering/silhouette"] <= 1
+    assert {"noise/auroc", "noise/fraction_pool", "noise/fraction_selected"} <= set(metrics)
+    assert sum(v for k, v in metrics.items() if k.startswith("selection/source_fraction/")) == pytest.approx(1.0)
+    assert {
+        "selection/selected_data.jsonl",
+        "selection/samples.parquet",
+        "plots/elbow.png",
+        "plots/cluster_sizes.png",
+        "plots/quality_selected_vs_all.png",
+        "plots/projection_2d.png",
+    } <= artifact_paths(run.info.run_id)
+
+    selected_file = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="selection/selected_data.jsonl"
+    )
+    selected = Path(selected_file).read_bytes().splitlines(keepends=True)
+    originals = pool_lines(store["root"])
+    ids = [json.loads(line)["id"] for line in selected]
+    assert len(ids) == 12 == len(set(ids)) and all(originals[i] == line for i, line in zip(ids, selected, strict=True))
+    assert run.data.tags[SELECTED_IDS_TAG] == hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+    table = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="selection/samples.parquet")
+    )
+    assert list(table.columns) == ["id", "dataset", "quality", "cluster", "selected", "round"] and len(table) == 120
+    assert table["selected"].sum() == 12 and set(table.loc[table["selected"], "id"]) == set(ids)
+    # Round robin: round 0 holds the best sample of every cluster.
+    best = table.loc[table.groupby("cluster")["quality"].idxmax()]
+    assert (best["round"] == 0).all()
+
+    again = mlflow.get_run(run_select(select_config(store)))
+    assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]
+
+
+def test_baselines_and_hdbscan_produce_the_same_outputs(store):
+    topk = mlflow.get_run(run_select(select_config(store, "selection.strategy=quality_topk")))
+    rand = mlflow.get_run(run_select(select_config(store, "selection.strategy=random")))
+    robin = mlflow.get_run(run_select(select_config(store, "clustering.kmeans.k=4")))
+    assert robin.data.metrics["clustering/chosen_k"] == 4 and "plots/elbow.png" not in artifact_paths(robin.info.run_id)
+    best = topk.data.metrics["selection/quality_mean_selected"]
+    assert best >= robin.data.metrics["selection/quality_mean_selected"]
+    assert best >= rand.data.metrics["selection/quality_mean_selected"]
+    density = mlflow.get_run(
+        run_select(select_config(store, "clustering.method=hdbscan", "clustering.hdbscan.min_cluster_size=5"))
+    )
+    for run in (topk, rand, robin, density):
+        assert run.data.metrics["selection/num_selected"] == 12
+        assert "selection/selected_data.jsonl" in artifact_paths(run.info.run_id)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("selection.percentage=0", "selection.percentage must be in (0, 1]"),
+        ("selection.percentage=1.5", "selection.percentage must be in (0, 1]"),
+        ("clustering.kmeans.k_range=[20,10]", "k_range=[20, 10] is reversed"),
+        ("clustering.kmeans.k=500", "k"),
+        ("selection.strategy=best", "selection.strategy='best' is not valid"),
+        ("clustering.method=dbscan", "clustering.method='dbscan' is not valid"),
+    ],
+)
+def test_bad_settings_are_named(store, capsys, override, message):
+    base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
+    assert mygo_main(["select", *base, override]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_wrong_stage_upstream_is_named(store, capsys):
+    score = mlflow.get_run(store["score_run"])
+    assert mygo_main(["select", "--score_run", score.data.tags[UPSTREAM_TAG]]) == 2
+    assert "is a warmup run, expected a score run" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_mlflow_run_select_entry_point(store, tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": store["uri"], "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "select", "--experiment-name", "mygo"]
+    command += ["-P", f"score_run={store['score_run']}", "-P", "selection_percentage=0.2", "-P", "k=3"]
+    command += ["-P", f"overrides=output_dir={tmp_path}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = mlflow.search_runs(
+        search_all_experiments=True, filter_string="params.`selection.percentage` = '0.2'", output_format="list"
+    )
+    assert len(runs) == 1 and runs[0].data.metrics["selection/num_selected"] == 24
+    assert runs[0].data.metrics["clustering/chosen_k"] == 3
