@@ -1,0 +1,226 @@
+"""Clustering on small real data with a known structure: well-separated blobs on the unit sphere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from mygo.clustering import (
+    _tune_hdbscan,
+    available_backends,
+    choose_elbow,
+    elbow_ks,
+    hdbscan,
+    kmeans,
+    prepare_features,
+    silhouette,
+)
+
+BLOBS = 8
+
+
+def blobs(n: int = 1200, centers: int = BLOBS, dims: int = 32, low: float = -10) -> tuple[np.ndarray, np.ndarray]:
+    x, truth = make_blobs(n, dims, centers=centers, cluster_std=1.0, center_box=(low, 10), random_state=0)
+    return prepare_features(x), truth
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return blobs()
+
+
+def test_prepare_features_flattens_and_normalises_rows():
+    features = np.random.default_rng(0).normal(size=(50, 2, 8)) * 5
+    x = prepare_features(features)
+    assert x.shape == (50, 16) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(x[3], features[3].ravel() / np.linalg.norm(features[3]), atol=1e-6)
+    assert prepare_features(features[:, 0]).shape == (50, 8)
+
+
+def test_prepare_features_keeps_zero_rows_and_rejects_bad_input():
+    features = np.ones((4, 3))
+    features[1] = 0
+    assert not prepare_features(features)[1].any()
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_features(np.full((4, 3), np.nan))
+    with pytest.raises(ValueError, match="features must be"):
+        prepare_features(np.ones(5))
+
+
+def test_prepare_features_pca_reduces_then_renormalises():
+    features = np.random.default_rng(0).normal(size=(200, 4, 16))
+    x = prepare_features(features, pca_components=10, seed=0)
+    assert x.shape == (200, 10) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+    assert np.array_equal(x, prepare_features(features, pca_components=10, seed=0))
+    with pytest.raises(ValueError, match="pca_components=100"):
+        prepare_features(features, pca_components=100)
+
+
+def test_kmeans_with_fixed_k_recovers_the_blobs(data):
+    x, truth = data
+    result = kmeans(x, k=BLOBS, auto_k=False, backend="sklearn")
+    assert adjusted_rand_score(truth, result.labels) > 0.95
+    assert result.labels.dtype == np.int64 and set(result.labels) == set(range(BLOBS))
+    assert (result.method, result.backend, result.chosen_k, result.num_clusters) == ("kmeans", "sklearn", BLOBS, BLOBS)
+    assert result.elbow == [] and result.inertia > 0
+
+
+def test_kmeans_inertia_matches_scikit_learn(data):
+    x, _ = data
+    ours = kmeans(x, k=5, auto_k=False, backend="sklearn", elbow_sample=400).inertia
+    reference = KMeans(5, n_init=1, random_state=0).fit(x).inertia_
+    assert ours == pytest.approx(reference, rel=0.01) or ours < reference
+
+
+@pytest.mark.parametrize("backend", [name for name in ("torch", "faiss") if name in available_backends()])
+def test_other_backends_agree_with_sklearn(data, backend):
+    x, truth = data
+    result = kmeans(x, k=BLOBS, auto_k=False, backend=backend, elbow_sample=500)
+    reference = kmeans(x, k=BLOBS, auto_k=False, backend="sklearn", elbow_sample=500)
+    assert result.backend == backend and adjusted_rand_score(truth, result.labels) > 0.95
+    assert result.inertia == pytest.approx(reference.inertia, rel=1e-3)
+
+
+def test_auto_k_finds_the_number_of_blobs(data):
+    x, _ = data
+    result = kmeans(x, k_range=(4, 14), elbow_points=6, backend="sklearn")
+    ks = [k for k, _ in result.elbow]
+    assert ks == sorted(set(ks)) and ks[0] == 4 and ks[-1] == 14 and len(ks) == 6
+    assert abs(result.chosen_k - BLOBS) <= 1
+    assert result.params["elbow_ks"] == ks
+
+
+def test_auto_k_on_a_subsample_equals_the_fixed_k_fit_at_the_chosen_k(data):
+    x, _ = data
+    auto = kmeans(x, k_range=(4, 12), elbow_sample=600, seed=3, backend="sklearn")
+    fixed = kmeans(x, k=auto.chosen_k, auto_k=False, elbow_sample=600, seed=3, backend="sklearn")
+    assert auto.params["elbow_sample_size"] == 600
+    assert np.array_equal(auto.labels, fixed.labels) and auto.inertia == fixed.inertia
+
+
+def test_kmeans_is_deterministic_for_a_seed(data):
+    x, _ = data
+    runs = [kmeans(x, k_range=(2, 12), elbow_sample=500, seed=7).labels for _ in range(2)]
+    assert np.array_equal(*runs)
+
+
+def test_elbow_grid_is_spread_geometrically_and_covers_the_range():
+    assert elbow_ks((10, 100), 10) == [10, 13, 17, 22, 28, 36, 46, 60, 77, 100]
+    assert elbow_ks((2, 8), 10) == [2, 3, 4, 5, 6, 7, 8]
+
+
+def test_choose_elbow_picks_the_knee():
+    ks = [2, 4, 6, 8, 10, 12]
+    assert choose_elbow(ks, [100, 60, 20, 18, 16, 14]) == 6
+    assert choose_elbow(ks[::-1], [14, 16, 18, 20, 60, 100]) == 6  # order of the points does not matter
+    assert choose_elbow(ks, [5, 5, 5, 5, 5, 5]) == 2
+    with pytest.raises(ValueError, match=">= 3"):
+        choose_elbow([2, 3], [1.0, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(k=5000, auto_k=False), "k=5000 must be in"),
+        (dict(k=1, auto_k=False), "k=1 must be in"),
+        (dict(auto_k=False), "k is required"),
+        (dict(k=5), "auto_k=False to fix k"),
+        (dict(k_range=(20, 10)), r"k_range=\[20, 10\] is reversed"),
+        (dict(k_range=(1, 10)), "low must be >= 2"),
+        (dict(k_range=(4, 5)), "at least 3 values"),
+        (dict(k_range=(10, 5000)), "reduce k_range"),
+        (dict(elbow_sample=50), "elbow_sample=50"),
+        (dict(elbow_points=2), "elbow_points=2"),
+        (dict(max_iters=0), "max_iters=0"),
+        (dict(backend="gpu"), "backend='gpu' is not valid"),
+    ],
+)
+def test_kmeans_rejects_bad_settings_by_name(data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kmeans(data[0], **kwargs)
+
+
+def test_unavailable_backend_is_an_error_not_a_fallback(data):
+    missing = [name for name in ("cuml", "faiss") if name not in available_backends()]
+    if not missing:
+        pytest.skip("every optional backend is installed")
+    with pytest.raises(ValueError, match="not available here"):
+        kmeans(data[0], k=3, auto_k=False, backend=missing[0])
+
+
+def test_available_backends_always_has_sklearn():
+    assert "sklearn" in available_backends()
+
+
+def with_outliers(x: np.ndarray, count: int = 6) -> np.ndarray:
+    far = prepare_features(np.random.default_rng(1).normal(size=(count, x.shape[1])))
+    return np.concatenate([x, far])
+
+
+def blobs_in_one_orthant() -> tuple[np.ndarray, np.ndarray]:
+    """Blobs sharing a common direction (as router logits do), so random directions are far from all of them."""
+    return blobs(n=800, centers=4, low=0)
+
+
+def test_hdbscan_finds_the_blobs_and_marks_outliers_as_noise():
+    x, truth = blobs_in_one_orthant()
+    result = hdbscan(with_outliers(x), min_cluster_size=20, backend="sklearn")
+    assert (result.method, result.backend, result.chosen_k, result.inertia) == ("hdbscan", "sklearn", None, None)
+    assert result.num_clusters == 4 and (result.labels[-6:] == -1).all()
+    assert adjusted_rand_score(truth, result.labels[:-6]) > 0.95
+    cosine = hdbscan(with_outliers(x), min_cluster_size=20, metric="cosine")
+    assert np.array_equal(cosine.labels, result.labels)  # unit rows: the same neighbours, the same tree
+
+
+def test_hdbscan_auto_tune_records_its_grid_and_choice():
+    x, _ = blobs_in_one_orthant()
+    result = hdbscan(with_outliers(x), min_cluster_size=20, min_samples=10, auto_tune=True)
+    tuning = result.params["auto_tune"]
+    assert len(tuning["grid"]) == 9 and tuning["sample_size"] == 806 and not tuning["fallback"]
+    assert (result.params["min_cluster_size"], result.params["min_samples"]) == (
+        tuning["min_cluster_size"],
+        tuning["min_samples"],
+    )
+    best = max(trial["score"] for trial in tuning["grid"] if trial["score"] is not None)
+    assert tuning["score"] == best and result.num_clusters == 4
+
+
+def test_hdbscan_auto_tune_on_a_subsample_scales_its_grid_and_stays_within_the_data():
+    x, _ = blobs(n=2000, centers=4, low=0)
+    # On a quarter of the rows, min_cluster_size 80 and min_samples 40 are tried as 20 and 10 (and x0.5, x2).
+    tuning = _tune_hdbscan(x, 80, 40, seed=0, backend="sklearn", sample_size=500)
+    assert tuning["sample_size"] == 500 and tuning["num_clusters"] == 4
+    assert {trial["min_cluster_size"] for trial in tuning["grid"]} == {40, 80, 160}
+    tiny = hdbscan(x[:30], min_cluster_size=10, min_samples=20, auto_tune=True)  # 2 x 20 > 30 rows
+    assert all(trial["min_samples"] <= 30 for trial in tiny.params["auto_tune"]["grid"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(metric="manhattan"), "metric='manhattan' is not valid"),
+        (dict(backend="faiss"), "backend='faiss' is not valid"),
+        (dict(min_cluster_size=1), "min_cluster_size=1"),
+        (dict(min_samples=0), "min_samples=0"),
+    ],
+)
+def test_hdbscan_rejects_bad_settings_by_name(data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hdbscan(data[0], **kwargs)
+
+
+def test_silhouette_is_bounded_ignores_noise_and_needs_two_clusters(data):
+    x, truth = data
+    score = silhouette(x, truth, sample_size=500)
+    assert -1 <= score <= 1 and score > 0.5
+    assert silhouette(x, truth, sample_size=500) == score  # seeded sample
+    noisy = truth.copy()
+    noisy[:100] = -1
+    assert -1 <= silhouette(x, noisy) <= 1
+    assert silhouette(x, np.zeros(len(x), dtype=int)) is None
+    assert silhouette(x, np.where(truth == 0, 0, -1)) is None
