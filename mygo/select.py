@@ -65,6 +65,14 @@ def router_data_of(score_run) -> RouterData:
 
 
 def cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
+    """The configured clustering; a setting the data cannot support is an error naming its config key."""
+    try:
+        return _cluster(features, cfg)
+    except ValueError as error:
+        raise ValueError(f"clustering.{cfg.clustering.method}: {error}") from error
+
+
+def _cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
     clustering = cfg.clustering
     if clustering.method == "kmeans":
         options = clustering.kmeans
