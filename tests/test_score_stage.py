@@ -1,8 +1,5 @@
 """Scoring: the shard format, and the score stage on tiny real models against a real MLflow store."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -15,7 +12,7 @@ from mygo.router_data import RouterDataError, load_router_data, plan_shards, sha
 from mygo.score import ROUTER_DATA_PATH_TAG, length_batches, run_score
 from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
 from mygo.warmup import run_warmup
-from tests.test_warmup_stage import REPO, artifact_paths, quick_warmup_overrides
+from tests.test_warmup_stage import artifact_paths, quick_warmup_overrides, run_two_processes
 
 
 def test_plan_puts_longest_first_and_covers_every_row_once():
@@ -99,18 +96,8 @@ def test_score_resumes_after_damage_and_splits_over_processes(tracking_store, tm
     np.testing.assert_array_equal(again.features, reference.features)
 
     # Two processes split a fresh plan between them; the merged data equals the one-process result.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": tracking_store, "OMP_NUM_THREADS": "1"}
     two = [f"upstream.warmup_run={warmup}", "score.shard_size=16", f"score.output_dir={tmp_path / 'score2'}"]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        str(REPO / "entrypoints" / "score.py"),
-    ]
-    result = subprocess.run([*command, *two], cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = run_two_processes("score.py", two, tmp_path, tracking_store)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.`mygo.stage` = 'score'", output_format="list"

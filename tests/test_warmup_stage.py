@@ -48,6 +48,15 @@ def artifact_paths(run_id: str, path: str = "") -> set[str]:
     return paths
 
 
+def run_two_processes(entrypoint: str, overrides: list[str], cwd: Path, tracking_uri: str):
+    """`torchrun --nproc_per_node 2 entrypoints/<entrypoint> ...`, as a multi-GPU launch runs it (gloo on CPU)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += [str(REPO / "entrypoints" / entrypoint), *overrides]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
 def router_weights_of(run_id: str) -> str:
     return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="router/weights.safetensors")
 
@@ -136,22 +145,12 @@ def test_mlflow_run_warmup_entry_point_with_named_parameters(tracking_store, tmp
 def test_two_processes_train_one_run(tracking_store, tmp_path):
     """`torchrun --nproc_per_node 2` (as `accelerate launch` does): two processes, one gloo group, one MLflow run."""
     convert_run = run_convert(load_config("convert", [*QUICK_TINY, f"convert.output_dir={tmp_path / 'convert'}"]))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": tracking_store, "OMP_NUM_THREADS": "1"}
     overrides = [
         *quick_warmup_overrides(tmp_path),
         f"upstream.convert_run={convert_run}",
         "training.micro_batch_size=4",
     ]
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        str(REPO / "entrypoints" / "warmup.py"),
-    ]
-    result = subprocess.run([*command, *overrides], cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = run_two_processes("warmup.py", overrides, tmp_path, tracking_store)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = mlflow.search_runs(
         search_all_experiments=True, filter_string="tags.`mygo.stage` = 'warmup'", output_format="list"
