@@ -1,20 +1,10 @@
 """Conversion cost as a ratio to building the source model: `python benchmarks/conversion.py`."""
 
-import time
-
 import torch
+from timing import best_seconds
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
 from mygo.models import convert_olmoe_to_select_moe
-
-
-def seconds(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -29,8 +19,8 @@ def main() -> None:
     )
     torch.manual_seed(0)
     source = OlmoeForCausalLM(config)
-    build = seconds(lambda: OlmoeForCausalLM(config))
-    convert = seconds(lambda: convert_olmoe_to_select_moe(source))
+    build = best_seconds(lambda: OlmoeForCausalLM(config))
+    convert = best_seconds(lambda: convert_olmoe_to_select_moe(source))
     params = sum(p.numel() for p in source.parameters()) / 1e6
     print(f"{params:.1f}M params: build source {build:.3f}s, convert {convert:.3f}s, ratio {convert / build:.2f}")
 

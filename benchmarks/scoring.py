@@ -13,13 +13,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from timing import best_seconds
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
 from mygo.models import convert_olmoe_to_select_moe
@@ -41,15 +41,6 @@ MODEL = dict(
 SCORE_CFG = OmegaConf.create(
     {"score": {"max_batch_tokens": 8192, "max_batch_size": 64, "feature_dtype": "float16", "shard_size": 2048}}
 )
-
-
-def best_seconds(fn, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def synthetic_pool(samples: int, seed: int = 0, max_length: int = 512) -> datasets.Dataset:
@@ -76,8 +67,8 @@ def forward_ratio() -> float:
     olmoe, select_moe = models()
     batch = torch.randint(2, MODEL["vocab_size"], (8, 256))
     with torch.inference_mode():
-        plain = best_seconds(lambda: olmoe(input_ids=batch))
-        ours = best_seconds(lambda: select_moe(input_ids=batch))
+        plain = best_seconds(lambda: olmoe(input_ids=batch), repeat=5)
+        ours = best_seconds(lambda: select_moe(input_ids=batch), repeat=5)
     print(f"forward: OLMoE {plain * 1e3:.1f} ms, Select-MoE {ours * 1e3:.1f} ms, ratio {ours / plain:.3f}")
     return ours / plain
 
