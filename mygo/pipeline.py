@@ -15,7 +15,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
-from mygo.tracking import run_or_reuse, stage_run
+from mygo.tracking import run_or_reuse, stage_run, tracking_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,8 @@ PIPELINE_STAGES = ("convert", "warmup", "score", "select")
 
 def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> DictConfig:
     """The stage's own config with the pipeline's tracking settings, its upstream run and forwarded overrides."""
-    tracking = [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
     upstream = [f"{UPSTREAM_KEY[stage]}={upstream_run}"] if upstream_run else []
-    return load_config(stage, tracking + upstream + split_overrides(cfg.stage_overrides.get(stage, "")))
+    return load_config(stage, tracking_overrides(cfg) + upstream + split_overrides(cfg.stage_overrides.get(stage, "")))
 
 
 def run_pipeline(cfg: DictConfig) -> str:

@@ -28,8 +28,8 @@ from transformers import AutoTokenizer
 
 from mygo import plots
 from mygo.config import config_hash, split_overrides
-from mygo.data.chat import encoding_from_config, ensure_chat_template, tokenize_pool, tokenizing_processes
-from mygo.data.pool import NOISE_FIELD, load_configured_pool
+from mygo.data.chat import ensure_chat_template, load_and_tokenize
+from mygo.data.pool import NOISE_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, load_router_weights
 from mygo.router_data import load_router_data, plan_shards, shard_problem, write_index, write_shard
@@ -172,10 +172,7 @@ def run_score(cfg: DictConfig) -> str | None:
         model_dir = model_dir_of(convert)
         tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
         with state.main_process_first():
-            pool = load_configured_pool(cfg.dataset)
-            processes = tokenizing_processes(cfg.dataset.num_proc, len(pool.records))
-            encoding = encoding_from_config(cfg.dataset)
-            tokenized = tokenize_pool(pool, tokenizer, encoding, Path(cfg.dataset.cache_dir) / "tokenized", processes)
+            pool, tokenized = load_and_tokenize(cfg.dataset, tokenizer)
         work_dir = Path(cfg.score.output_dir) / scoring_key(cfg, warmup.info.run_id, pool.digest)
         work_dir.mkdir(parents=True, exist_ok=True)
         plan = plan_shards(np.array(tokenized["length"]), cfg.score.shard_size)

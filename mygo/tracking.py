@@ -34,6 +34,11 @@ def configure_tracking(cfg: DictConfig) -> None:
         mlflow.set_tracking_uri(uri)
 
 
+def tracking_overrides(cfg: DictConfig) -> list[str]:
+    """Hydra overrides that give another stage's config this one's tracking settings (store, experiment)."""
+    return [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
+
+
 @contextmanager
 def stage_run(
     stage: str,

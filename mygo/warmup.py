@@ -22,8 +22,8 @@ from transformers import AutoTokenizer, TrainingArguments
 
 from mygo import plots
 from mygo.config import load_config, split_overrides
-from mygo.data.chat import encoding_from_config, ensure_chat_template, tokenize_pool, tokenizing_processes
-from mygo.data.pool import NOISE_FIELD, load_configured_pool, take_subset
+from mygo.data.chat import ensure_chat_template, load_and_tokenize
+from mygo.data.pool import NOISE_FIELD, take_subset
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
 from mygo.router_training import (
@@ -35,7 +35,15 @@ from mygo.router_training import (
     merged_model,
     prepare_router_training,
 )
-from mygo.tracking import UPSTREAM_TAG, check_upstream, get_run, log_pool_input, model_dir_of, run_or_reuse, stage_run
+from mygo.tracking import (
+    UPSTREAM_TAG,
+    check_upstream,
+    get_run,
+    log_pool_input,
+    model_dir_of,
+    run_or_reuse,
+    stage_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +100,7 @@ def convert_run_for(cfg: DictConfig) -> Run:
 
 def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
     """The tokenized training subset and the probe sample (with its noise labels, when the pool has them)."""
-    pool = load_configured_pool(cfg.dataset)
-    processes = tokenizing_processes(cfg.dataset.num_proc, len(pool.records))
-    tokenized = tokenize_pool(
-        pool, tokenizer, encoding_from_config(cfg.dataset), Path(cfg.dataset.cache_dir) / "tokenized", processes
-    )
+    pool, tokenized = load_and_tokenize(cfg.dataset, tokenizer)
     usable = tokenized.filter(lambda count: count > 0, input_columns="num_label_tokens", desc="drop label-less")
     if len(usable) == 0:
         raise ValueError("no pool record keeps a label token after truncation; raise dataset.max_sequence_length")

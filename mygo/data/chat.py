@@ -22,7 +22,7 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from mygo.data.pool import Pool
+from mygo.data.pool import Pool, load_configured_pool
 from mygo.models.tokenizer import TULU_CHAT_TEMPLATE
 
 IGNORE_INDEX = -100
@@ -140,3 +140,11 @@ def tokenizing_processes(setting: int | str, pool_size: int) -> int:
     if setting != "auto":
         return int(setting)
     return min(os.cpu_count() or 1, 8) if pool_size >= 20_000 else 1
+
+
+def load_and_tokenize(dataset_cfg, tokenizer: PreTrainedTokenizerBase) -> tuple[Pool, Dataset]:
+    """The configured pool and its tokenized form (cached under `dataset.cache_dir/tokenized`)."""
+    pool = load_configured_pool(dataset_cfg)
+    processes = tokenizing_processes(dataset_cfg.num_proc, len(pool.records))
+    cache = Path(dataset_cfg.cache_dir) / "tokenized"
+    return pool, tokenize_pool(pool, tokenizer, encoding_from_config(dataset_cfg), cache, processes)
