@@ -50,6 +50,18 @@ def _run_select(cfg: DictConfig) -> str:
     return run_select(cfg)
 
 
+def _run_finetune(cfg: DictConfig) -> str | None:
+    from mygo.finetune import run_finetune
+
+    return run_finetune(cfg)
+
+
+def _run_evaluate(cfg: DictConfig) -> str | None:
+    from mygo.evaluate import run_evaluate
+
+    return run_evaluate(cfg)
+
+
 def _run_pipeline(cfg: DictConfig) -> str:
     from mygo.pipeline import run_pipeline
 
@@ -102,6 +114,32 @@ COMMANDS = {
         },
         _run_select,
         "cluster the scored pool by router logits and select a subset (round robin over clusters)",
+    ),
+    "finetune": Command(
+        "finetune",
+        {
+            "select_run": "upstream.select_run",
+            "data_path": "data.path",
+            "target": "target",
+            "learning_rate": "target.training.learning_rate",
+            "epochs": "target.training.epochs",
+            "lora_r": "target.lora.r",
+        },
+        _run_finetune,
+        "LoRA-tune the target model on a select run's selection (or any JSONL in the pool format)",
+    ),
+    "evaluate": Command(
+        "evaluate",
+        {
+            "finetune_run": "upstream.finetune_run",
+            "tasks": "evaluation.tasks",
+            "base_only": "evaluation.base_only",
+            "num_fewshot": "evaluation.num_fewshot",
+            "limit": "evaluation.limit",
+            "target": "target",
+        },
+        _run_evaluate,
+        "evaluate the target with a finetune run's adapter (or alone) with the lm-eval harness",
     ),
     "main": Command("main", {}, _run_pipeline, "run the pipeline on the configured setup, reusing finished runs"),
 }

@@ -9,7 +9,6 @@ can fetch it; a multi-GB conversion is referenced by the recorded path only (sha
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import mlflow
@@ -17,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from mygo.config import config_hash
+from mygo.builtin_models import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
 from mygo.models import (
     SelectMoeConfig,
     check_conversion_parity,
@@ -25,43 +24,15 @@ from mygo.models import (
     load_olmoe,
     parameter_counts,
 )
-from mygo.tracking import MODEL_PATH_TAG, find_finished_run, stage_run
+from mygo.tracking import MODEL_PATH_TAG, stage_run
 
 logger = logging.getLogger(__name__)
 
-TINY_SOURCE = "builtin:tiny"
-TINY_BASE_HASH_TAG = "mygo.tiny_base_hash"
-TINY_BASE_RUN_TAG = "mygo.tiny_base_run"
+TINY_BASE_RUN_TAG = build_run_tag("base")
 
 
 class ParityError(RuntimeError):
     """The converted model does not reproduce its source."""
-
-
-def tiny_base_hash(model_cfg: DictConfig) -> str:
-    # The corpus is this Python's own documentation, so its version is part of what was built.
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return config_hash(OmegaConf.create({"model": OmegaConf.to_container(model_cfg), "python": python}))
-
-
-def tiny_base(model_cfg: DictConfig, build_dir: Path) -> Path:
-    """The tiny OLMoE base: reused from a run that built it with the same settings, else built and logged."""
-    from mygo.models.tiny import build_tiny_base  # imported here: only the embedded default needs it
-
-    digest = tiny_base_hash(model_cfg)
-    builder = find_finished_run("convert", {TINY_BASE_HASH_TAG: digest})
-    if builder is not None:
-        logger.info("reusing the tiny base built by run %s", builder.info.run_id)
-        mlflow.set_tag(TINY_BASE_RUN_TAG, builder.info.run_id)
-        return Path(mlflow.artifacts.download_artifacts(run_id=builder.info.run_id, artifact_path="base"))
-
-    report = build_tiny_base(model_cfg, build_dir)
-    for step, loss in report.loss_curve:
-        mlflow.log_metric("base/train_loss_curve", loss, step=step)
-    mlflow.log_metrics(report.metrics)
-    mlflow.log_artifacts(str(build_dir), "base")
-    mlflow.set_tags({TINY_BASE_HASH_TAG: digest, TINY_BASE_RUN_TAG: mlflow.active_run().info.run_id})
-    return build_dir
 
 
 def check_parity(parity: dict[str, float], tolerance: float) -> None:
@@ -90,8 +61,8 @@ def run_convert(cfg: DictConfig) -> str:
     with stage_run("convert", cfg, run_name=f"convert-{cfg.model.name}") as run:
         run_dir = Path(cfg.convert.output_dir) / run.info.run_id
         source = cfg.model.source
-        if source == TINY_SOURCE:
-            source = str(tiny_base(cfg.model, run_dir / "base"))
+        if source == BUILTIN_SOURCE:
+            source = str(builtin_model_dir("base", cfg.model, run_dir / "base"))
 
         olmoe = load_olmoe(source, dtype=getattr(torch, cfg.convert.dtype)).eval()
         tokenizer = AutoTokenizer.from_pretrained(source)

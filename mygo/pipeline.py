@@ -22,16 +22,31 @@ logger = logging.getLogger(__name__)
 
 def _runners() -> dict[str, Callable[[DictConfig], str]]:
     from mygo.convert import run_convert
+    from mygo.evaluate import run_evaluate
+    from mygo.finetune import run_finetune
     from mygo.score import run_score
     from mygo.select import run_select
     from mygo.warmup import run_warmup
 
-    return {"convert": run_convert, "warmup": run_warmup, "score": run_score, "select": run_select}
+    return {
+        "convert": run_convert,
+        "warmup": run_warmup,
+        "score": run_score,
+        "select": run_select,
+        "finetune": run_finetune,
+        "evaluate": run_evaluate,
+    }
 
 
 # Each stage after the first names the run it builds on under this config key.
-UPSTREAM_KEY = {"warmup": "upstream.convert_run", "score": "upstream.warmup_run", "select": "upstream.score_run"}
-PIPELINE_STAGES = ("convert", "warmup", "score", "select")
+UPSTREAM_KEY = {
+    "warmup": "upstream.convert_run",
+    "score": "upstream.warmup_run",
+    "select": "upstream.score_run",
+    "finetune": "upstream.select_run",
+    "evaluate": "upstream.finetune_run",
+}
+PIPELINE_STAGES = ("convert", "warmup", "score", "select", "finetune", "evaluate")
 
 
 def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> DictConfig:

@@ -123,3 +123,32 @@ def projection_2d(points: np.ndarray, labels: np.ndarray, selected: np.ndarray):
     axes.set_title("router-logit features (PCA), by cluster; selected outlined")
     figure.tight_layout()
     return figure
+
+
+def metric_curve(history: list[dict[str, float]], key: str, title: str):
+    """One logged metric over training steps (e.g. the fine-tuning loss)."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    points = [(row["step"], row[key]) for row in history if key in row]
+    if points:
+        steps, values = zip(*points, strict=True)
+        axes.plot(steps, values, marker=".", color="tab:blue")
+    axes.set_xlabel("step")
+    axes.set_ylabel(key)
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def accuracy_bars(scores: dict[str, float], title: str, chance: float | None = None):
+    """Accuracy per task or subject, lowest first, with the chance level when there is one."""
+    names = sorted(scores, key=scores.get)
+    figure, axes = plt.subplots(figsize=(7, max(2.5, 0.25 * len(names) + 1)))
+    axes.barh(names, [scores[name] for name in names], color="tab:blue")
+    if chance is not None:
+        axes.axvline(chance, color="tab:red", linestyle="--", label=f"chance ({chance:.2f})")
+        axes.legend(fontsize="small")
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("accuracy")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure

@@ -5,7 +5,7 @@ gradient accumulation, progress bars and checkpoints. mygo adds:
 - `prepare_router_training`: freeze all but the router (full_rank) or put LoRA on it (lora);
 - `RouterTrainer`: the loss parts and quality-gate statistics of every step, averaged over each
   logging window (and over processes) and merged into the Trainer's logs;
-- `MlflowMetrics`: those logs to MLflow under stable names;
+- (`mygo.training.MlflowMetrics` sends those logs to MLflow under stable names;)
 - `NoiseProbe`: a fixed sample of the pool, scored every few steps, so one sees whether the gates
   tell injected low-quality samples apart while they train.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
 from sklearn.metrics import roc_auc_score
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from mygo.models.router_weights import is_router_parameter
 from mygo.router_outputs import per_sample_quality, token_good_ratio_moments
@@ -68,16 +68,6 @@ def prepare_router_training(model: torch.nn.Module, training_cfg) -> torch.nn.Mo
 def merged_model(model: torch.nn.Module) -> torch.nn.Module:
     """The plain Select-MoE model, with LoRA merged into the router weights when there is LoRA."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-class PoolCollator:
-    """Pads input_ids and labels (-100) of the model's columns; drops bookkeeping columns (id, source, ...)."""
-
-    def __init__(self, tokenizer):
-        self.pad = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
-
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        return self.pad([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
 
 
 class RouterTrainer(Trainer):
@@ -146,39 +136,6 @@ class RouterTrainer(Trainer):
         if self._window and "loss" in logs:  # a training-step log, not the end-of-training summary
             logs.update(self._window_metrics())
         super().log(logs, start_time)
-
-
-# Trainer log keys -> MLflow metric names; mygo's own keys ("loss/...", "quality_gate/...") pass through.
-TRAINER_METRICS = {
-    "learning_rate": "train/learning_rate",
-    "grad_norm": "train/grad_norm",
-    "epoch": "train/epoch",
-    "train_runtime": "train/runtime_s",
-    "train_samples_per_second": "train/samples_per_s",
-    "train_steps_per_second": "train/steps_per_s",
-}
-
-
-class MlflowMetrics(TrainerCallback):
-    """Sends the Trainer's logs to the active MLflow run (main process only) and keeps their history."""
-
-    def __init__(self):
-        self.history: list[dict[str, float]] = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        metrics = {}
-        for key, value in logs.items():
-            if not isinstance(value, (int, float)):
-                continue
-            if "/" in key:
-                metrics[key] = float(value)
-            elif key in TRAINER_METRICS:
-                metrics[TRAINER_METRICS[key]] = float(value)
-        if metrics:
-            mlflow.log_metrics(metrics, step=state.global_step)
-            self.history.append({"step": state.global_step, **metrics})
 
 
 class NoiseProbe(TrainerCallback):

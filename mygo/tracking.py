@@ -100,12 +100,12 @@ def check_upstream(run_id: str, stage: str) -> Run:
     return run
 
 
-def find_finished_run(stage: str, tags: dict[str, str], experiment_names: list[str] | None = None) -> Run | None:
-    """The newest FINISHED run of `stage` whose tags match, for reusing work already done."""
-    query = " and ".join(
-        [f"tags.`{STAGE_TAG}` = '{stage}'", "attributes.status = 'FINISHED'"]
-        + [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
-    )
+def find_finished_run(stage: str | None, tags: dict[str, str], experiment_names: list[str] | None = None) -> Run | None:
+    """The newest FINISHED run of `stage` (None: of any stage) whose tags match, for reusing work already done."""
+    conditions = ["attributes.status = 'FINISHED'"] + [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+    if stage is not None:
+        conditions.insert(0, f"tags.`{STAGE_TAG}` = '{stage}'")
+    query = " and ".join(conditions)
     runs = mlflow.search_runs(
         experiment_names=experiment_names,
         search_all_experiments=experiment_names is None,
@@ -126,23 +126,26 @@ def run_or_reuse(stage: str, cfg: DictConfig, runner: Callable[[DictConfig], str
     return runner(cfg), False
 
 
-def log_pool_input(pool, context: str) -> None:
-    """The pool as an MLflow dataset input: its name, location and content digest."""
+def log_pool_input(pool, context: str, name: str | None = None) -> None:
+    """The pool (or a data file) as an MLflow dataset input: its name, location and content digest."""
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about it
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(str(pool.data_dir.resolve()))
-    dataset = MetaDataset(source=source, name=f"pool:{','.join(pool.dataset_names)}", digest=pool.digest[:16])
+    dataset = MetaDataset(source=source, name=name or f"pool:{','.join(pool.dataset_names)}", digest=pool.digest[:16])
     mlflow.log_input(dataset, context=context)
 
 
-def model_dir_of(run: Run, artifact_path: str = "model") -> Path:
-    """A run's saved model: the recorded local path when it exists here, else its artifact, downloaded.
+def model_dir_of(
+    run: Run, artifact_path: str = "model", path_tag: str = MODEL_PATH_TAG, marker: str = "config.json"
+) -> Path:
+    """A run's saved model (or adapter): the recorded local path when it exists here, else its artifact.
 
-    Large checkpoints are recorded as a path (tag mygo.model_path) rather than copied into the store;
-    small ones are also logged as artifacts so another machine can fetch them.
+    Large checkpoints are recorded as a path (tag `path_tag`) rather than copied into the store;
+    small ones are also logged as artifacts so another machine can fetch them. `marker`: a file
+    the saved directory must hold.
     """
-    recorded = run.data.tags.get(MODEL_PATH_TAG)
-    if recorded and (Path(recorded) / "config.json").is_file():
+    recorded = run.data.tags.get(path_tag)
+    if recorded and (Path(recorded) / marker).is_file():
         return Path(recorded)
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact_path))

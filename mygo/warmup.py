@@ -9,16 +9,14 @@ Under `accelerate launch` every process trains; only the main one talks to MLflo
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 import mlflow
 import torch
-from accelerate.utils import broadcast_object_list
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
-from transformers import AutoTokenizer, TrainingArguments
+from transformers import AutoTokenizer
 
 from mygo import plots
 from mygo.config import load_config, split_overrides
@@ -26,15 +24,7 @@ from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD, take_subset
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
-from mygo.router_training import (
-    PEFT_MODES,
-    MlflowMetrics,
-    NoiseProbe,
-    PoolCollator,
-    RouterTrainer,
-    merged_model,
-    prepare_router_training,
-)
+from mygo.router_training import PEFT_MODES, NoiseProbe, RouterTrainer, merged_model, prepare_router_training
 from mygo.tracking import (
     UPSTREAM_TAG,
     check_upstream,
@@ -44,29 +34,16 @@ from mygo.tracking import (
     run_or_reuse,
     stage_run,
 )
+from mygo.training import (
+    MlflowMetrics,
+    PoolCollator,
+    share_from_main,
+    tokens_per_second,
+    training_arguments,
+    training_precision,
+)
 
 logger = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "bf16", "float32")
-
-
-def training_precision(setting: str) -> str:
-    if setting not in PRECISIONS:
-        raise ValueError(f"training.precision={setting!r} is not valid; choose one of {list(PRECISIONS)}")
-    if setting == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-    return setting
-
-
-def gradient_accumulation(training_cfg: DictConfig, processes: int) -> int:
-    """Steps to accumulate so that micro batches on all processes add up to the global batch."""
-    per_step = training_cfg.micro_batch_size * processes
-    if training_cfg.batch_size % per_step:
-        raise ValueError(
-            f"training.batch_size={training_cfg.batch_size} is not a multiple of micro_batch_size "
-            f"({training_cfg.micro_batch_size}) x processes ({processes})"
-        )
-    return training_cfg.batch_size // per_step
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -124,35 +101,6 @@ def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
     return train_set, probe_set, probe_noise
 
 
-def training_arguments(cfg: DictConfig, precision: str) -> TrainingArguments:
-    """The Trainer's arguments; creating them joins the process group under `accelerate launch`/`torchrun`."""
-    training = cfg.training
-    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by every distributed launcher
-    return TrainingArguments(
-        output_dir=training.output_dir,  # per run below, once the run ID is known
-        per_device_train_batch_size=training.micro_batch_size,
-        gradient_accumulation_steps=gradient_accumulation(training, processes),
-        learning_rate=training.learning_rate,
-        num_train_epochs=training.epochs,
-        weight_decay=training.weight_decay,
-        warmup_steps=training.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        lr_scheduler_type=training.lr_scheduler,
-        max_grad_norm=training.max_grad_norm,
-        seed=training.seed,
-        bf16=precision == "bf16",
-        gradient_checkpointing=training.gradient_checkpointing,
-        logging_steps=training.logging_steps,
-        save_strategy="steps" if training.save_steps else "no",
-        save_steps=training.save_steps or 500,
-        report_to="none",  # mygo logs to MLflow itself, under its own metric names
-        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),  # several CPU processes then join one gloo group
-    )
-
-
 def log_router_plots(probe: NoiseProbe | None, probe_noise, history: list[dict]) -> None:
     if probe is not None and probe.scores is not None:
         quality = probe.scores.mean(axis=1)
@@ -172,7 +120,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
     check_settings(cfg)
     started = time.perf_counter()
     precision = training_precision(cfg.training.precision)
-    args = training_arguments(cfg, precision)
+    args = training_arguments(cfg.training, precision)
     is_main = args.process_index == 0
     run_name = f"warmup-{cfg.select_moe.quality_loss_type}"
     with stage_run("warmup", cfg, run_name=run_name, active=is_main) as run:
@@ -181,9 +129,8 @@ def run_warmup(cfg: DictConfig) -> str | None:
             model_dir = model_dir_of(convert_run)
             tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
             train_set, probe_set, probe_noise = prepare_data(cfg, tokenizer, is_main)
-        run_id = run.info.run_id if run else None
-        if args.world_size > 1:  # every process checkpoints into the main process's run directory
-            run_id = broadcast_object_list([run_id], from_process=0)[0]
+        # Every process checkpoints into the main process's run directory.
+        (run_id,) = share_from_main(args, [run.info.run_id if run else None])
         if run:
             mlflow.set_tag(UPSTREAM_TAG, convert_run.info.run_id)
         output_dir = Path(cfg.training.output_dir) / run_id
@@ -220,7 +167,9 @@ def run_warmup(cfg: DictConfig) -> str | None:
         mlflow.log_metrics(
             {
                 "warmup/seconds": seconds,
-                "train/tokens_per_s": sum(train_set["length"]) * cfg.training.epochs / result.metrics["train_runtime"],
+                "train/tokens_per_s": tokens_per_second(
+                    train_set["length"], cfg.training.epochs, result.metrics["train_runtime"]
+                ),
                 "train/final_loss": result.training_loss,
             }
         )

@@ -61,7 +61,7 @@ class PoolStats:
 @dataclass
 class Pool:
     records: datasets.Dataset  # columns: id, dataset, messages, file, line (+ mygo_noise when present)
-    data_dir: Path
+    data_dir: Path  # the pool's directory, or the file it was read from
     dataset_names: list[str]
     digest: str  # sha256 of the files read, in order: equal digests mean the same pool
     stats: PoolStats
@@ -83,7 +83,7 @@ def discover_datasets(data_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def _check_record(record: object, where: str, dataset_name: str) -> str | None:
+def _check_record(record: object, where: str, dataset_name: str | None) -> str | None:
     """Raise on a malformed record; return why it is skipped, or None to keep it."""
     if not isinstance(record, dict):
         raise PoolError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
@@ -91,7 +91,7 @@ def _check_record(record: object, where: str, dataset_name: str) -> str | None:
     if not isinstance(record_id, str) or not record_id:
         raise PoolError(f"{where}: field 'id' must be a non-empty string, got {record_id!r}")
     where = f"{where} (id {record_id!r})"
-    if record.get("dataset", dataset_name) != dataset_name:
+    if dataset_name is not None and record.get("dataset", dataset_name) != dataset_name:
         raise PoolError(f"{where}: field 'dataset' is {record['dataset']!r} but the file is in folder {dataset_name!r}")
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -110,7 +110,8 @@ def _check_record(record: object, where: str, dataset_name: str) -> str | None:
     return None
 
 
-def _read_file(path: Path, dataset_name: str, skip_bad_lines: bool, stats: PoolStats, digest) -> list[dict]:
+def _read_file(path: Path, dataset_name: str | None, skip_bad_lines: bool, stats: PoolStats, digest) -> list[dict]:
+    """The file's usable records; `dataset_name=None`: each record names its own (else the file's stem)."""
     records = []
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
@@ -134,7 +135,8 @@ def _read_file(path: Path, dataset_name: str, skip_bad_lines: bool, stats: PoolS
                 stats.skipped_empty_content += 1
             else:
                 messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-                kept = {"id": record["id"], "dataset": dataset_name, "messages": messages}
+                source = dataset_name or str(record.get("dataset") or path.stem)
+                kept = {"id": record["id"], "dataset": source, "messages": messages}
                 kept |= {"file": str(path), "line": line_number, NOISE_FIELD: record.get(NOISE_FIELD)}
                 records.append(kept)
     return records
@@ -156,13 +158,31 @@ def load_pool(data_dir: str | Path, dataset_names: list[str] | None = None, skip
             records.extend(_read_file(path, name, skip_bad_lines, stats, digest))
     if not records:
         raise PoolError(f"no usable records in {data_dir} for datasets {names}")
+    pool = _as_pool(records, data_dir, names, digest, stats)
+    logger.info("pool %s: %d records from %s (%s)", data_dir, len(records), names, stats.metrics())
+    return pool
+
+
+def load_records_file(path: str | Path, skip_bad_lines: bool = False) -> Pool:
+    """One JSONL file in the pool format (a selection, or any instruction data), checked like the pool."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    stats, digest = PoolStats(), hashlib.sha256()
+    records = _read_file(path, None, skip_bad_lines, stats, digest)
+    if not records:
+        raise PoolError(f"{path}: no usable records (an empty file, or none with an assistant turn; {stats.metrics()})")
+    names = sorted({record["dataset"] for record in records})
+    return _as_pool(records, path, names, digest, stats)
+
+
+def _as_pool(records: list[dict], location: Path, names: list[str], digest, stats: PoolStats) -> Pool:
     _check_unique_ids(records)
     stats.records.update(record["dataset"] for record in records)
     if all(record[NOISE_FIELD] is None for record in records):
         for record in records:
             del record[NOISE_FIELD]
-    logger.info("pool %s: %d records from %s (%s)", data_dir, len(records), names, stats.metrics())
-    return Pool(datasets.Dataset.from_list(records), data_dir, names, digest.hexdigest(), stats)
+    return Pool(datasets.Dataset.from_list(records), location, names, digest.hexdigest(), stats)
 
 
 def _check_unique_ids(records: list[dict]) -> None:

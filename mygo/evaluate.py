@@ -1,0 +1,236 @@
+"""The evaluate stage: the lm-eval harness on the target model, with a finetune run's LoRA adapter or alone.
+
+lm-eval loads the model itself (`pretrained` + `peft`), so `accelerate launch` spreads the examples
+over GPUs as lm-eval does; only the main process records the run. Tasks are lm-eval's own (MMLU, ...)
+plus the YAMLs in `configs/eval_tasks/` (the embedded default's `stdlib_mmlu`). Every metric lm-eval
+reports becomes `eval/<task>/<metric>`, with `eval/<task>/<subject>/<metric>` for a group's subtasks,
+and the full results are kept as `eval/results.json`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import torch
+from accelerate import PartialState
+from omegaconf import DictConfig, OmegaConf, open_dict
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from mygo import plots
+from mygo.config import config_dir
+from mygo.finetune import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, load_target_tokenizer, target_location
+from mygo.tracking import check_upstream, model_dir_of, stage_run
+
+logger = logging.getLogger(__name__)
+
+BASE_ONLY_TAG = "mygo.eval_base_only"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+
+
+def task_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.evaluation.task_dir) if cfg.evaluation.task_dir else config_dir() / "eval_tasks"
+
+
+def task_manager(directory: Path):
+    from lm_eval.tasks import TaskManager  # indexing lm-eval's tasks takes seconds: only when evaluating
+
+    return TaskManager(include_path=str(directory))
+
+
+def task_names(setting) -> list[str]:
+    """`mmlu`, `mmlu,arc_easy` (from the command line) or a YAML list."""
+    if isinstance(setting, str):
+        return [name.strip() for name in setting.split(",") if name.strip()]
+    return [str(name) for name in setting]
+
+
+def check_tasks(tasks: list[str], manager) -> None:
+    """Every name is a task, group or tag lm-eval knows; otherwise say which are close."""
+    known = set(manager.all_tasks)
+    for name in tasks:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            raise ValueError(f"evaluation.tasks: unknown lm-eval task {name!r}{hint}")
+
+
+def evaluation_settings(cfg: DictConfig) -> tuple[DictConfig, object | None]:
+    """The config with the finetune run's target (the base its adapter belongs to) and the run itself."""
+    finetune_id = cfg.upstream.finetune_run
+    if not finetune_id:
+        if not cfg.evaluation.base_only:
+            raise ValueError(
+                "give upstream.finetune_run (-P finetune_run=<run id>), or evaluation.base_only=true "
+                "(-P base_only=true) to evaluate the configured target alone"
+            )
+        return cfg, None
+    run = check_upstream(finetune_id, "finetune")
+    resolved = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{finetune_id}/config/resolved.yaml"))
+    if OmegaConf.to_container(resolved.target) != OmegaConf.to_container(cfg.target):
+        logger.info("evaluating with finetune run %s's target %s", finetune_id, resolved.target.name)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.target = resolved.target
+    return cfg, run
+
+
+def _lora_modules(adapter_dir: Path) -> dict[str, dict[str, tuple[int, ...]]]:
+    """{module path in the base model: {"A"/"B": weight shape}} of a saved peft LoRA adapter."""
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"adapter {adapter_dir} has no {ADAPTER_WEIGHTS}")
+    modules: dict[str, dict[str, tuple[int, ...]]] = {}
+    with safe_open(str(weights), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 (a safetensors handle is not iterable)
+            for suffix in LORA_SUFFIXES:
+                if key.endswith(suffix):
+                    module = key.removesuffix(suffix).removeprefix("base_model.model.")
+                    modules.setdefault(module, {})[suffix[6]] = tuple(handle.get_slice(key).get_shape())
+    return modules
+
+
+def check_adapter_fits(adapter_dir: Path, base_location: str) -> None:
+    """The adapter's LoRA weights match the base model's modules one to one, in names and shapes.
+
+    Checked on the base's config alone (an empty model on the meta device), before anything loads.
+    """
+    from accelerate import init_empty_weights
+
+    adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
+    with init_empty_weights():
+        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_location))
+    targets = set(adapter.get("target_modules") or [])
+    expected = {name for name, _ in base.named_modules() if name.rsplit(".", 1)[-1] in targets}
+    found = _lora_modules(adapter_dir)
+    problems = []
+    if missing := sorted(set(found) - expected):
+        problems.append(f"the base has no module {missing[0]} (and {len(missing) - 1} more) that the adapter adapts")
+    if untouched := sorted(expected - set(found)):
+        problems.append(f"the adapter has no weights for {untouched[0]} (and {len(untouched) - 1} more)")
+    for name in sorted(set(found) & expected):
+        module = base.get_submodule(name)
+        shapes = found[name]
+        if shapes.get("A", (0, 0))[1] != module.in_features or shapes.get("B", (0, 0))[0] != module.out_features:
+            problems.append(
+                f"{name}: LoRA A {shapes.get('A')} / B {shapes.get('B')} do not fit "
+                f"{module.in_features} -> {module.out_features}"
+            )
+            break
+    if problems:
+        raise ValueError(f"the adapter {adapter_dir} does not fit the base model {base_location}: {problems[0]}")
+
+
+def _descendants(task: str, hierarchy: dict[str, list[str]]) -> Iterator[str]:
+    for child in hierarchy.get(task, []):
+        yield child
+        yield from _descendants(child, hierarchy)
+
+
+def _task_metrics(entry: dict, prefix: str) -> dict[str, float]:
+    """lm-eval's "acc,none" -> "<prefix>/acc"; a filter other than "none" is kept in the name."""
+    metrics = {}
+    for key, value in entry.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or "," not in key:
+            continue  # aliases, and stderr lm-eval could not compute ("N/A")
+        metric, _, filter_name = key.partition(",")
+        metrics[f"{prefix}/{metric if filter_name == 'none' else f'{metric}_{filter_name}'}"] = float(value)
+    return metrics
+
+
+def eval_metrics(results: dict, tasks: list[str]) -> dict[str, float]:
+    """`eval/<task>/<metric>`, and `eval/<task>/<subject>/<metric>` for everything under a group."""
+    scores, hierarchy = results["results"], results.get("group_subtasks", {})
+    metrics = {}
+    for task in tasks:
+        metrics |= _task_metrics(scores.get(task, {}), f"eval/{task}")
+        for subtask in _descendants(task, hierarchy):
+            subject = subtask.removeprefix(f"{task}_")
+            metrics |= _task_metrics(scores.get(subtask, {}), f"eval/{task}/{subject}")
+    return metrics
+
+
+def subject_accuracies(metrics: dict[str, float], task: str) -> dict[str, float]:
+    prefix = f"eval/{task}/"
+    return {
+        key[len(prefix) : -len("/acc")]: value
+        for key, value in metrics.items()
+        if key.startswith(prefix) and key.endswith("/acc") and key.count("/") == 3
+    }
+
+
+def run_evaluate(cfg: DictConfig) -> str | None:
+    """Evaluate; returns the MLflow run ID (None on processes other than the main one)."""
+    started = time.perf_counter()
+    requested = cfg.copy()
+    cfg, finetune = evaluation_settings(cfg)
+    evaluation, target_eval = cfg.evaluation, cfg.target.evaluation
+    tasks = task_names(evaluation.tasks or target_eval.tasks)
+    manager = task_manager(task_dir(cfg))
+    check_tasks(tasks, manager)
+    is_main = PartialState().is_main_process
+    base_only = bool(evaluation.base_only)
+    run_name = f"evaluate-{cfg.target.name}-{'base' if base_only else 'adapter'}"
+    upstream = finetune.info.run_id if finetune else None
+    with stage_run(
+        "evaluate", cfg, upstream_run=upstream, run_name=run_name, active=is_main, requested=requested
+    ) as run:
+        # The built-in tiny target is found by its build settings (built here only if no run has it).
+        location = target_location(cfg.target, Path(cfg.output_dir) / (run.info.run_id if run else "rank") / "target")
+        adapter_dir = None
+        if not base_only:
+            adapter_dir = model_dir_of(finetune, ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, marker="adapter_config.json")
+            check_adapter_fits(adapter_dir, location)
+        if run:
+            mlflow.set_tag(BASE_ONLY_TAG, str(base_only).lower())
+
+        from lm_eval import simple_evaluate
+        from lm_eval.models.huggingface import HFLM
+
+        gpu = torch.cuda.is_available()
+        precision = evaluation.precision
+        if precision == "auto":
+            precision = "bfloat16" if gpu and torch.cuda.is_bf16_supported() else "float32"
+        model = HFLM(
+            pretrained=location,
+            peft=str(adapter_dir) if adapter_dir else None,
+            tokenizer=load_target_tokenizer(str(adapter_dir or location)),
+            dtype=precision,
+            device="cuda" if gpu else "cpu",
+            batch_size=evaluation.batch_size or target_eval.batch_size,
+        )
+        num_fewshot = evaluation.num_fewshot if evaluation.num_fewshot is not None else target_eval.num_fewshot
+        results = simple_evaluate(
+            model=model,
+            tasks=tasks,
+            num_fewshot=num_fewshot,
+            limit=evaluation.limit,
+            task_manager=manager,
+            log_samples=False,
+            apply_chat_template=evaluation.apply_chat_template,
+            random_seed=evaluation.seed,
+            numpy_random_seed=evaluation.seed,
+            torch_random_seed=evaluation.seed,
+            fewshot_random_seed=evaluation.seed,
+        )
+        if not is_main:
+            return None
+        metrics = eval_metrics(results, tasks)
+        metrics["evaluate/seconds"] = time.perf_counter() - started
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(json.dumps(results, indent=2, default=str, sort_keys=True), "eval/results.json")
+        for task in tasks:
+            if subjects := subject_accuracies(metrics, task):
+                title = f"{task}: accuracy per subject ({'base' if base_only else 'base + adapter'})"
+                plots.log_figure(plots.accuracy_bars(subjects, title), f"plots/{task}_subjects.png")
+        for key in sorted(metrics):
+            if key.count("/") == 2:
+                print(f"{key:<40}{metrics[key]:.4f}")
+        return run.info.run_id

@@ -1,0 +1,117 @@
+"""HF Trainer plumbing shared by the stages that train (warmup, finetune): arguments, batches, MLflow logs.
+
+The Trainer brings accelerate (one GPU, DDP, FSDP), bf16, gradient accumulation, checkpoints and
+progress bars; what is here maps mygo's configs onto it and its logs onto MLflow's metric names.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import torch
+from accelerate.utils import broadcast_object_list
+from omegaconf import DictConfig
+from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments
+
+PRECISIONS = ("auto", "bf16", "float32")
+
+
+def training_precision(setting: str) -> str:
+    if setting not in PRECISIONS:
+        raise ValueError(f"training.precision={setting!r} is not valid; choose one of {list(PRECISIONS)}")
+    if setting == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return setting
+
+
+def gradient_accumulation(training_cfg: DictConfig, processes: int) -> int:
+    """Steps to accumulate so that micro batches on all processes add up to the global batch."""
+    per_step = training_cfg.micro_batch_size * processes
+    if training_cfg.batch_size % per_step:
+        raise ValueError(
+            f"training.batch_size={training_cfg.batch_size} is not a multiple of micro_batch_size "
+            f"({training_cfg.micro_batch_size}) x processes ({processes})"
+        )
+    return training_cfg.batch_size // per_step
+
+
+def training_arguments(training: DictConfig, precision: str) -> TrainingArguments:
+    """The Trainer's arguments; creating them joins the process group under `accelerate launch`/`torchrun`."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by every distributed launcher
+    return TrainingArguments(
+        output_dir=training.output_dir,  # per run below, once the run ID is known
+        per_device_train_batch_size=training.micro_batch_size,
+        gradient_accumulation_steps=gradient_accumulation(training, processes),
+        learning_rate=training.learning_rate,
+        num_train_epochs=training.epochs,
+        weight_decay=training.weight_decay,
+        warmup_steps=training.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type=training.lr_scheduler,
+        max_grad_norm=training.max_grad_norm,
+        seed=training.seed,
+        bf16=precision == "bf16",
+        gradient_checkpointing=training.gradient_checkpointing,
+        logging_steps=training.logging_steps,
+        save_strategy="steps" if training.save_steps else "no",
+        save_steps=training.save_steps or 500,
+        report_to="none",  # mygo logs to MLflow itself, under its own metric names
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # several CPU processes then join one gloo group
+    )
+
+
+def share_from_main(args: TrainingArguments, values: list):
+    """The main process's values on every process (run ID, resolved paths); unchanged with one process."""
+    return broadcast_object_list(list(values), from_process=0) if args.world_size > 1 else list(values)
+
+
+def tokens_per_second(lengths: list[int], epochs: float, runtime_s: float) -> float:
+    return sum(lengths) * epochs / max(runtime_s, 1e-9)
+
+
+class PoolCollator:
+    """Pads input_ids and labels (-100) of the model's columns; drops bookkeeping columns (id, source, ...)."""
+
+    def __init__(self, tokenizer):
+        self.pad = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        return self.pad([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+
+# Trainer log keys -> MLflow metric names; mygo's own keys ("loss/...", "quality_gate/...") pass through.
+TRAINER_METRICS = {
+    "loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+    "epoch": "train/epoch",
+    "train_runtime": "train/runtime_s",
+    "train_samples_per_second": "train/samples_per_s",
+    "train_steps_per_second": "train/steps_per_s",
+}
+
+
+class MlflowMetrics(TrainerCallback):
+    """Sends the Trainer's logs to the active MLflow run (main process only) and keeps their history."""
+
+    def __init__(self):
+        self.history: list[dict[str, float]] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        metrics = {}
+        for key, value in logs.items():
+            if not isinstance(value, (int, float)):
+                continue
+            if "/" in key:
+                metrics[key] = float(value)
+            elif key in TRAINER_METRICS:
+                metrics[TRAINER_METRICS[key]] = float(value)
+        if metrics:
+            mlflow.log_metrics(metrics, step=state.global_step)
+            self.history.append({"step": state.global_step, **metrics})
