@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from huggingface_hub.errors import StrictDataclassError
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
+from mygo.reproduce import ReproductionMismatch
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Command:
     named: dict[str, str]  # option name -> Hydra key
     runner: Callable[[DictConfig], object]
     help: str
+    positional: str | None = None  # a bare argument (`mygo lineage <run id>`) sets this Hydra key
 
 
 def _run_convert(cfg: DictConfig) -> str:
@@ -60,6 +63,18 @@ def _run_evaluate(cfg: DictConfig) -> str | None:
     from mygo.evaluate import run_evaluate
 
     return run_evaluate(cfg)
+
+
+def _run_lineage(cfg: DictConfig) -> str:
+    from mygo.lineage import run_lineage
+
+    return run_lineage(cfg)
+
+
+def _run_reproduce(cfg: DictConfig) -> str:
+    from mygo.reproduce import run_reproduce
+
+    return run_reproduce(cfg)
 
 
 def _run_pipeline(cfg: DictConfig) -> str:
@@ -141,7 +156,26 @@ COMMANDS = {
         _run_evaluate,
         "evaluate the target with a finetune run's adapter (or alone) with the lm-eval harness",
     ),
-    "main": Command("main", {}, _run_pipeline, "run the pipeline on the configured setup, reusing finished runs"),
+    "main": Command(
+        "main",
+        {"force": "pipeline.force"},
+        _run_pipeline,
+        "run the pipeline on the configured setup, reusing finished runs (--force <stage>|all reruns)",
+    ),
+    "lineage": Command(
+        "lineage",
+        {"run_id": "lineage.run_id"},
+        _run_lineage,
+        "print the chain from a run back to its conversion, with key params and metrics",
+        positional="lineage.run_id",
+    ),
+    "reproduce": Command(
+        "reproduce",
+        {"run_id": "reproduce.run_id"},
+        _run_reproduce,
+        "re-execute a run's stage with its logged config and upstream run, and compare the results",
+        positional="reproduce.run_id",
+    ),
 }
 
 
@@ -161,11 +195,20 @@ def command_overrides(command: Command, args: argparse.Namespace) -> list[str]:
     named = [f"{key}={getattr(args, option)}" for option, key in command.named.items() if getattr(args, option)]
     # Group choices (model=tiny) must precede keys inside the group (model.source=...).
     named.sort(key=lambda override: "." in override.split("=", 1)[0])
-    return named + split_overrides(args.overrides) + list(args.extra)
+    extra = list(args.extra)
+    if command.positional:
+        extra = [f"{command.positional}={item}" if "=" not in item else item for item in extra]
+    return named + split_overrides(args.overrides) + extra
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `mlflow run` stops its command with SIGTERM on Ctrl-C: treat it as Ctrl-C, so runs end KILLED.
+    signal.signal(signal.SIGTERM, _interrupt)
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     try:
@@ -174,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, StrictDataclassError) as error:
         print(f"mygo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except ReproductionMismatch as error:
+        print(f"mygo {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mygo {args.command}: interrupted; the runs in progress are marked KILLED", file=sys.stderr)
+        return 130
     return 0
 
 

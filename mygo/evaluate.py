@@ -10,6 +10,7 @@ and the full results are kept as `eval/results.json`.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from mygo import plots
 from mygo.config import config_dir
 from mygo.finetune import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, load_target_tokenizer, target_location
-from mygo.tracking import check_upstream, model_dir_of, stage_run
+from mygo.tracking import check_upstream, log_dataset_input, model_dir_of, stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,21 @@ def eval_metrics(results: dict, tasks: list[str]) -> dict[str, float]:
     return metrics
 
 
+def log_task_inputs(results: dict, tasks: list[str], directory: Path) -> None:
+    """Each task as a dataset input; its digest covers the configs of every subtask lm-eval ran."""
+    hierarchy, configs = results.get("group_subtasks", {}), results.get("configs", {})
+    for task in tasks:
+        leaves = [t for t in (task, *_descendants(task, hierarchy)) if t in configs]
+        content = json.dumps({leaf: configs[leaf] for leaf in leaves}, sort_keys=True, default=str)
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        local = directory / task
+        if not local.is_dir():  # one of lm-eval's own tasks
+            import lm_eval
+
+            local = Path(lm_eval.__file__).parent / "tasks"
+        log_dataset_input(f"lm-eval:{task}", str(local), digest, context="evaluation")
+
+
 def subject_accuracies(metrics: dict[str, float], task: str) -> dict[str, float]:
     prefix = f"eval/{task}/"
     return {
@@ -222,6 +238,7 @@ def run_evaluate(cfg: DictConfig) -> str | None:
         )
         if not is_main:
             return None
+        log_task_inputs(results, tasks, task_dir(cfg))
         metrics = eval_metrics(results, tasks)
         metrics["evaluate/seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)

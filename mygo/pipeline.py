@@ -15,12 +15,13 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
+from mygo.lineage import key_metrics
 from mygo.tracking import run_or_reuse, stage_run, tracking_overrides
 
 logger = logging.getLogger(__name__)
 
 
-def _runners() -> dict[str, Callable[[DictConfig], str]]:
+def stage_runners() -> dict[str, Callable[[DictConfig], str]]:
     from mygo.convert import run_convert
     from mygo.evaluate import run_evaluate
     from mygo.finetune import run_finetune
@@ -55,18 +56,38 @@ def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -
     return load_config(stage, tracking_overrides(cfg) + upstream + split_overrides(cfg.stage_overrides.get(stage, "")))
 
 
+def forced_stages(force: str | None) -> set[str]:
+    """`force=warmup`: warmup and every stage after it run again; `all`: every stage; null: none."""
+    if not force:
+        return set()
+    if force == "all":
+        return set(PIPELINE_STAGES)
+    if force not in PIPELINE_STAGES:
+        raise ValueError(f"pipeline.force={force!r} is not valid; choose all or one of {list(PIPELINE_STAGES)}")
+    return set(PIPELINE_STAGES[PIPELINE_STAGES.index(force) :])
+
+
+def summary_table(rows: list[tuple[str, str, bool, float]]) -> str:
+    """Stage, run, reused or new, seconds spent here, and the run's key metrics."""
+    lines = [f"{'stage':<10}{'run':<34}{'':<8}{'seconds':>8}  key metrics"]
+    for stage, run_id, reused, seconds in rows:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in key_metrics(mlflow.get_run(run_id)).items())
+        lines.append(f"{stage:<10}{run_id:<34}{'reused' if reused else 'new':<8}{seconds:8.1f}  {metrics}")
+    return "\n".join(lines)
+
+
 def run_pipeline(cfg: DictConfig) -> str:
-    runners = _runners()
-    summary = []
+    forced = forced_stages(cfg.pipeline.force)
+    runners = stage_runners()
+    rows = []
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
         upstream = None
         for stage in PIPELINE_STAGES:
             started = time.perf_counter()
-            upstream, reused = run_or_reuse(stage, stage_config(cfg, stage, upstream), runners[stage])
+            force = stage in forced
+            upstream, reused = run_or_reuse(stage, stage_config(cfg, stage, upstream), runners[stage], force=force)
             mlflow.set_tags({f"mygo.run.{stage}": upstream, f"mygo.reused.{stage}": str(reused)})
-            summary.append((stage, upstream, "reused" if reused else "new", time.perf_counter() - started))
-        print(f"\n{'stage':<10}{'run':<34}{'':<8}seconds")
-        for stage, run_id, state, seconds in summary:
-            print(f"{stage:<10}{run_id:<34}{state:<8}{seconds:7.1f}")
+            rows.append((stage, upstream, reused, time.perf_counter() - started))
+        print("\n" + summary_table(rows))
         print(f"Compare runs with: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()} --host 127.0.0.1")
         return parent.info.run_id

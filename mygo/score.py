@@ -168,7 +168,9 @@ def run_score(cfg: DictConfig) -> str | None:
     state = PartialState(cpu=not torch.cuda.is_available())
     started = time.perf_counter()
     main = state.is_main_process
-    with stage_run("score", cfg, upstream_run=warmup.info.run_id, active=main, requested=requested) as run:
+    with stage_run(
+        "score", cfg, upstream_run=warmup.info.run_id, run_name="score", active=main, requested=requested
+    ) as run:
         model_dir = model_dir_of(convert)
         tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
         with state.main_process_first():

@@ -26,7 +26,7 @@ from mygo.data.pool import NOISE_FIELD
 from mygo.router_data import RouterData, load_router_data
 from mygo.score import ROUTER_DATA_PATH_TAG
 from mygo.selection import STRATEGIES, select, target_count
-from mygo.tracking import check_upstream, stage_run
+from mygo.tracking import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +156,13 @@ def run_select(cfg: DictConfig) -> str:
     """Cluster, select and record; returns the MLflow run ID."""
     check_settings(cfg)
     score_run = check_upstream(cfg.upstream.score_run, "score")
-    with stage_run("select", cfg, upstream_run=score_run.info.run_id) as run:
+    run_name = f"select-{cfg.selection.strategy}-{cfg.clustering.method}-{cfg.selection.percentage:g}"
+    with stage_run("select", cfg, upstream_run=score_run.info.run_id, run_name=run_name) as run:
         started = time.perf_counter()
         data = router_data_of(score_run)
+        # The router data's directory is named by the digest of what decided the scores.
+        recorded = Path(score_run.data.tags[ROUTER_DATA_PATH_TAG])
+        log_dataset_input("router_data", str(recorded), recorded.name, context="selection")
         count = target_count(len(data.index), cfg.selection.percentage)
         quality = data.sample_quality
         features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)

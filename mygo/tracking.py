@@ -16,6 +16,7 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
+from mygo.code_version import CODE_DIGEST_TAG, code_digest, code_tags
 from mygo.config import config_hash, config_yaml, flatten_config
 
 logger = logging.getLogger(__name__)
@@ -71,12 +72,17 @@ def stage_run(
             mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(run_name=run_name, **start) as run:
         tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
+        tags |= code_tags()
         if upstream_run:
             tags[UPSTREAM_TAG] = upstream_run
         mlflow.set_tags(tags)
         mlflow.log_params(flatten_config(cfg))
         mlflow.log_text(config_yaml(cfg), "config/resolved.yaml")
-        yield run
+        try:
+            yield run
+        except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            raise
 
 
 def get_run(run_id: str) -> Run:
@@ -117,22 +123,32 @@ def find_finished_run(stage: str | None, tags: dict[str, str], experiment_names:
     return runs[0] if runs else None
 
 
-def run_or_reuse(stage: str, cfg: DictConfig, runner: Callable[[DictConfig], str]) -> tuple[str, bool]:
-    """A FINISHED run of `stage` with the same resolved config, else a new one: (run id, reused)."""
-    finished = find_finished_run(stage, {CONFIG_HASH_TAG: config_hash(cfg)})
+def run_or_reuse(
+    stage: str, cfg: DictConfig, runner: Callable[[DictConfig], str], force: bool = False
+) -> tuple[str, bool]:
+    """A FINISHED run of `stage` with the same resolved config (upstream run included) and code, else a new
+    one (always with `force`): (run id, reused)."""
+    if force:
+        return runner(cfg), False
+    finished = find_finished_run(stage, {CONFIG_HASH_TAG: config_hash(cfg), CODE_DIGEST_TAG: code_digest()})
     if finished is not None:
         logger.info("%s: reusing finished run %s", stage, finished.info.run_id)
         return finished.info.run_id, True
     return runner(cfg), False
 
 
-def log_pool_input(pool, context: str, name: str | None = None) -> None:
-    """The pool (or a data file) as an MLflow dataset input: its name, location and content digest."""
+def log_dataset_input(name: str, location: str, digest: str, context: str) -> None:
+    """An MLflow dataset input: what a stage read, where, and a digest of its content."""
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about it
         warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(str(pool.data_dir.resolve()))
-    dataset = MetaDataset(source=source, name=name or f"pool:{','.join(pool.dataset_names)}", digest=pool.digest[:16])
-    mlflow.log_input(dataset, context=context)
+        source = resolve_dataset_source(location)
+    mlflow.log_input(MetaDataset(source=source, name=name, digest=digest[:16]), context=context)
+
+
+def log_pool_input(pool, context: str, name: str | None = None) -> None:
+    """The pool (or a data file) as a dataset input: its name, location and content digest."""
+    name = name or f"pool:{','.join(pool.dataset_names)}"
+    log_dataset_input(name, str(pool.data_dir.resolve()), pool.digest, context)
 
 
 def model_dir_of(

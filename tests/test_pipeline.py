@@ -1,49 +1,225 @@
-"""`main` on the quick tiny setup against a real MLflow store: every stage a child run, all reused the second time."""
+"""`main`, lineage and reproduce on the quick tiny setup against a real MLflow store.
+
+One module-scoped store holds a first `main`; the tests build on it (reuse, force, lineage,
+reproduce, Ctrl-C), each adding runs of its own.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import mlflow
 import pytest
 
+from mygo.cli import main as mygo_main
+from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, code_digest
 from mygo.config import load_config
+from mygo.lineage import lineage
 from mygo.pipeline import PIPELINE_STAGES, run_pipeline
+from mygo.reproduce import REPRODUCES_TAG, ReproductionMismatch, run_reproduce
+from mygo.score import run_score
+from mygo.select import SELECTED_IDS_TAG, run_select
 from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
 from tests.test_convert_stage import QUICK_TINY
-from tests.test_finetune_evaluate import quick_evaluate_overrides, quick_finetune_overrides
-from tests.test_warmup_stage import quick_warmup_overrides
+from tests.test_finetune_evaluate import quick_evaluate_overrides, quick_finetune_overrides, use_store
+from tests.test_warmup_stage import REPO, quick_warmup_overrides
 
 
-def pipeline_overrides(tmp_path) -> list[str]:
-    warmup = [o for o in quick_warmup_overrides(tmp_path) if not o.startswith(("model.", "upstream."))]
-    convert = [*QUICK_TINY, f"convert.output_dir={tmp_path / 'convert'}"]
+def pipeline_overrides(root, warmup_extra: tuple[str, ...] = ()) -> list[str]:
+    warmup = [o for o in quick_warmup_overrides(root) if not o.startswith(("model.", "upstream."))]
+    convert = [*QUICK_TINY, f"convert.output_dir={root / 'convert'}"]
     stages = {
         "convert": convert,
-        "warmup": [*QUICK_TINY, *warmup],
-        "score": [f"score.output_dir={tmp_path / 'score'}"],
-        "select": [f"output_dir={tmp_path / 'select'}", "clustering.kmeans.k_range=[2,6]", "selection.percentage=0.1"],
-        "finetune": quick_finetune_overrides(tmp_path),
-        "evaluate": quick_evaluate_overrides(tmp_path),
+        "warmup": [*QUICK_TINY, *warmup, *warmup_extra],
+        "score": [f"score.output_dir={root / 'score'}"],
+        "select": [f"output_dir={root / 'select'}", "clustering.kmeans.k_range=[2,6]", "selection.percentage=0.1"],
+        "finetune": quick_finetune_overrides(root),
+        "evaluate": quick_evaluate_overrides(root),
     }
     return [f"stage_overrides.{stage}='{' '.join(values)}'" for stage, values in stages.items()]
 
 
-@pytest.mark.timeout(600)
-def test_main_chains_the_stages_and_reuses_them_all(tracking_store, tmp_path, capsys):
-    first = mlflow.get_run(run_pipeline(load_config("main", pipeline_overrides(tmp_path))))
-    assert first.data.tags[STAGE_TAG] == "pipeline"
-    runs = {stage: mlflow.get_run(first.data.tags[f"mygo.run.{stage}"]) for stage in PIPELINE_STAGES}
+def reproduce_config(run_id: str, root, *extra: str):
+    overrides = [f"reproduce.run_id={run_id}", f"reproduce.output_dir={root / 'reproduce'}", *extra]
+    return load_config("reproduce", overrides)
+
+
+@pytest.fixture(scope="module")
+def first_main(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        use_store(uri, patch)
+        parent = run_pipeline(load_config("main", pipeline_overrides(root)))
+        yield {"uri": uri, "root": root, "parent": parent}
+
+
+@pytest.fixture
+def store(first_main, monkeypatch):
+    use_store(first_main["uri"], monkeypatch)
+    yield first_main
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def stage_runs(parent_id: str) -> dict:
+    parent = mlflow.get_run(parent_id)
+    return {stage: mlflow.get_run(parent.data.tags[f"mygo.run.{stage}"]) for stage in PIPELINE_STAGES}
+
+
+def test_main_chains_the_six_stages_as_child_runs_with_lineage_tags(store):
+    parent = mlflow.get_run(store["parent"])
+    assert parent.data.tags[STAGE_TAG] == "pipeline" and parent.info.status == "FINISHED"
+    runs = stage_runs(store["parent"])
     for previous, stage in zip(PIPELINE_STAGES, PIPELINE_STAGES[1:], strict=False):
         assert runs[stage].data.tags[UPSTREAM_TAG] == runs[previous].info.run_id
     for stage, run in runs.items():
-        assert first.data.tags[f"mygo.reused.{stage}"] == "False"
-        assert run.data.tags["mlflow.parentRunId"] == first.info.run_id and run.info.status == "FINISHED"
+        assert parent.data.tags[f"mygo.reused.{stage}"] == "False"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and run.info.status == "FINISHED"
+        assert run.data.tags[CODE_DIGEST_TAG] == code_digest() and len(run.data.tags[GIT_COMMIT_TAG]) == 40
+        assert "mygo.config_hash" in run.data.tags
     assert runs["select"].data.metrics["selection/num_selected"] == 12
     finetuned = runs["finetune"].data.metrics
     assert finetuned["data/records"] == 12  # the selection, exactly; short sequences may leave some label-less
     assert finetuned["data/train_samples"] + finetuned["data/no_label_tokens"] == 12
     assert 0 <= runs["evaluate"].data.metrics["eval/stdlib_mmlu/acc"] <= 1
+    # The pool as a dataset input with its digest, where the stage reads it.
+    pool_digests = {runs[stage].inputs.dataset_inputs[0].dataset.digest for stage in ("warmup", "score")}
+    assert len(pool_digests) == 1
 
-    second = mlflow.get_run(run_pipeline(load_config("main", pipeline_overrides(tmp_path))))
+
+@pytest.mark.timeout(600)
+def test_second_main_reuses_everything_and_force_reruns_from_a_stage(store, capsys):
+    second = mlflow.get_run(run_pipeline(load_config("main", pipeline_overrides(store["root"]))))
+    first = mlflow.get_run(store["parent"])
     for stage in PIPELINE_STAGES:
         assert second.data.tags[f"mygo.reused.{stage}"] == "True"
         assert second.data.tags[f"mygo.run.{stage}"] == first.data.tags[f"mygo.run.{stage}"]
     printed = capsys.readouterr().out
-    assert "select" in printed and "reused" in printed and "mlflow ui --backend-store-uri" in printed
+    assert "reused" in printed and "selection/num_selected=12" in printed and "eval/stdlib_mmlu/acc=" in printed
+    assert "mlflow ui --backend-store-uri" in printed
+
+    forced_config = load_config("main", [*pipeline_overrides(store["root"]), "pipeline.force=select"])
+    forced = mlflow.get_run(run_pipeline(forced_config))
+    for stage in PIPELINE_STAGES:
+        reused = stage in ("convert", "warmup", "score")
+        assert forced.data.tags[f"mygo.reused.{stage}"] == str(reused), stage
+        assert (forced.data.tags[f"mygo.run.{stage}"] == first.data.tags[f"mygo.run.{stage}"]) == reused
+    # A forced select over the same scores selects the same samples.
+    parents = (forced.info.run_id, store["parent"])
+    selections = {stage_runs(parent)["select"].data.tags[SELECTED_IDS_TAG] for parent in parents}
+    assert len(selections) == 1
+    with pytest.raises(ValueError, match="pipeline.force='selection' is not valid"):
+        run_pipeline(load_config("main", ["pipeline.force=selection"]))
+
+
+def test_lineage_goes_from_any_run_back_to_the_conversion(store, capsys):
+    runs = stage_runs(store["parent"])
+    chain = lineage(runs["evaluate"].info.run_id)
+    assert [run.data.tags[STAGE_TAG] for run in chain] == list(reversed(PIPELINE_STAGES))
+    assert [run.info.run_id for run in lineage(store["parent"])] == [run.info.run_id for run in chain]
+
+    assert mygo_main(["lineage", runs["select"].info.run_id]) == 0
+    printed = capsys.readouterr().out
+    positions = [printed.index(runs[stage].info.run_id) for stage in ("select", "score", "warmup", "convert")]
+    assert positions == sorted(positions) and runs["finetune"].info.run_id not in printed
+    assert "selection.percentage=0.1" in printed and "selection/num_selected=12" in printed
+    assert "input   pool:cot,dolly,flan_v2,oasst1" in printed
+
+    missing = "0" * 32
+    assert mygo_main(["lineage", missing]) == 2
+    assert f"run '{missing}' not found in tracking store" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(600)
+def test_reproduce_a_select_run_exactly_and_a_warmup_run_within_tolerance(store, capsys):
+    runs = stage_runs(store["parent"])
+    for stage in ("select", "warmup"):
+        original = runs[stage]
+        new = mlflow.get_run(run_reproduce(reproduce_config(original.info.run_id, store["root"])))
+        assert new.info.run_id != original.info.run_id and new.data.tags[REPRODUCES_TAG] == original.info.run_id
+        assert new.data.tags[STAGE_TAG] == stage and new.data.tags[UPSTREAM_TAG] == original.data.tags[UPSTREAM_TAG]
+        printed = capsys.readouterr().out
+        assert "reproduced:" in printed and "XX" not in printed
+    assert new.data.metrics["train/final_loss"] == pytest.approx(original.data.metrics["train/final_loss"], rel=1e-4)
+    assert "router/weights.safetensors (max abs diff of 4 tensors)" in printed
+    select = runs["select"]
+    assert (
+        mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.`{REPRODUCES_TAG}` = '{select.info.run_id}'",
+            output_format="list",
+        )[0].data.tags[SELECTED_IDS_TAG]
+        == select.data.tags[SELECTED_IDS_TAG]
+    )
+
+
+@pytest.mark.timeout(600)
+def test_reproduce_reports_differences_and_missing_upstream_runs(store, capsys):
+    runs = stage_runs(store["parent"])
+    select = run_select(
+        load_config("select", [f"upstream.score_run={runs['score'].info.run_id}", *select_cfg_overrides(store)])
+    )
+    mlflow.MlflowClient().log_metric(select, "selection/quality_mean_selected", 123.0)  # the record now disagrees
+    with pytest.raises(ReproductionMismatch, match="selection/quality_mean_selected"):
+        run_reproduce(reproduce_config(select, store["root"]))
+    assert mygo_main(["reproduce", select, f"reproduce.output_dir={store['root'] / 'reproduce'}"]) == 1
+    assert "XX selection/quality_mean_selected" in capsys.readouterr().out
+
+    # A select run whose score run has been deleted cannot be reproduced: the error names the score run.
+    score = run_score(
+        load_config(
+            "score",
+            [f"upstream.warmup_run={runs['warmup'].info.run_id}", f"score.output_dir={store['root'] / 'score'}"],
+        )
+    )
+    orphan = run_select(load_config("select", [f"upstream.score_run={score}", *select_cfg_overrides(store)]))
+    mlflow.delete_run(score)
+    with pytest.raises(ValueError, match=f"upstream run {score} \\(upstream.score_run\\) is missing or deleted"):
+        run_reproduce(reproduce_config(orphan, store["root"]))
+    with pytest.raises(ValueError, match="not found in tracking store"):
+        run_reproduce(reproduce_config("f" * 32, store["root"]))
+    with pytest.raises(ValueError, match="is a pipeline run; reproduce one of the stages"):
+        run_reproduce(reproduce_config(store["parent"], store["root"]))
+
+
+def select_cfg_overrides(store) -> list[str]:
+    return [f"output_dir={store['root'] / 'select'}", "clustering.kmeans.k=3", "selection.percentage=0.2"]
+
+
+def _runs_with_status(status: str, stage: str) -> list:
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.`{STAGE_TAG}` = '{stage}' and attributes.status = '{status}'",
+        output_format="list",
+    )
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_marks_runs_killed_and_the_next_main_reuses_what_finished(store):
+    # A warmup setting no run has used yet: convert is reused, warmup starts anew and is interrupted.
+    overrides = pipeline_overrides(store["root"], warmup_extra=("training.epochs=20",))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": store["uri"], "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "mygo.cli", "main", *overrides]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _runs_with_status("RUNNING", "warmup") and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    time.sleep(2)  # into the training loop
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted; the runs in progress are marked KILLED" in stderr
+
+    killed_warmup = _runs_with_status("KILLED", "warmup")
+    killed_pipeline = _runs_with_status("KILLED", "pipeline")
+    assert len(killed_warmup) == 1 and len(killed_pipeline) == 1
+    assert killed_warmup[0].data.tags["mlflow.parentRunId"] == killed_pipeline[0].info.run_id
+    assert not _runs_with_status("RUNNING", "warmup") and not _runs_with_status("RUNNING", "pipeline")
+
+    overrides = pipeline_overrides(store["root"], warmup_extra=("training.epochs=2",))
+    again = mlflow.get_run(run_pipeline(load_config("main", overrides)))
+    assert again.data.tags["mygo.reused.convert"] == "True" and again.data.tags["mygo.reused.warmup"] == "False"

@@ -137,7 +137,8 @@ def _read_file(path: Path, dataset_name: str | None, skip_bad_lines: bool, stats
                 messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
                 source = dataset_name or str(record.get("dataset") or path.stem)
                 kept = {"id": record["id"], "dataset": source, "messages": messages}
-                kept |= {"file": str(path), "line": line_number, NOISE_FIELD: record.get(NOISE_FIELD)}
+                # Absolute: a selection made from another working directory still finds the record.
+                kept |= {"file": str(path.resolve()), "line": line_number, NOISE_FIELD: record.get(NOISE_FIELD)}
                 records.append(kept)
     return records
 

@@ -1,0 +1,212 @@
+"""Reproduce a run from its ID: the same stage, its logged resolved config, the same upstream run; then compare.
+
+The new run is tagged `mygo.reproduces=<id>`. What must match: for select, the selected-ids hash,
+exactly; for convert, warmup, score and finetune, the weights (or router data) within
+`reproduce.weights_atol`; for every stage, its metrics within `reproduce.metrics_rtol` (timings
+aside). A comparison table is printed, and `ReproductionMismatch` (exit status 1) says where they differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from safetensors.numpy import load_file
+
+from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
+from mygo.tracking import STAGE_TAG, configure_tracking, get_run
+
+logger = logging.getLogger(__name__)
+
+REPRODUCES_TAG = "mygo.reproduces"
+# Keys of a stage's config that name the runs it builds on.
+UPSTREAM_KEYS = ("upstream.convert_run", "upstream.warmup_run", "upstream.score_run", "upstream.select_run")
+UPSTREAM_KEYS += ("upstream.finetune_run",)
+# Weights each stage leaves, compared tensor by tensor (artifact path in the run).
+WEIGHT_ARTIFACTS = {
+    "convert": "model/model.safetensors",
+    "warmup": "router/weights.safetensors",
+    "finetune": "adapter/adapter_model.safetensors",
+}
+TIMING_WORDS = ("seconds", "per_s", "runtime")
+
+
+class ReproductionMismatch(RuntimeError):
+    """The reproduction differs from the original beyond the stated tolerance."""
+
+
+@dataclass
+class Check:
+    item: str
+    original: str
+    reproduced: str
+    difference: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.difference <= self.tolerance
+
+
+def _runners() -> dict[str, Callable[[DictConfig], str]]:
+    from mygo.pipeline import stage_runners
+
+    return stage_runners()
+
+
+def original_config(run: Run) -> DictConfig:
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/resolved.yaml")
+    except MlflowException as error:
+        raise ValueError(f"run {run.info.run_id} has no config/resolved.yaml: not a mygo stage run") from error
+    return OmegaConf.create(text)
+
+
+def check_upstream_runs(cfg: DictConfig, run: Run) -> None:
+    """Every run the original built on still exists (and is not deleted) in this store."""
+    for key in UPSTREAM_KEYS:
+        upstream = OmegaConf.select(cfg, key)
+        if not upstream:
+            continue
+        try:
+            found = mlflow.get_run(upstream)
+        except MlflowException:
+            found = None
+        if found is None or found.info.lifecycle_stage == "deleted":
+            raise ValueError(
+                f"cannot reproduce run {run.info.run_id}: its upstream run {upstream} ({key}) is missing "
+                f"or deleted in tracking store {mlflow.get_tracking_uri()}"
+            )
+
+
+def code_notice(run: Run) -> str | None:
+    """What differs between the code that made the run and this checkout, and which commit to check out."""
+    tags = run.data.tags
+    commit, dirty = tags.get(GIT_COMMIT_TAG), tags.get(GIT_DIRTY_TAG) == "true"
+    if tags.get(CODE_DIGEST_TAG) == code_digest():
+        return None
+    here, here_dirty = git_state()
+    made = f"commit {commit}" if commit else "unknown code (no git commit recorded)"
+    if dirty:
+        made += " with uncommitted changes (their content was not recorded)"
+    checkout = f"; run `git checkout {commit}` to reproduce it exactly" if commit else ""
+    return (
+        f"run {run.info.run_id} was made from {made}; this checkout is at {here or 'no git commit'}"
+        f"{' with uncommitted changes' if here_dirty else ''}, so results may differ{checkout}"
+    )
+
+
+def _download(run_id: str, path: str, into: Path) -> Path | None:
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(into)))
+    except (MlflowException, OSError):
+        return None
+
+
+def compare_weights(stage: str, original: str, reproduced: str, atol: float) -> list[Check]:
+    artifact = WEIGHT_ARTIFACTS[stage]
+    with tempfile.TemporaryDirectory() as tmp:
+        first = _download(original, artifact, Path(tmp) / "original")
+        second = _download(reproduced, artifact, Path(tmp) / "reproduced")
+        if first is None and second is None:  # a large model recorded only by path
+            return []
+        if first is None or second is None:
+            return [Check(artifact, str(first is not None), str(second is not None), np.inf, atol)]
+        a, b = load_file(first), load_file(second)
+    if set(a) != set(b):
+        return [Check(f"{artifact} tensor names", str(len(a)), str(len(b)), np.inf, atol)]
+    worst = max((float(np.abs(a[k].astype(np.float64) - b[k]).max(initial=0.0)) for k in a), default=0.0)
+    return [Check(f"{artifact} (max abs diff of {len(a)} tensors)", "-", "-", worst, atol)]
+
+
+def compare_router_data(original: Run, reproduced: Run, atol: float) -> list[Check]:
+    from mygo.select import router_data_of
+
+    first, second = router_data_of(original), router_data_of(reproduced)
+    checks = [Check("router_data ids", str(len(first.index)), str(len(second.index)), 0.0, 0.0)]
+    if not first.index["id"].equals(second.index["id"]):
+        checks[0].difference = np.inf
+        return checks
+    for name in ("quality", "features"):
+        a, b = getattr(first, name).astype(np.float64), getattr(second, name).astype(np.float64)
+        checks.append(
+            Check(f"router_data {name} (max abs diff)", str(a.shape), str(b.shape), float(np.abs(a - b).max()), atol)
+        )
+    return checks
+
+
+def compare_metrics(original: Run, reproduced: Run, rtol: float) -> list[Check]:
+    first, second = original.data.metrics, reproduced.data.metrics
+    checks = []
+    for name in sorted(set(first) & set(second)):
+        if any(word in name for word in TIMING_WORDS):
+            continue
+        a, b = first[name], second[name]
+        relative = abs(a - b) / max(abs(a), abs(b), 1e-12) if a != b else 0.0
+        checks.append(Check(name, f"{a:.6g}", f"{b:.6g}", relative, rtol))
+    return checks
+
+
+def compare(stage: str, original: Run, reproduced: Run, cfg: DictConfig) -> list[Check]:
+    checks = []
+    if stage == "select":
+        a, b = original.data.tags.get("mygo.selected_ids_sha256"), reproduced.data.tags.get("mygo.selected_ids_sha256")
+        checks.append(Check("selected ids sha256", str(a)[:16], str(b)[:16], 0.0 if a == b else np.inf, 0.0))
+    if stage in WEIGHT_ARTIFACTS:
+        checks += compare_weights(stage, original.info.run_id, reproduced.info.run_id, cfg.reproduce.weights_atol)
+    if stage == "score":
+        checks += compare_router_data(original, reproduced, cfg.reproduce.weights_atol)
+    return checks + compare_metrics(original, reproduced, cfg.reproduce.metrics_rtol)
+
+
+def format_checks(checks: list[Check]) -> str:
+    lines = [f"{'':3}{'item':<58}{'original':>18}{'reproduced':>18}{'difference':>12}{'tolerance':>11}"]
+    for check in checks:
+        mark = "ok" if check.ok else "XX"
+        lines.append(
+            f"{mark:<3}{check.item[:57]:<58}{check.original[:17]:>18}{check.reproduced[:17]:>18}"
+            f"{check.difference:>12.3g}{check.tolerance:>11.3g}"
+        )
+    return "\n".join(lines)
+
+
+def run_reproduce(cfg: DictConfig) -> str:
+    """Re-execute the run's stage as a new run and compare; returns the new run ID."""
+    configure_tracking(cfg)
+    run_id = cfg.reproduce.run_id
+    if not run_id:
+        raise ValueError("reproduce needs a run ID: mygo reproduce <run id> (-P run_id=<run id>)")
+    original = get_run(run_id)
+    stage = original.data.tags.get(STAGE_TAG)
+    runners = _runners()
+    if stage not in runners:
+        raise ValueError(f"run {run_id} is a {stage or 'non-mygo'} run; reproduce one of the stages {list(runners)}")
+    stage_cfg = original_config(original)
+    check_upstream_runs(stage_cfg, original)
+    if notice := code_notice(original):
+        logger.warning(notice)
+        print(f"NOTE: {notice}")
+    with open_dict(stage_cfg):
+        stage_cfg.tracking = cfg.tracking  # this store, this experiment
+        if stage == "score":  # a fresh work directory: re-score rather than resume the original's shards
+            stage_cfg.score.output_dir = str(Path(cfg.reproduce.output_dir) / run_id / "score")
+    new_id = runners[stage](stage_cfg)
+    mlflow.MlflowClient().set_tag(new_id, REPRODUCES_TAG, run_id)
+    checks = compare(stage, original, get_run(new_id), cfg)
+    print(f"\nreproducing {stage} run {run_id} as {new_id}")
+    print(format_checks(checks))
+    failed = [check.item for check in checks if not check.ok]
+    if failed:
+        raise ReproductionMismatch(
+            f"run {new_id} differs from {run_id} in {len(failed)} item(s): {', '.join(failed[:5])}"
+        )
+    print(f"reproduced: {len(checks)} checks within tolerance")
+    return new_id
