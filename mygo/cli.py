@@ -77,6 +77,12 @@ def _run_reproduce(cfg: DictConfig) -> str:
     return run_reproduce(cfg)
 
 
+def _run_sweep(cfg: DictConfig) -> str:
+    from mygo.sweeps import run_sweep
+
+    return run_sweep(cfg)
+
+
 def _run_pipeline(cfg: DictConfig) -> str:
     from mygo.pipeline import run_pipeline
 
@@ -161,6 +167,12 @@ COMMANDS = {
         {"force": "pipeline.force"},
         _run_pipeline,
         "run the pipeline on the configured setup, reusing finished runs (--force <stage>|all reruns)",
+    ),
+    "sweep": Command(
+        "sweep",
+        {"space": "sweep.space", "n_trials": "sweep.n_trials", "study": "sweep.study", "storage": "sweep.storage"},
+        _run_sweep,
+        "run or join an Optuna study over the pipeline; trials are child runs of the study's parent run",
     ),
     "lineage": Command(
         "lineage",

@@ -10,6 +10,7 @@ and the full results are kept as `eval/results.json`.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -40,8 +41,9 @@ def task_dir(cfg: DictConfig) -> Path:
     return Path(cfg.evaluation.task_dir) if cfg.evaluation.task_dir else config_dir() / "eval_tasks"
 
 
+@functools.cache  # indexing lm-eval's tasks takes seconds: once per process (a sweep evaluates many times)
 def task_manager(directory: Path):
-    from lm_eval.tasks import TaskManager  # indexing lm-eval's tasks takes seconds: only when evaluating
+    from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(directory))
 

@@ -76,18 +76,34 @@ def summary_table(rows: list[tuple[str, str, bool, float]]) -> str:
     return "\n".join(lines)
 
 
-def run_pipeline(cfg: DictConfig) -> str:
+def stages_until(until: str | None) -> tuple[str, ...]:
+    """The stages to run: all, or up to and including `until` (a sweep with a cheap objective stops early)."""
+    if not until:
+        return PIPELINE_STAGES
+    if until not in PIPELINE_STAGES:
+        raise ValueError(f"pipeline.until={until!r} is not valid; choose one of {list(PIPELINE_STAGES)}")
+    return PIPELINE_STAGES[: PIPELINE_STAGES.index(until) + 1]
+
+
+def run_stages(cfg: DictConfig) -> list[tuple[str, str, bool, float]]:
+    """Run or reuse each stage under the active run (recorded as `mygo.run.<stage>`, `mygo.reused.<stage>`)."""
     forced = forced_stages(cfg.pipeline.force)
     runners = stage_runners()
-    rows = []
+    rows, upstream = [], None
+    for stage in stages_until(cfg.pipeline.until):
+        started = time.perf_counter()
+        config = stage_config(cfg, stage, upstream)
+        upstream, reused = run_or_reuse(stage, config, runners[stage], force=stage in forced)
+        mlflow.set_tags({f"mygo.run.{stage}": upstream, f"mygo.reused.{stage}": str(reused)})
+        rows.append((stage, upstream, reused, time.perf_counter() - started))
+    return rows
+
+
+def run_pipeline(cfg: DictConfig) -> str:
+    stages_until(cfg.pipeline.until)
+    forced_stages(cfg.pipeline.force)  # bad settings fail before any run starts
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
-        upstream = None
-        for stage in PIPELINE_STAGES:
-            started = time.perf_counter()
-            force = stage in forced
-            upstream, reused = run_or_reuse(stage, stage_config(cfg, stage, upstream), runners[stage], force=force)
-            mlflow.set_tags({f"mygo.run.{stage}": upstream, f"mygo.reused.{stage}": str(reused)})
-            rows.append((stage, upstream, reused, time.perf_counter() - started))
+        rows = run_stages(cfg)
         print("\n" + summary_table(rows))
         print(f"Compare runs with: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()} --host 127.0.0.1")
         return parent.info.run_id

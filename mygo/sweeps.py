@@ -1,0 +1,401 @@
+"""Optuna sweeps over the pipeline: search spaces as YAML, one MLflow parent run per study, a child run per trial.
+
+A trial is the pipeline with sampled settings (`<stage>.<config key>` in the space file), run up to the
+objective's stage; stages whose config did not change are reused, so a selection-only trial reuses
+its warmup and score runs. Several workers (`mygo sweep` processes on one machine or many) share a
+study through Optuna's RDB storage and the MLflow tracking store: the worker that creates the study
+creates its parent run, the others nest their trials under it. A trial whose worker died is failed
+by the heartbeat and retried (`RetryHeartbeatStaleTrialCallback`); a stopped study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+
+from mygo import plots
+from mygo.code_version import ROOT
+from mygo.config import load_config
+from mygo.pipeline import PIPELINE_STAGES, run_stages
+from mygo.tracking import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
+
+logger = logging.getLogger(__name__)
+
+SPACE_KEYS = ("include", "objective", "sampler", "pruner", "params")
+PARAM_TYPES = ("float", "int", "categorical")
+PARENT_RUN_ATTR = "mlflow_parent_run"
+SPACE_DIGEST_ATTR = "space_digest"
+TRIAL_RUN_ATTR = "mlflow_run"
+
+
+class SpaceError(ValueError):
+    """A search space file that does not parse or names something unknown; the message names file and key."""
+
+
+@dataclass
+class SearchParam:
+    name: str  # <stage>.<config key>
+    spec: dict[str, Any]
+
+    @property
+    def stage(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+@dataclass
+class SearchSpace:
+    path: Path
+    objective: dict[str, str]
+    sampler: dict[str, Any] = field(default_factory=dict)
+    pruner: dict[str, Any] = field(default_factory=dict)
+    params: list[SearchParam] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        """What makes two studies comparable: the parameters and the objective."""
+        content = {"objective": self.objective, "params": {p.name: p.spec for p in self.params}}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- the space
+def resolve_space_path(path: str | Path) -> Path:
+    """A path as given, else relative to the repository (`sweeps/selection.yaml` from any directory)."""
+    path = Path(path)
+    for candidate in (path, ROOT / path):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"search space file {path} not found (looked in the working directory and {ROOT})")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        content = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as error:  # OmegaConf raises yaml's and its own errors
+        raise SpaceError(f"{path}: not a YAML mapping: {error}") from error
+    if not isinstance(content, dict):
+        raise SpaceError(f"{path}: not a YAML mapping")
+    return content
+
+
+def _check_param(path: Path, name: str, spec: object, stage_configs: dict[str, DictConfig]) -> SearchParam:
+    where = f"{path}: params.{name}"
+    stage = name.split(".", 1)[0]
+    if stage not in PIPELINE_STAGES or "." not in name:
+        raise SpaceError(f"{where}: a parameter is <stage>.<config key>, with a stage of {list(PIPELINE_STAGES)}")
+    if not isinstance(spec, dict) or spec.get("type") not in PARAM_TYPES:
+        raise SpaceError(f"{where}: needs type: one of {list(PARAM_TYPES)}")
+    param = SearchParam(name, spec)
+    if stage not in stage_configs:
+        stage_configs[stage] = load_config(stage)
+    if OmegaConf.select(stage_configs[stage], param.key, default="__missing__") == "__missing__":
+        raise SpaceError(f"{where}: the {stage} config has no key {param.key!r}")
+    if spec["type"] == "categorical":
+        if not spec.get("choices"):
+            raise SpaceError(f"{where}: a categorical parameter needs choices")
+    elif not ("low" in spec and "high" in spec and spec["low"] <= spec["high"]):
+        raise SpaceError(f"{where}: needs low <= high")
+    unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "when"}
+    if unknown:
+        raise SpaceError(f"{where}: unknown field(s) {sorted(unknown)}")
+    return param
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Parse and check a search space file (and the files it includes)."""
+    path = resolve_space_path(path)
+    content = _read_yaml(path)
+    unknown = set(content) - set(SPACE_KEYS)
+    if unknown:
+        raise SpaceError(f"{path}: unknown key(s) {sorted(unknown)}; keys are {list(SPACE_KEYS)}")
+    merged: dict[str, Any] = {"objective": {}, "sampler": {}, "pruner": {}, "params": {}}
+    for included in content.get("include") or []:
+        part = load_space(path.parent / included)
+        merged["params"] |= {p.name: p.spec for p in part.params}
+        for key in ("objective", "sampler", "pruner"):
+            merged[key] |= getattr(part, key)
+    for key in ("objective", "sampler", "pruner"):
+        merged[key] |= content.get(key) or {}
+    merged["params"] |= content.get("params") or {}
+
+    objective = merged["objective"]
+    if not objective.get("metric"):
+        raise SpaceError(f"{path}: objective.metric is required (e.g. eval/{{task}}/acc, noise/auroc)")
+    objective.setdefault("direction", "maximize")
+    objective.setdefault("stage", "evaluate")
+    if objective["direction"] not in ("maximize", "minimize"):
+        raise SpaceError(f"{path}: objective.direction must be maximize or minimize")
+    if objective["stage"] not in PIPELINE_STAGES:
+        raise SpaceError(f"{path}: objective.stage must be one of {list(PIPELINE_STAGES)}")
+    if not merged["params"]:
+        raise SpaceError(f"{path}: params is empty")
+    stage_configs: dict[str, DictConfig] = {}
+    params = [_check_param(path, name, spec, stage_configs) for name, spec in merged["params"].items()]
+    for param in params:
+        for condition in param.spec.get("when") or {}:
+            if condition not in merged["params"]:
+                raise SpaceError(f"{path}: params.{param.name}.when names unknown parameter {condition!r}")
+    return SearchSpace(path, objective, merged["sampler"], merged["pruner"], params)
+
+
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    name, seed = space.sampler.get("name", "tpe"), space.sampler.get("seed", 42)
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    if name not in samplers:
+        raise SpaceError(f"{space.path}: sampler.name must be one of {list(samplers)}")
+    return samplers[name](seed=seed)
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    pruners = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner}
+    name = space.pruner.get("name", "none")
+    if name not in pruners:
+        raise SpaceError(f"{space.path}: pruner.name must be one of {list(pruners)}")
+    return pruners[name]()
+
+
+def sample(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """The trial's settings; a parameter whose `when` does not hold is not sampled (conditional spaces)."""
+    values: dict[str, Any] = {}
+    for param in space.params:
+        spec = param.spec
+        if any(values.get(name) != wanted for name, wanted in (spec.get("when") or {}).items()):
+            continue
+        if spec["type"] == "float":
+            values[param.name] = trial.suggest_float(
+                param.name, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step")
+            )
+        elif spec["type"] == "int":
+            values[param.name] = trial.suggest_int(
+                param.name, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1)
+            )
+        else:
+            values[param.name] = trial.suggest_categorical(param.name, spec["choices"])
+    return values
+
+
+def trial_overrides(cfg: DictConfig, values: dict[str, Any]) -> list[str]:
+    """main's overrides for one trial: the sweep's stage overrides, then the sampled settings."""
+    per_stage = {stage: [cfg.stage_overrides.get(stage) or ""] for stage in PIPELINE_STAGES}
+    for name, value in values.items():
+        stage, key = name.split(".", 1)
+        per_stage[stage].append(f"{key}={value}")
+    joined = {stage: " ".join(part for part in parts if part) for stage, parts in per_stage.items()}
+    return [f"stage_overrides.{stage}='{text}'" for stage, text in joined.items() if text]
+
+
+# ---------------------------------------------------------------------------------------------- storage
+def redact(url: str) -> str:
+    """A storage URL without its password, for logs, params and tags."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def default_storage() -> str:
+    """optuna.db beside a SQLite MLflow store, else in the working directory."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).parent / 'optuna.db'}"
+    return "sqlite:///optuna.db"
+
+
+def open_storage(url: str, cfg: DictConfig, attempts: int = 5) -> RDBStorage:
+    engine: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        engine = {"connect_args": {"connect_timeout": cfg.sweep.connect_timeout}}
+    for attempt in range(1, attempts + 1):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=cfg.sweep.heartbeat_interval,
+                grace_period=cfg.sweep.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.sweep.max_retry),
+            )
+        except IntegrityError:  # workers starting together race to create the schema: the other one won
+            if attempt == attempts:
+                raise
+            time.sleep(attempt)
+        except (SQLAlchemyError, ArgumentError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ValueError(f"cannot open the Optuna storage {redact(url)}: {reason}") from error
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------- the study
+def _create_parent_run(cfg: DictConfig, space: SearchSpace, study_name: str, storage_url: str) -> str:
+    """The study's parent run: the `mlflow run` run when there is one, else a new run."""
+    tags = {
+        STAGE_TAG: "sweep",
+        "mygo.study": study_name,
+        "mygo.optuna_storage": redact(storage_url),
+        "mygo.space_digest": space.digest,
+    }
+    logged = cfg.copy()
+    logged.sweep.storage = redact(storage_url)  # never a password in params
+    with stage_run("sweep", logged, run_name=f"sweep-{study_name}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_artifact(str(space.path), "space")
+        return run.info.run_id
+
+
+def open_study(cfg: DictConfig, space: SearchSpace, storage: RDBStorage, study_name: str) -> tuple[optuna.Study, str]:
+    """Create the study (and its parent run), or join it; creating is atomic in the storage, so exactly one
+    worker makes the parent run."""
+    direction = space.objective["direction"]
+    sampler, pruner = make_sampler(space), make_pruner(space)
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction=direction, sampler=sampler, pruner=pruner
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        recorded = study.user_attrs.get(SPACE_DIGEST_ATTR)
+        if recorded and recorded != space.digest and not cfg.sweep.continue_changed_space:
+            raise ValueError(
+                f"study {study_name!r} was created with another search space than {space.path} "
+                f"(digest {recorded} vs {space.digest}); use a new study name, or sweep.continue_changed_space=true"
+            ) from None
+        return study, _wait_for_parent(study, storage)
+    study.set_user_attr(SPACE_DIGEST_ATTR, space.digest)
+    parent = _create_parent_run(cfg, space, study_name, storage.url)
+    study.set_user_attr(PARENT_RUN_ATTR, parent)
+    return study, parent
+
+
+def _wait_for_parent(study: optuna.Study, storage: RDBStorage, timeout_s: float = 120.0) -> str:
+    """The parent run of a study another worker created (it records the run just after creating the study)."""
+    deadline = time.monotonic() + timeout_s
+    while (parent := study.user_attrs.get(PARENT_RUN_ATTR)) is None:
+        if time.monotonic() > deadline:
+            raise ValueError(f"study {study.study_name!r} has no MLflow parent run recorded after {timeout_s:.0f} s")
+        time.sleep(1)
+        study = optuna.load_study(study_name=study.study_name, storage=storage)
+    return parent
+
+
+def objective_value(run_id: str, metric: str) -> float:
+    """The metric of the objective stage's run; `{task}` matches the evaluated task."""
+    metrics = mlflow.get_run(run_id).data.metrics
+    if "{task}" in metric:
+        prefix, suffix = metric.split("{task}", 1)
+        found = sorted(
+            k for k in metrics if k.startswith(prefix) and k.endswith(suffix) and k.count("/") == metric.count("/")
+        )
+        if not found:
+            raise ValueError(f"run {run_id} logged no metric matching {metric!r}")
+        metric = found[0]
+    if metric not in metrics:
+        raise ValueError(f"run {run_id} logged no metric {metric!r}; it has {sorted(metrics)[:10]}...")
+    return metrics[metric]
+
+
+def make_objective(cfg: DictConfig, space: SearchSpace):
+    def objective(trial: optuna.Trial) -> float:
+        values = sample(trial, space)
+        main_cfg = load_config(
+            "main",
+            tracking_overrides(cfg) + trial_overrides(cfg, values) + [f"pipeline.until={space.objective['stage']}"],
+        )
+        with stage_run("trial", main_cfg, run_name=f"trial-{trial.number}") as run:
+            trial.set_user_attr(TRIAL_RUN_ATTR, run.info.run_id)
+            mlflow.set_tags(
+                {
+                    "optuna.trial_number": str(trial.number),
+                    "optuna.study": trial.study.study_name,
+                    "mygo.worker": f"{socket.gethostname()}:{os.getpid()}",
+                }
+            )
+            mlflow.log_params({f"trial.{name}": value for name, value in values.items()})
+            try:
+                rows = run_stages(main_cfg)
+            except Exception as error:
+                mlflow.set_tag("mygo.error", f"{type(error).__name__}: {error}"[:5000])
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:1000])
+                raise
+            stage_run_id = dict((stage, run_id) for stage, run_id, _, _ in rows)[space.objective["stage"]]
+            value = objective_value(stage_run_id, space.objective["metric"])
+            mlflow.log_metric("objective", value)
+            return value
+
+    return objective
+
+
+def log_study_results(study: optuna.Study) -> None:
+    """The best trial and Optuna's plots, on the (active) parent run."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
+    mlflow.log_metrics({f"trials/{state}": float(count) for state, count in counts.items()})
+    if not complete:
+        return
+    best = study.best_trial
+    mlflow.log_metrics({"best/objective": best.value, "best/trial_number": float(best.number)})
+    mlflow.set_tags(
+        {"mygo.best_trial_run": best.user_attrs.get(TRIAL_RUN_ATTR, ""), "mygo.best_trial": str(best.number)}
+    )
+    mlflow.log_dict({"number": best.number, "value": best.value, "params": best.params}, "best_trial.json")
+    from optuna.visualization import matplotlib as optuna_plots
+
+    for name, plot in (
+        ("optimization_history", optuna_plots.plot_optimization_history),
+        ("param_importances", optuna_plots.plot_param_importances),
+        ("parallel_coordinate", optuna_plots.plot_parallel_coordinate),
+    ):
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials for this view
+            logger.info("no %s plot: %s", name, error)
+            continue
+        figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+        figure.set_size_inches(9, 5)
+        plots.log_figure(figure, f"plots/{name}.png")
+
+
+def run_sweep(cfg: DictConfig) -> str:
+    """Run (or join) the study until it holds `sweep.n_trials` COMPLETE trials; returns the parent run ID."""
+    configure_tracking(cfg)
+    space = load_space(cfg.sweep.space)
+    study_name = cfg.sweep.study or space.path.stem
+    storage_url = cfg.sweep.storage or default_storage()
+    storage = open_storage(storage_url, cfg)
+    study, parent = open_study(cfg, space, storage, study_name)
+    logger.info("study %s (%s): parent run %s", study_name, redact(storage_url), parent)
+    target = cfg.sweep.n_trials
+    # Under `mlflow run` in a worker that joined the study, its own run stays empty: trials go under the parent.
+    with mlflow.start_run(run_id=parent):
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if done < target:
+            study.optimize(
+                make_objective(cfg, space),
+                # Enough attempts for the failures a retry policy allows; the callback stops at the target.
+                n_trials=(target - done) * (cfg.sweep.max_retry + 1),
+                callbacks=[MaxTrialsCallback(target, states=(TrialState.COMPLETE,))],
+                catch=(Exception,),
+            )
+        log_study_results(study)
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    print(f"study {study_name}: {complete} complete trials; parent run {parent}")
+    if complete:
+        print(f"best trial {study.best_trial.number}: {study.best_value:.4g} with {study.best_trial.params}")
+    return parent

@@ -1,0 +1,211 @@
+"""Optuna sweeps: a 6-trial study on the quick tiny setup (SQLite), resuming, bad spaces and storages, and two
+workers sharing one study through a real PostgreSQL server and a real MLflow tracking server."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from glob import glob
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mygo.config import load_config
+from mygo.pipeline import run_pipeline
+from mygo.sweeps import PARENT_RUN_ATTR, SpaceError, load_space, redact, run_sweep
+from mygo.tracking import STAGE_TAG
+from tests.test_finetune_evaluate import use_store
+from tests.test_pipeline import pipeline_overrides
+from tests.test_warmup_stage import REPO, artifact_paths
+
+
+def sweep_config(root, *extra: str):
+    return load_config("sweep", [*pipeline_overrides(root), *extra])
+
+
+def trial_runs(parent_id: str) -> list:
+    return mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`{STAGE_TAG}` = 'trial'",
+        output_format="list",
+    )
+
+
+@pytest.mark.timeout(900)
+def test_a_six_trial_selection_sweep_links_its_trials_to_a_parent_run_and_resumes(tracking_store, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    settings = ["sweep.space=sweeps/selection.yaml", "sweep.n_trials=6", f"sweep.storage={storage}"]
+    parent_id = run_sweep(sweep_config(tmp_path, *settings))
+    parent = mlflow.get_run(parent_id)
+    assert parent.data.tags[STAGE_TAG] == "sweep" and parent.data.tags["mygo.study"] == "selection"
+    assert parent.info.status == "FINISHED" and parent.data.params["sweep.storage"] == storage
+    trials = trial_runs(parent_id)
+    assert len(trials) == 6 and all(run.info.status == "FINISHED" for run in trials)
+    numbers = sorted(int(run.data.tags["optuna.trial_number"]) for run in trials)
+    assert numbers == list(range(6))
+    # Selection-only trials reuse one convert, warmup and score run; each has its own select, finetune, evaluate.
+    for stage, distinct in (("convert", 1), ("warmup", 1), ("score", 1), ("evaluate", 6)):
+        assert len({run.data.tags[f"mygo.run.{stage}"] for run in trials}) == distinct, stage
+    for run in trials:
+        assert 0 <= run.data.metrics["objective"] <= 1
+        assert "trial.select.selection.percentage" in run.data.params
+        evaluate = mlflow.get_run(run.data.tags["mygo.run.evaluate"])
+        assert evaluate.data.tags["mlflow.parentRunId"] == run.info.run_id
+        assert run.data.metrics["objective"] == evaluate.data.metrics["eval/stdlib_mmlu/acc"]
+    assert parent.data.metrics["trials/complete"] == 6
+    assert parent.data.metrics["best/objective"] == max(run.data.metrics["objective"] for run in trials)
+    assert {
+        "plots/optimization_history.png",
+        "plots/param_importances.png",
+        "plots/parallel_coordinate.png",
+        "best_trial.json",
+        "space/selection.yaml",
+    } <= artifact_paths(parent_id)
+
+    # A stopped study resumes: asking for 8 runs only the 2 missing trials, under the same parent.
+    settings[1] = "sweep.n_trials=8"
+    assert run_sweep(sweep_config(tmp_path, *settings)) == parent_id
+    assert len(trial_runs(parent_id)) == 8
+    study = optuna.load_study(study_name="selection", storage=storage)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 8
+
+    # The same study with another space is refused unless told to continue.
+    changed = [*settings[1:], "sweep.space=sweeps/selection_noise.yaml", "sweep.study=selection"]
+    with pytest.raises(ValueError, match="created with another search space"):
+        run_sweep(sweep_config(tmp_path, *changed))
+
+
+def test_bad_space_files_name_the_file_and_key(tmp_path):
+    for name, text, message in (
+        ("typo.yaml", "objective: {metric: noise/auroc, stage: select}\nparams:\n  select.selection.percentag: "
+         "{type: float, low: 0.1, high: 0.2}\n", "params.select.selection.percentag: the select config has no key"),
+        ("stage.yaml", "objective: {metric: x}\nparams:\n  polish.a: {type: int, low: 1, high: 2}\n",
+         "params.polish.a: a parameter is <stage>.<config key>"),
+        ("broken.yaml", "objective: [unclosed\n", "not a YAML mapping"),
+        ("extra.yaml", "objectives: {}\n", "unknown key(s) ['objectives']"),
+        ("range.yaml", "objective: {metric: x}\nparams:\n  select.selection.percentage: "
+         "{type: float, low: 2, high: 1}\n", "needs low <= high"),
+    ):  # fmt: skip
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(SpaceError, match=f"{re.escape(str(path))}: .*{re.escape(message)}"):
+            load_space(path)
+    full = load_space("sweeps/full.yaml")
+    assert {p.stage for p in full.params} == {"warmup", "select"} and full.objective["stage"] == "evaluate"
+
+
+def test_an_unreachable_storage_is_a_clear_error_without_the_password(tracking_store, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg://mygo:s3cret@127.0.0.1:{port}/optuna"
+    started = time.monotonic()
+    with pytest.raises(
+        ValueError, match="cannot open the Optuna storage postgresql\\+psycopg://mygo:\\*\\*\\*@"
+    ) as error:
+        run_sweep(sweep_config(tmp_path, f"sweep.storage={url}", "sweep.connect_timeout=3"))
+    assert "s3cret" not in str(error.value) and time.monotonic() - started < 30
+    assert redact(url) == f"postgresql+psycopg://mygo:***@127.0.0.1:{port}/optuna"
+
+
+# ------------------------------------------------------------------------------------- servers on loopback
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A PostgreSQL server started for the test, on loopback, with trust authentication."""
+    binaries = sorted(glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries and not shutil.which("initdb"):
+        if os.environ.get("MYGO_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL server binaries not found (install Debian's postgresql package)")
+        pytest.skip("PostgreSQL server binaries not found; .ci/run installs them")
+    bin_dir = Path(binaries[-1]).parent if binaries else Path(shutil.which("initdb")).parent
+    root = Path(tempfile.mkdtemp(prefix="mygo-pg-"))  # under /tmp: reachable for the postgres user
+    root.chmod(0o755)
+    as_user = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "mygo")
+    options = f"-p {port} -k {root} -h 127.0.0.1"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mygo", "optuna")
+        yield f"postgresql+psycopg://mygo@127.0.0.1:{port}/optuna"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """`mlflow server` on loopback, with its own SQLite store and proxied artifacts."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")]
+    command += ["--workers", "1"]
+    log = (root / "server.log").open("w")  # noqa: SIM115 (the server writes to it until the fixture ends)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.timeout(900)
+def test_two_workers_share_one_study_on_postgresql_and_a_tracking_server(postgres_url, tracking_server, tmp_path):
+    with pytest.MonkeyPatch.context() as patch:
+        use_store(tracking_server, patch)
+        # The upstream stages first, so that both workers reuse them rather than race to make them.
+        run_pipeline(load_config("main", [*pipeline_overrides(tmp_path), "pipeline.until=score"]))
+        overrides = pipeline_overrides(tmp_path)
+        settings = ["sweep.space=sweeps/selection_noise.yaml", "sweep.n_trials=6", "sweep.study=two-workers"]
+        settings.append(f"sweep.storage={postgres_url}")
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+        env |= {"MLFLOW_TRACKING_URI": tracking_server, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "mygo.cli", "sweep", *overrides, *settings]
+        workers = [
+            subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        errors = [worker.communicate(timeout=800)[1] for worker in workers]
+        for worker, stderr in zip(workers, errors, strict=True):
+            assert worker.returncode == 0, stderr[-3000:]
+
+        study = optuna.load_study(study_name="two-workers", storage=postgres_url)
+        trials = study.get_trials()
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert 6 <= len(complete) <= 7  # a trial in flight when the sixth completes may finish too
+        assert all(t.state == TrialState.COMPLETE for t in trials)  # none lost, none left RUNNING
+        parent = study.user_attrs[PARENT_RUN_ATTR]
+        runs = trial_runs(parent)
+        assert sorted(int(r.data.tags["optuna.trial_number"]) for r in runs) == sorted(t.number for t in trials)
+        assert len({r.data.tags["mygo.worker"] for r in runs}) == 2  # both workers ran trials
+        assert len({r.data.tags["mygo.run.score"] for r in runs}) == 1  # and reused the same scores
+        assert mlflow.get_run(parent).data.tags[STAGE_TAG] == "sweep"
