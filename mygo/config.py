@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR_ENV = "MYGO_CONFIG_DIR"
 
@@ -78,6 +78,19 @@ def config_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
 
 
+# Settings that change how a run gets done, not what it computes: left out of the config hash, so that
+# a resumed run matches the one it continues and is reused like any other.
+RESULT_NEUTRAL_KEYS = ("training.resume",)
+
+
 def config_hash(cfg: DictConfig) -> str:
     """A short digest of the resolved config: equal hashes mean the same experiment settings."""
+    if any(OmegaConf.select(cfg, key) is not None for key in RESULT_NEUTRAL_KEYS):
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            for key in RESULT_NEUTRAL_KEYS:
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                if node is not None and leaf in node:
+                    del node[leaf]
     return hashlib.sha256(config_yaml(cfg).encode()).hexdigest()[:16]

@@ -19,7 +19,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, set_seed
 
 from mygo import plots
 from mygo.builtin_models import BUILTIN_SOURCE, builtin_model_dir
@@ -29,6 +29,7 @@ from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, stage_ru
 from mygo.training import (
     MlflowMetrics,
     PoolCollator,
+    checkpoint_to_resume,
     share_from_main,
     tokens_per_second,
     training_arguments,
@@ -160,13 +161,16 @@ def run_finetune(cfg: DictConfig) -> str | None:
             mlflow.set_tag(TARGET_PATH_TAG, location)
             if upstream:
                 mlflow.set_tag(UPSTREAM_TAG, upstream)
-        run_id, data_file, location = share_from_main(args, [run.info.run_id if run else None, data_file, location])
+        checkpoint = checkpoint_to_resume("finetune", cfg, run.info.run_id) if is_main and cfg.training.resume else None
+        shared = [run.info.run_id if run else None, data_file, location, checkpoint]
+        run_id, data_file, location, checkpoint = share_from_main(args, shared)
         output_dir = Path(cfg.training.output_dir) / run_id
         args.output_dir = str(output_dir / "checkpoints")
 
         tokenizer = load_target_tokenizer(location)
         with args.main_process_first(desc="tokenize"):  # the others then load the cached encoding
             train_set = prepare_data(cfg, Path(data_file), tokenizer, is_main)
+        set_seed(settings.seed)  # LoRA's initial weights are random: the same seed, the same start
         model = lora_model(location, cfg, precision)
         metrics = MlflowMetrics()
         trainer = Trainer(
@@ -177,7 +181,7 @@ def run_finetune(cfg: DictConfig) -> str | None:
             processing_class=tokenizer,
             callbacks=[metrics],
         )
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=checkpoint)
         if not is_main:
             return None
 

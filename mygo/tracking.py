@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ STAGE_TAG = "mygo.stage"
 UPSTREAM_TAG = "mygo.upstream_run"
 CONFIG_HASH_TAG = "mygo.config_hash"
 MODEL_PATH_TAG = "mygo.model_path"
+HOST_TAG = "mygo.host"
+PID_TAG = "mygo.pid"
+FOLLOWS_TAG = "mygo.follows"  # unfinished runs of the same stage and config that this run comes after
 STAGES = ("convert", "warmup", "score", "select", "finetune", "evaluate", "pipeline", "sweep", "trial")
 
 
@@ -72,9 +76,11 @@ def stage_run(
             mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(run_name=run_name, **start) as run:
         tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
-        tags |= code_tags()
+        tags |= code_tags() | {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         if upstream_run:
             tags[UPSTREAM_TAG] = upstream_run
+        if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
+            tags[FOLLOWS_TAG] = ",".join(abandoned)
         mlflow.set_tags(tags)
         mlflow.log_params(flatten_config(cfg))
         mlflow.log_text(config_yaml(cfg), "config/resolved.yaml")
@@ -83,6 +89,45 @@ def stage_run(
         except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
             mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
             raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> list[str]:
+    """Mark RUNNING runs whose process on this host is gone (SIGKILL, a crash) as KILLED.
+
+    Returns those of the same stage and config, which the new run follows (`mygo.follows`). Runs on
+    other hosts are left alone: whether their process lives cannot be told from here.
+    """
+    running = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{socket.gethostname()}'",
+        output_format="list",
+    )
+    client, followed = mlflow.MlflowClient(), []
+    for run in running:
+        pid = run.data.tags.get(PID_TAG, "")
+        if run.info.run_id == current_run or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "mygo.abandoned", f"process {pid} ended without closing the run")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        logger.warning(
+            "run %s (%s) was left RUNNING by process %s, which is gone: marked KILLED",
+            run.info.run_id,
+            run.data.tags.get(STAGE_TAG),
+            pid,
+        )
+        if run.data.tags.get(STAGE_TAG) == stage and run.data.tags.get(CONFIG_HASH_TAG) == config_hash_:
+            followed.append(run.info.run_id)
+    return followed
 
 
 def get_run(run_id: str) -> Run:

@@ -6,13 +6,19 @@ progress bars; what is here maps mygo's configs onto it and its logs onto MLflow
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 import mlflow
 import torch
 from accelerate.utils import broadcast_object_list
 from omegaconf import DictConfig
 from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments
+
+from mygo.config import config_hash
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "float32")
 
@@ -62,6 +68,48 @@ def training_arguments(training: DictConfig, precision: str) -> TrainingArgument
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),  # several CPU processes then join one gloo group
     )
+
+
+RESUMED_FROM_TAG = "mygo.resumed_from"
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint that has it is complete
+
+
+def _step(checkpoint: Path) -> int:
+    suffix = checkpoint.name.rpartition("-")[2]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def resume_checkpoint(stage: str, digest: str, output_root: Path, current_run: str) -> tuple[str | None, str | None]:
+    """(the newest complete Trainer checkpoint of an unfinished run of `stage` with this config, that run)."""
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=(
+            f"tags.`mygo.stage` = '{stage}' and tags.`mygo.config_hash` = '{digest}' "
+            "and attributes.status != 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    for run in runs:
+        if run.info.run_id == current_run:
+            continue
+        checkpoints = sorted((output_root / run.info.run_id / "checkpoints").glob("checkpoint-*"), key=_step)
+        for checkpoint in reversed(checkpoints):
+            if (checkpoint / TRAINER_STATE).is_file():
+                return str(checkpoint), run.info.run_id
+    return None, None
+
+
+def checkpoint_to_resume(stage: str, cfg: DictConfig, run_id: str) -> str | None:
+    """`training.resume`: the newest complete checkpoint of an unfinished run with the same config, recorded."""
+    checkpoint, previous = resume_checkpoint(stage, config_hash(cfg), Path(cfg.training.output_dir), run_id)
+    if checkpoint is None:
+        logger.info("training.resume: no unfinished %s run with this config left a checkpoint; starting anew", stage)
+        return None
+    mlflow.set_tag(RESUMED_FROM_TAG, previous)
+    mlflow.log_param("resumed_from_checkpoint", checkpoint)
+    logger.info("resuming %s run %s from %s", stage, previous, checkpoint)
+    return checkpoint
 
 
 def share_from_main(args: TrainingArguments, values: list):

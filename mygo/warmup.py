@@ -16,7 +16,7 @@ import mlflow
 import torch
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, set_seed
 
 from mygo import plots
 from mygo.config import load_config, split_overrides
@@ -37,6 +37,7 @@ from mygo.tracking import (
 from mygo.training import (
     MlflowMetrics,
     PoolCollator,
+    checkpoint_to_resume,
     share_from_main,
     tokens_per_second,
     training_arguments,
@@ -129,8 +130,11 @@ def run_warmup(cfg: DictConfig) -> str | None:
             model_dir = model_dir_of(convert_run)
             tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(model_dir))
             train_set, probe_set, probe_noise = prepare_data(cfg, tokenizer, is_main)
-        # Every process checkpoints into the main process's run directory.
-        (run_id,) = share_from_main(args, [run.info.run_id if run else None])
+        checkpoint = None
+        if run and cfg.training.resume:
+            checkpoint = checkpoint_to_resume("warmup", cfg, run.info.run_id)
+        # Every process checkpoints into the main process's run directory, and resumes from the same checkpoint.
+        run_id, checkpoint = share_from_main(args, [run.info.run_id if run else None, checkpoint])
         if run:
             mlflow.set_tag(UPSTREAM_TAG, convert_run.info.run_id)
         output_dir = Path(cfg.training.output_dir) / run_id
@@ -138,6 +142,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
 
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = load_select_moe(model_dir, dtype=dtype, **OmegaConf.to_container(cfg.select_moe))
+        set_seed(cfg.training.seed)  # LoRA on the router starts from random weights: seed them
         model = prepare_router_training(model, cfg.training)
         collator = PoolCollator(tokenizer)
         metrics = MlflowMetrics()
@@ -156,7 +161,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
             processing_class=tokenizer,
             callbacks=callbacks,
         )
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=checkpoint)
         if not is_main:
             return None
 
