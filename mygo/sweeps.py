@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from mygo import plots
 from mygo.code_version import ROOT
 from mygo.config import load_config
 from mygo.pipeline import PIPELINE_STAGES, run_stages
+from mygo.redaction import redact_text
 from mygo.tracking import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
 
 logger = logging.getLogger(__name__)
@@ -204,14 +204,6 @@ def trial_overrides(cfg: DictConfig, values: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- storage
-def redact(url: str) -> str:
-    """A storage URL without its password, for logs, params and tags."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 def default_storage() -> str:
     """optuna.db beside a SQLite MLflow store, else in the working directory."""
     uri = mlflow.get_tracking_uri()
@@ -238,8 +230,8 @@ def open_storage(url: str, cfg: DictConfig, attempts: int = 5) -> RDBStorage:
                 raise
             time.sleep(attempt)
         except (SQLAlchemyError, ArgumentError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0]
-            raise ValueError(f"cannot open the Optuna storage {redact(url)}: {reason}") from error
+            reason = redact_text(str(error).strip().splitlines()[0])
+            raise ValueError(f"cannot open the Optuna storage {redact_text(url)}: {reason}") from error
     raise AssertionError("unreachable")
 
 
@@ -249,12 +241,10 @@ def _create_parent_run(cfg: DictConfig, space: SearchSpace, study_name: str, sto
     tags = {
         STAGE_TAG: "sweep",
         "mygo.study": study_name,
-        "mygo.optuna_storage": redact(storage_url),
+        "mygo.optuna_storage": redact_text(storage_url),
         "mygo.space_digest": space.digest,
     }
-    logged = cfg.copy()
-    logged.sweep.storage = redact(storage_url)  # never a password in params
-    with stage_run("sweep", logged, run_name=f"sweep-{study_name}") as run:
+    with stage_run("sweep", cfg, run_name=f"sweep-{study_name}") as run:  # params and tags are redacted
         mlflow.set_tags(tags)
         mlflow.log_artifact(str(space.path), "space")
         return run.info.run_id
@@ -380,7 +370,7 @@ def run_sweep(cfg: DictConfig) -> str:
     storage_url = cfg.sweep.storage or default_storage()
     storage = open_storage(storage_url, cfg)
     study, parent = open_study(cfg, space, storage, study_name)
-    logger.info("study %s (%s): parent run %s", study_name, redact(storage_url), parent)
+    logger.info("study %s (%s): parent run %s", study_name, redact_text(storage_url), parent)
     target = cfg.sweep.n_trials
     # Under `mlflow run` in a worker that joined the study, its own run stays empty: trials go under the parent.
     with mlflow.start_run(run_id=parent):

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from mygo.code_version import CODE_DIGEST_TAG, code_digest, code_tags
 from mygo.config import config_hash, config_yaml, flatten_config
+from mygo.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,10 @@ def stage_run(
             tags[UPSTREAM_TAG] = upstream_run
         if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
             tags[FOLLOWS_TAG] = ",".join(abandoned)
-        mlflow.set_tags(tags)
-        mlflow.log_params(flatten_config(cfg))
-        mlflow.log_text(config_yaml(cfg), "config/resolved.yaml")
+        mlflow.set_tags({key: redact_text(value) for key, value in tags.items()})
+        logged = redact_config(cfg)
+        mlflow.log_params(flatten_config(logged))
+        mlflow.log_text(config_yaml(logged), "config/resolved.yaml")
         try:
             yield run
         except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
@@ -116,6 +118,8 @@ def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> lis
     for run in running:
         pid = run.data.tags.get(PID_TAG, "")
         if run.info.run_id == current_run or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        if run.data.tags.get(STAGE_TAG) == "sweep":  # resumed by every worker of the study: not one process's
             continue
         client.set_tag(run.info.run_id, "mygo.abandoned", f"process {pid} ended without closing the run")
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))

@@ -20,7 +20,8 @@ from optuna.trial import TrialState
 
 from mygo.config import load_config
 from mygo.pipeline import run_pipeline
-from mygo.sweeps import PARENT_RUN_ATTR, SpaceError, load_space, redact, run_sweep
+from mygo.redaction import redact_text
+from mygo.sweeps import PARENT_RUN_ATTR, SpaceError, load_space, run_sweep
 from mygo.tracking import STAGE_TAG
 from tests.test_finetune_evaluate import use_store
 from tests.test_pipeline import pipeline_overrides
@@ -113,7 +114,7 @@ def test_an_unreachable_storage_is_a_clear_error_without_the_password(tracking_s
     ) as error:
         run_sweep(sweep_config(tmp_path, f"sweep.storage={url}", "sweep.connect_timeout=3"))
     assert "s3cret" not in str(error.value) and time.monotonic() - started < 30
-    assert redact(url) == f"postgresql+psycopg://mygo:***@127.0.0.1:{port}/optuna"
+    assert redact_text(url) == f"postgresql+psycopg://mygo:***@127.0.0.1:{port}/optuna"
 
 
 # ------------------------------------------------------------------------------------- servers on loopback

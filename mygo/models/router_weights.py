@@ -41,9 +41,30 @@ def save_router_weights(model: torch.nn.Module, path: str | Path) -> Path:
     return path
 
 
+LEGACY_SUFFIXES = (".pt", ".pth", ".bin")
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from safetensors, or from a legacy torch file through `weights_only` unpickling only.
+
+    A legacy file that holds anything but tensors and plain containers (a pickle payload that would
+    run code) is refused, not executed.
+    """
+    path = Path(path)
+    if path.suffix not in LEGACY_SUFFIXES:
+        return load_file(str(path))
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError (and others) for what weights_only forbids
+        raise ValueError(f"{path}: refused: not a plain tensor file ({type(error).__name__}: {error})") from error
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise ValueError(f"{path}: refused: expected a mapping of names to tensors")
+    return tensors
+
+
 def load_router_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Copy saved router weights into `model`, after checking every name and shape matches."""
-    saved = load_file(str(path))
+    saved = read_tensors(path)
     expected = router_state_dict(model)
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))

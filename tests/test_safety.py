@@ -1,0 +1,60 @@
+"""Safety: a pickle payload is refused rather than run, and secrets never reach the tracking store."""
+
+import os
+
+import mlflow
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mygo.models import convert_olmoe_to_select_moe
+from mygo.models.router_weights import load_router_weights, router_state_dict
+from mygo.tracking import stage_run
+from tests.test_warmup_stage import artifact_paths
+
+
+class Payload:
+    """Unpickling this runs a shell command: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_payload_is_refused_and_plain_tensors_load(olmoe_model, tmp_path):
+    model = convert_olmoe_to_select_moe(olmoe_model)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "router.pt"
+    torch.save({"model.layers.0.mlp.quality_gate.weight": Payload(marker)}, evil)
+    with pytest.raises(ValueError, match=f"{evil}: refused: not a plain tensor file"):
+        load_router_weights(model, evil)
+    assert not marker.exists()  # the payload never ran
+
+    plain = tmp_path / "router_plain.pt"
+    state = {name: torch.full_like(tensor, 0.5) for name, tensor in router_state_dict(model).items()}
+    torch.save(state, plain)
+    load_router_weights(model, plain)  # a legacy file of plain tensors loads, through weights_only
+    assert all(torch.equal(tensor, state[name]) for name, tensor in router_state_dict(model).items())
+
+
+def test_secrets_are_masked_in_params_tags_and_the_logged_config(tracking_store):
+    cfg = OmegaConf.create(
+        {
+            "tracking": {"uri": None, "experiment": "mygo"},
+            "model": {"source": "https://alice:hunter2@models.example/olmoe", "hf_token": "hf_abcdef"},
+            "sweep": {"storage": "postgresql+psycopg://mygo:pg-secret@db/optuna"},
+        }
+    )
+    with stage_run("convert", cfg, run_name="secrets") as run:
+        mlflow.set_tag("mygo.note", "kept")
+    logged = mlflow.get_run(run.info.run_id)
+    text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/resolved.yaml")
+    everything = " ".join([*logged.data.params.values(), *logged.data.tags.values(), text])
+    for secret in ("hunter2", "hf_abcdef", "pg-secret"):
+        assert secret not in everything
+    assert logged.data.params["model.source"] == "https://alice:***@models.example/olmoe"
+    assert logged.data.params["model.hf_token"] == "***"
+    assert logged.data.params["sweep.storage"] == "postgresql+psycopg://mygo:***@db/optuna"
+    assert "config/resolved.yaml" in artifact_paths(run.info.run_id)
