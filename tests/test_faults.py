@@ -1,5 +1,5 @@
-"""Faults that lose nothing: training killed with SIGKILL resumes to the same weights, and the run it
-left RUNNING is closed as KILLED and linked to the run that continues it."""
+"""Faults that lose nothing: training or scoring killed with SIGKILL resumes to the same result, the run it
+left RUNNING is closed as KILLED and linked to the run that continues it, and a sweep survives a dead worker."""
 
 import os
 import subprocess
@@ -9,16 +9,23 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
 import pytest
+from optuna.trial import TrialState
 from safetensors.numpy import load_file
 
 from mygo.config import load_config
 from mygo.data.demo_pool import ensure_demo_pool
 from mygo.finetune import run_finetune
+from mygo.pipeline import run_pipeline
+from mygo.router_data import load_router_data
+from mygo.score import ROUTER_DATA_PATH_TAG, run_score
+from mygo.sweeps import run_sweep
 from mygo.tracking import FOLLOWS_TAG
 from mygo.training import RESUMED_FROM_TAG
 from mygo.warmup import run_warmup
 from tests.test_finetune_evaluate import quick_finetune_overrides
+from tests.test_pipeline import pipeline_overrides
 from tests.test_warmup_stage import REPO, quick_warmup_overrides
 
 
@@ -95,3 +102,76 @@ def test_finetune_killed_mid_training_resumes_to_the_same_adapter(tracking_store
         for run in (reference, resumed.info.run_id)
     ]
     assert max_difference(*adapters) <= 1e-5
+
+
+@pytest.mark.timeout(600)
+def test_score_killed_mid_pool_rescores_only_the_unfinished_shards(tracking_store, tmp_path):
+    warmup = run_warmup(load_config("warmup", quick_warmup_overrides(tmp_path)))
+    settings = [f"upstream.warmup_run={warmup}", "score.shard_size=8", "score.max_batch_size=2"]
+    reference = run_score(load_config("score", [*settings, f"score.output_dir={tmp_path / 'ref'}"]))
+    overrides = [*settings, f"score.output_dir={tmp_path / 'score'}"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = tracking_store
+    command = [sys.executable, "-m", "mygo.cli", "score", *overrides]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list((tmp_path / "score").glob("*/shard-*.json"))) < 3 and time.monotonic() < deadline:
+        assert process.poll() is None, "scoring ended before it could be interrupted"
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    finished = len(list((tmp_path / "score").glob("*/shard-*.json")))
+    assert 3 <= finished < 15  # 120 samples in 15 shards of 8
+
+    resumed = mlflow.get_run(run_score(load_config("score", overrides)))
+    metrics = resumed.data.metrics
+    assert metrics["score/shards_reused"] == finished and metrics["score/scored_now"] == 120 - 8 * finished
+    assert resumed.data.tags[FOLLOWS_TAG]  # the killed score run, closed as KILLED
+    assert mlflow.get_run(resumed.data.tags[FOLLOWS_TAG]).info.status == "KILLED"
+    first, again = (mlflow.get_run(run).data.tags[ROUTER_DATA_PATH_TAG] for run in (reference, resumed.info.run_id))
+    # Equal to an uninterrupted run (within float32 rounding: the killed process scored in another process).
+    np.testing.assert_allclose(load_router_data(first).quality, load_router_data(again).quality, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(load_router_data(first).features, load_router_data(again).features, rtol=0, atol=1e-3)
+
+
+@pytest.mark.timeout(900)
+def test_a_sweep_worker_killed_mid_trial_fails_that_trial_and_the_study_completes(tracking_store, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    settings = ["sweep.space=sweeps/selection_noise.yaml", "sweep.n_trials=3", f"sweep.storage={storage}"]
+    settings += ["sweep.heartbeat_interval=1", "sweep.grace_period=3"]
+    overrides = [*pipeline_overrides(tmp_path), *settings]
+    run_pipeline(load_config("main", [*pipeline_overrides(tmp_path), "pipeline.until=score"]))
+
+    # A worker killed while its first trial runs.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = tracking_store
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "mygo.cli", "sweep", *overrides],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and worker.poll() is None:
+        if mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string="tags.`mygo.stage` = 'select' and attributes.status = 'RUNNING'",
+            output_format="list",
+        ):
+            break
+        time.sleep(0.05)
+    worker.kill()
+    worker.wait()
+    time.sleep(4)  # past the grace period: the dead worker's trial has stopped beating
+
+    run_sweep(load_config("sweep", overrides))  # another worker joins and finishes the study
+    study = optuna.load_study(study_name="selection_noise", storage=storage)
+    states = [trial.state for trial in study.get_trials()]
+    assert states.count(TrialState.COMPLETE) == 3 and TrialState.RUNNING not in states
+    failed = [trial for trial in study.get_trials() if trial.state == TrialState.FAIL]
+    assert len(failed) == 1  # the dead worker's trial, failed by the heartbeat and retried
+    retried = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retried) == 1 and retried[0].params == failed[0].params
+    assert not mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string="attributes.status = 'RUNNING' and tags.`mygo.stage` != 'sweep'",
+        output_format="list",
+    )  # the dead worker's trial and stage runs were closed as KILLED
