@@ -145,8 +145,9 @@ class NoiseProbe(TrainerCallback):
     labels; then only the overall mean is logged. The last scores stay for the end-of-run histogram.
     """
 
-    def __init__(self, probe_set, noise: list[str | None] | None, collator, every: int, batch_size: int):
+    def __init__(self, probe_set, noise: list[str | None] | None, collator, every: int, batch_size: int, log=None):
         self.probe_set, self.noise, self.collator = probe_set, noise, collator
+        self.log = log or (lambda metrics, step: mlflow.log_metrics(metrics, step=step))  # e.g. MlflowMetrics.log
         self.every, self.batch_size = every, batch_size
         self.scores: np.ndarray | None = None  # [samples, layers]
 
@@ -181,7 +182,7 @@ class NoiseProbe(TrainerCallback):
     def _probe(self, state, model) -> None:
         self.scores = self.score(model)
         if state.is_world_process_zero:
-            mlflow.log_metrics(self.metrics(self.scores), step=state.global_step)
+            self.log(self.metrics(self.scores), state.global_step)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._probe(state, model)

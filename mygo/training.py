@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import mlflow
 import torch
 from accelerate.utils import broadcast_object_list
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments
 
@@ -143,11 +145,39 @@ TRAINER_METRICS = {
 }
 
 
-class MlflowMetrics(TrainerCallback):
-    """Sends the Trainer's logs to the active MLflow run (main process only) and keeps their history."""
+class TrackingUnavailable(RuntimeError):
+    """The tracking store stayed unreachable: some metrics could not be recorded (the local results are kept)."""
 
-    def __init__(self):
+
+class MlflowMetrics(TrainerCallback):
+    """Sends the Trainer's logs to the active MLflow run (main process only) and keeps their history.
+
+    An unreachable tracking store does not stop training: metrics wait in a buffer and go with the next
+    log once it answers again; what is still unsent when training ends is retried for `flush_timeout_s`,
+    then reported as `TrackingUnavailable`.
+    """
+
+    def __init__(self, flush_timeout_s: float = 120.0):
         self.history: list[dict[str, float]] = []
+        self.pending: list[tuple[dict[str, float], int]] = []
+        self.flush_timeout_s = flush_timeout_s
+        self._failing = False
+
+    def _send_pending(self) -> bool:
+        try:
+            while self.pending:
+                metrics, step = self.pending[0]
+                mlflow.log_metrics(metrics, step=step)
+                self.pending.pop(0)
+        except (MlflowException, OSError) as error:
+            if not self._failing:
+                logger.warning("tracking store unreachable, buffering metrics and training on: %s", error)
+            self._failing = True
+            return False
+        if self._failing:
+            logger.info("tracking store reachable again: buffered metrics sent")
+        self._failing = False
+        return True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -161,5 +191,23 @@ class MlflowMetrics(TrainerCallback):
             elif key in TRAINER_METRICS:
                 metrics[TRAINER_METRICS[key]] = float(value)
         if metrics:
-            mlflow.log_metrics(metrics, step=state.global_step)
             self.history.append({"step": state.global_step, **metrics})
+            self.log(metrics, state.global_step)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Record metrics now, or as soon as the tracking store answers again."""
+        self.pending.append((metrics, step))
+        self._send_pending()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        deadline = time.monotonic() + self.flush_timeout_s
+        while not self._send_pending():
+            if time.monotonic() > deadline:
+                raise TrackingUnavailable(
+                    f"the tracking store {mlflow.get_tracking_uri()} stayed unreachable: {len(self.pending)} metric "
+                    f"logs of steps {self.pending[0][1]}-{self.pending[-1][1]} were not recorded; the checkpoints "
+                    f"in {args.output_dir} are intact"
+                )
+            time.sleep(2)

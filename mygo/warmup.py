@@ -150,7 +150,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
         probe = None
         if probe_set is not None:
             probe = NoiseProbe(
-                probe_set, probe_noise, collator, cfg.training.probe_every, cfg.training.probe_batch_size
+                probe_set, probe_noise, collator, cfg.training.probe_every, cfg.training.probe_batch_size, metrics.log
             )
             callbacks.append(probe)
         trainer = RouterTrainer(

@@ -24,6 +24,7 @@ from mygo.sweeps import run_sweep
 from mygo.tracking import FOLLOWS_TAG
 from mygo.training import RESUMED_FROM_TAG
 from mygo.warmup import run_warmup
+from tests.servers import TrackingServer
 from tests.test_finetune_evaluate import quick_finetune_overrides
 from tests.test_pipeline import pipeline_overrides
 from tests.test_warmup_stage import REPO, quick_warmup_overrides
@@ -175,3 +176,41 @@ def test_a_sweep_worker_killed_mid_trial_fails_that_trial_and_the_study_complete
         filter_string="attributes.status = 'RUNNING' and tags.`mygo.stage` != 'sweep'",
         output_format="list",
     )  # the dead worker's trial and stage runs were closed as KILLED
+
+
+@pytest.mark.timeout(600)
+def test_warmup_trains_through_a_tracking_server_outage(tmp_path):
+    (tmp_path / "server").mkdir()
+    server = TrackingServer(tmp_path / "server").start()
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    # No HTTP retries inside MLflow: while the server is down every log fails at once and mygo buffers it.
+    env |= {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    overrides = [*quick_warmup_overrides(tmp_path), "training.epochs=8", "training.logging_steps=1"]
+    command = [sys.executable, "-m", "mygo.cli", "warmup", *overrides]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, run_id = time.monotonic() + 300, None
+        while time.monotonic() < deadline and process.poll() is None:
+            runs = client.search_runs(
+                [e.experiment_id for e in client.search_experiments()], "tags.`mygo.stage` = 'warmup'"
+            )
+            if runs and len(client.get_metric_history(runs[0].info.run_id, "loss/total")) >= 3:
+                run_id = runs[0].info.run_id
+                break
+            time.sleep(0.3)
+        assert run_id, "warmup never logged"
+        server.stop()
+        time.sleep(8)  # training goes on with no tracking server
+        assert process.poll() is None, "training died with the tracking server"
+        server.start()
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+        assert "tracking store unreachable, buffering metrics and training on" in stderr
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run_id, "loss/total")]
+        assert sorted(steps) == list(range(1, 49))  # 8 epochs x 6 steps: every step's log arrived
+    finally:
+        process.kill()
+        server.stop()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from glob import glob
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from mygo.pipeline import run_pipeline
 from mygo.redaction import redact_text
 from mygo.sweeps import PARENT_RUN_ATTR, SpaceError, load_space, run_sweep
 from mygo.tracking import STAGE_TAG
+from tests.servers import TrackingServer, free_port
 from tests.test_finetune_evaluate import use_store
 from tests.test_pipeline import pipeline_overrides
 from tests.test_warmup_stage import REPO, artifact_paths
@@ -118,12 +118,6 @@ def test_an_unreachable_storage_is_a_clear_error_without_the_password(tracking_s
 
 
 # ------------------------------------------------------------------------------------- servers on loopback
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
     """A PostgreSQL server started for the test, on loopback, with trust authentication."""
@@ -139,7 +133,7 @@ def postgres_url():
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(root, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
     run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "mygo")
     options = f"-p {port} -k {root} -h 127.0.0.1"
@@ -154,29 +148,9 @@ def postgres_url():
 
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory):
-    """`mlflow server` on loopback, with its own SQLite store and proxied artifacts."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")]
-    command += ["--workers", "1"]
-    log = (root / "server.log").open("w")  # noqa: SIM115 (the server writes to it until the fixture ends)
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(1)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.mark.timeout(900)
