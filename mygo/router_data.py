@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mygo.atomic import atomic_path
+
 SHARD_FORMAT_VERSION = 1
 INDEX_FILE = "index.parquet"
 ARRAYS = ("rows", "quality", "features")
@@ -63,12 +65,10 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
         np.save(handle, array)
         handle.flush()
         os.fsync(handle.fileno())
-    temporary.replace(path)
 
 
 def write_shard(directory: Path, shard: int, rows: np.ndarray, quality: np.ndarray, features: np.ndarray) -> None:
@@ -81,9 +81,8 @@ def write_shard(directory: Path, shard: int, rows: np.ndarray, quality: np.ndarr
         _atomic_save(path, array)
         checksums[name] = _sha256(path)
     manifest = {"format_version": SHARD_FORMAT_VERSION, "samples": len(rows), "sha256": checksums}
-    temporary = stem.with_name(stem.name + ".json.tmp")
-    temporary.write_text(json.dumps(manifest, indent=1))
-    temporary.replace(stem.with_name(stem.name + ".json"))
+    with atomic_path(stem.with_name(stem.name + ".json")) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=1))
 
 
 def shard_problem(directory: Path, shard: int, expected_rows: np.ndarray | None = None) -> str | None:

@@ -214,3 +214,30 @@ def test_warmup_trains_through_a_tracking_server_outage(tmp_path):
     finally:
         process.kill()
         server.stop()
+
+
+FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+import numpy as np
+from mygo.router_data import shard_problem, write_shard
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+directory = Path(sys.argv[1])
+try:
+    write_shard(directory, 0, np.arange(4000), np.zeros((4000, 2)), np.zeros((4000, 16, 64), np.float16))
+except OSError as error:
+    print("ERROR", error)
+print("PROBLEM", shard_problem(directory, 0))
+"""
+
+
+def test_a_full_disk_while_writing_a_shard_is_a_clear_error_and_leaves_no_half_file(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"ERROR writing {tmp_path}/shard-00000.features.npy failed" in done.stdout
+    assert "nothing was written under that name" in done.stdout
+    assert "PROBLEM shard-00000.json missing (not finished)" in done.stdout  # a rerun scores the shard again
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert "shard-00000.features.npy" not in left and not [name for name in left if name.endswith(".tmp")]

@@ -159,3 +159,28 @@ def test_subset_is_seeded_sized_and_ordered_on_request(pool_dir):
     assert len({tuple(take_subset(records, 0.5, seed=s, shuffle=False)["id"]) for s in range(8)}) > 1
     with pytest.raises(ValueError, match="subset_ratio must be in"):
         take_subset(records, 0.0, seed=1, shuffle=False)
+
+
+def test_an_empty_pool_is_named(tmp_path):
+    empty = write_pool(tmp_path / "pool", {"dolly": []})
+    with pytest.raises(PoolError, match=f"no usable records in {empty}"):
+        load_pool(empty)
+    only_questions = write_pool(tmp_path / "questions", {"cot": [conversation("c0", "cot", ("user", "why?"))]})
+    with pytest.raises(PoolError, match="no usable records"):
+        load_pool(only_questions)
+
+
+def test_a_huge_record_loads_and_is_truncated_when_encoded(tmp_path):
+    from mygo.data.chat import ChatEncoding, encode_messages
+    from mygo.models.tokenizer import train_bpe_tokenizer
+
+    huge_answer = "the answer goes on " * 200_000  # 3.8 MB in one JSON line
+    pool = load_pool(
+        write_pool(
+            tmp_path / "pool", {"dolly": [conversation("big", "dolly", ("user", "tell"), ("assistant", huge_answer))]}
+        )
+    )
+    assert len(pool.records[0]["messages"][1]["content"]) == len(huge_answer)
+    tokenizer = train_bpe_tokenizer(["the answer goes on and on"] * 50, vocab_size=300)
+    encoded = encode_messages(tokenizer, pool.records[0]["messages"], ChatEncoding(max_sequence_length=256))
+    assert encoded["truncated"] and encoded["length"] == 256 and encoded["num_label_tokens"] > 0

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from mygo.atomic import atomic_path
+
 ROUTER_WEIGHTS_FILE = "weights.safetensors"
 QUALITY_GATE_PATTERN = re.compile(r"(^|\.)layers\.\d+\.mlp\.quality_gate\.weight$")
 ROUTER_GATE_PATTERN = re.compile(r"(^|\.)layers\.\d+\.mlp\.gate\.weight$")
@@ -35,9 +37,8 @@ def save_router_weights(model: torch.nn.Module, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in router_state_dict(model).items()}
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata={"format": "pt", "content": "mygo router weights"})
-    temporary.replace(path)  # never leave a half-written file under the final name
+    with atomic_path(path) as temporary:  # never a half-written file under the final name
+        save_file(tensors, str(temporary), metadata={"format": "pt", "content": "mygo router weights"})
     return path
 
 
