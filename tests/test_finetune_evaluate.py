@@ -236,3 +236,12 @@ def test_finetune_under_torchrun_with_two_processes_makes_one_run(store):
     # 48 samples, global batch 8 = 4 per process x 2 processes: 6 optimizer steps, one run.
     assert len(mlflow.MlflowClient().get_metric_history(newest.info.run_id, "train/loss")) == 6
     assert newest.data.tags[build_run_tag("target")] == store["run"]
+
+
+def test_finetune_with_gradient_checkpointing_trains_the_adapter(store):
+    extra = [f"data.path={store['data']}", "target.training.epochs=1", "target.training.gradient_checkpointing=true"]
+    run = mlflow.get_run(run_finetune(load_config("finetune", quick_finetune_overrides(store["root"], *extra))))
+    assert run.info.status == "FINISHED" and run.data.params["target.training.gradient_checkpointing"] == "True"
+    adapter_dir = model_dir_of(run, "adapter", "mygo.adapter_path", marker="adapter_config.json")
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    assert all(w.abs().max() > 0 for name, w in weights.items() if "lora_B" in name)

@@ -18,7 +18,7 @@ from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, code_digest
 from mygo.config import load_config
 from mygo.lineage import lineage
 from mygo.pipeline import PIPELINE_STAGES, run_pipeline
-from mygo.reproduce import REPRODUCES_TAG, ReproductionMismatch, run_reproduce
+from mygo.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
 from mygo.score import run_score
 from mygo.select import SELECTED_IDS_TAG, run_select
 from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
@@ -223,3 +223,15 @@ def test_ctrl_c_marks_runs_killed_and_the_next_main_reuses_what_finished(store):
     overrides = pipeline_overrides(store["root"], warmup_extra=("training.epochs=2",))
     again = mlflow.get_run(run_pipeline(load_config("main", overrides)))
     assert again.data.tags["mygo.reused.convert"] == "True" and again.data.tags["mygo.reused.warmup"] == "False"
+
+
+def test_reproduce_says_when_a_run_came_from_other_code(store):
+    select = stage_runs(store["parent"])["select"]
+    assert code_notice(select) is None  # made by this checkout's code
+    client = mlflow.MlflowClient()
+    client.set_tag(select.info.run_id, CODE_DIGEST_TAG, "0123456789abcdef")
+    client.set_tag(select.info.run_id, GIT_COMMIT_TAG, "a" * 40)
+    client.set_tag(select.info.run_id, "mygo.git_dirty", "true")
+    notice = code_notice(mlflow.get_run(select.info.run_id))
+    assert f"made from commit {'a' * 40} with uncommitted changes" in notice
+    assert f"git checkout {'a' * 40}" in notice
