@@ -13,7 +13,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 MASK = "***"
-SECRET_KEY = re.compile(r"(token|password|passwd|secret|api_key|apikey|credential)", re.IGNORECASE)
+# A key that names a secret (`token`, `hf_token`, `db_password`), not one that merely mentions one
+# (`max_train_tokens`): configs are logged to be read back, by evaluate and reproduce.
+SECRET_KEY = re.compile(r"(^|_)(token|password|passwd|secret|api_key|apikey|credentials?)$", re.IGNORECASE)
 URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 
 

@@ -58,3 +58,12 @@ def test_secrets_are_masked_in_params_tags_and_the_logged_config(tracking_store)
     assert logged.data.params["model.hf_token"] == "***"
     assert logged.data.params["sweep.storage"] == "postgresql+psycopg://mygo:***@db/optuna"
     assert "config/resolved.yaml" in artifact_paths(run.info.run_id)
+
+
+def test_only_keys_that_name_a_secret_are_masked():
+    from mygo.redaction import MASK, redact_value
+
+    for key in ("model.hf_token", "token", "db.password", "auth.client_secret", "api_key"):
+        assert redact_value(key, "value") == MASK, key
+    for key in ("model.build.training.max_train_tokens", "data.num_label_tokens", "tokenizer"):
+        assert redact_value(key, 20000) == 20000, key
