@@ -19,10 +19,10 @@ import mlflow
 import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model
-from sklearn.metrics import roc_auc_score
 from transformers import Trainer, TrainerCallback
 
 from mygo.models.router_weights import is_router_parameter
+from mygo.noise import noise_auroc, noise_mask
 from mygo.router_outputs import per_sample_quality, token_good_ratio_moments
 
 logger = logging.getLogger(__name__)
@@ -170,13 +170,11 @@ class NoiseProbe(TrainerCallback):
     def metrics(self, scores: np.ndarray) -> dict[str, float]:
         quality = scores.mean(axis=1)
         metrics = {"probe/good_ratio_mean": float(quality.mean())}
-        if self.noise is not None:
-            noisy = np.array([kind is not None for kind in self.noise])
-            if noisy.any() and (~noisy).any():
-                metrics["probe/good_ratio_clean"] = float(quality[~noisy].mean())
-                metrics["probe/good_ratio_noisy"] = float(quality[noisy].mean())
-                # Quality as a detector of clean samples: 1.0 ranks every clean sample above every noisy one.
-                metrics["probe/noise_auroc"] = float(roc_auc_score(~noisy, quality))
+        noisy = noise_mask(self.noise) if self.noise is not None else None
+        if noisy is not None:
+            metrics["probe/good_ratio_clean"] = float(quality[~noisy].mean())
+            metrics["probe/good_ratio_noisy"] = float(quality[noisy].mean())
+            metrics["probe/noise_auroc"] = noise_auroc(quality, noisy)
         return metrics
 
     def _probe(self, state, model) -> None:

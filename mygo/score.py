@@ -22,7 +22,6 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from omegaconf import DictConfig, OmegaConf, open_dict
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -32,6 +31,7 @@ from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, load_router_weights
+from mygo.noise import noise_mask, pool_noise_metrics
 from mygo.router_data import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.router_outputs import per_sample_quality, per_sample_router_logits
 from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, model_dir_of, stage_run
@@ -143,10 +143,8 @@ def log_score_results(work_dir: Path, started: float, totals: list[tuple[int, in
     noise = None
     if NOISE_FIELD in data.index.columns:
         noise = [kind if isinstance(kind, str) else None for kind in data.index[NOISE_FIELD]]
-        noisy = np.array([kind is not None for kind in noise])
-        if noisy.any() and (~noisy).any():
-            metrics["noise/auroc"] = float(roc_auc_score(~noisy, quality))
-            metrics["noise/fraction_pool"] = float(noisy.mean())
+        if (noisy := noise_mask(noise)) is not None:
+            metrics |= pool_noise_metrics(quality, noisy)
     mlflow.log_metrics(metrics)
     plots.log_figure(
         plots.good_ratio_histogram(quality, noise, "per-sample quality of the pool"), "plots/quality_histogram.png"

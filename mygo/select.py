@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
-from sklearn.metrics import roc_auc_score
 
 from mygo import plots
 from mygo.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
 from mygo.data.pool import NOISE_FIELD
+from mygo.noise import noise_mask, pool_noise_metrics
 from mygo.router_data import RouterData, load_router_data
 from mygo.score import ROUTER_DATA_PATH_TAG
 from mygo.selection import STRATEGIES, select, target_count
@@ -133,12 +133,10 @@ def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarra
     sources = data.index["dataset"].to_numpy()
     for source in np.unique(sources):
         metrics[f"selection/source_fraction/{source}"] = float((sources[selected] == source).mean())
-    if NOISE_FIELD in data.index.columns:
-        noisy = data.index[NOISE_FIELD].map(lambda kind: isinstance(kind, str)).to_numpy()
-        if noisy.any() and (~noisy).any():
-            metrics["noise/auroc"] = float(roc_auc_score(~noisy, quality))
-            metrics["noise/fraction_pool"] = float(noisy.mean())
-            metrics["noise/fraction_selected"] = float(noisy[selected].mean())
+    noisy = noise_mask(data.index[NOISE_FIELD]) if NOISE_FIELD in data.index.columns else None
+    if noisy is not None:
+        metrics |= pool_noise_metrics(quality, noisy)
+        metrics["noise/fraction_selected"] = float(noisy[selected].mean())
     return metrics
 
 
