@@ -30,6 +30,7 @@ from mygo.training import (
     MlflowMetrics,
     PoolCollator,
     checkpoint_to_resume,
+    precision_dtype,
     share_from_main,
     tokens_per_second,
     training_arguments,
@@ -121,8 +122,7 @@ def prepare_data(cfg: DictConfig, data_file: Path, tokenizer, is_main: bool):
 
 def lora_model(location: str, cfg: DictConfig, precision: str) -> torch.nn.Module:
     """The target with LoRA adapters on `target.lora.target_modules`; everything else frozen."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=precision_dtype(precision))
     lora = cfg.target.lora
     try:
         model = get_peft_model(

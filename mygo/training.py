@@ -33,6 +33,11 @@ def training_precision(setting: str) -> str:
     return setting
 
 
+def precision_dtype(precision: str) -> torch.dtype:
+    """The dtype to load weights in for a resolved precision (`training_precision`)."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 def gradient_accumulation(training_cfg: DictConfig, processes: int) -> int:
     """Steps to accumulate so that micro batches on all processes add up to the global batch."""
     per_step = training_cfg.micro_batch_size * processes

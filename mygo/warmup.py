@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import mlflow
-import torch
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import AutoTokenizer, set_seed
@@ -33,11 +32,13 @@ from mygo.tracking import (
     model_dir_of,
     run_or_reuse,
     stage_run,
+    tracking_overrides,
 )
 from mygo.training import (
     MlflowMetrics,
     PoolCollator,
     checkpoint_to_resume,
+    precision_dtype,
     share_from_main,
     tokens_per_second,
     training_arguments,
@@ -65,10 +66,8 @@ def convert_run_for(cfg: DictConfig) -> Run:
         return check_upstream(cfg.upstream.convert_run, "convert")
     from mygo.convert import run_convert
 
-    tracking = [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
-    convert_cfg = load_config(
-        "convert", [*tracking, f"model={cfg.model.name}", *split_overrides(cfg.upstream.convert_overrides)]
-    )
+    overrides = [*tracking_overrides(cfg), f"model={cfg.model.name}", *split_overrides(cfg.upstream.convert_overrides)]
+    convert_cfg = load_config("convert", overrides)
     with open_dict(convert_cfg):
         convert_cfg.model = cfg.model  # the warmup's preset, with any overrides it was given
     run_id, reused = run_or_reuse("convert", convert_cfg, run_convert)
@@ -140,8 +139,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
         output_dir = Path(cfg.training.output_dir) / run_id
         args.output_dir = str(output_dir / "checkpoints")
 
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        model = load_select_moe(model_dir, dtype=dtype, **OmegaConf.to_container(cfg.select_moe))
+        model = load_select_moe(model_dir, dtype=precision_dtype(precision), **OmegaConf.to_container(cfg.select_moe))
         set_seed(cfg.training.seed)  # LoRA on the router starts from random weights: seed them
         model = prepare_router_training(model, cfg.training)
         collator = PoolCollator(tokenizer)
