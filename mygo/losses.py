@@ -8,7 +8,10 @@ Two kinds of loss:
   over real tokens (token-wise) or per sample first (sample-wise);
 - distribution losses (`beta_moment_matching`, `mean_variance_regularization`) match the batch's
   mean and variance of good_ratio, taken over real tokens (token-wise) or over each sample's mean
-  good_ratio (sample-wise).
+  good_ratio (sample-wise);
+- `corruption_detection` (beyond upstream): binary cross-entropy of the gate's quality score against
+  `quality_targets` (1 clean, 0 corrupted, -100 ignored), which the warmup's on-the-fly corruptions
+  supply (`mygo.data.corruption`): the gate learns to send corrupted answers to the trash expert.
 The total is averaged over layers.
 """
 
@@ -29,7 +32,14 @@ logger = logging.getLogger(__name__)
 
 # A custom loss maps (good_ratio [batch, seq], mask [batch, seq]) to a per-token loss [batch, seq].
 PerTokenLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-BUILTIN_QUALITY_LOSSES = ("sigmoid", "mse", "beta_moment_matching", "mean_variance_regularization")
+BUILTIN_QUALITY_LOSSES = (
+    "sigmoid",
+    "mse",
+    "beta_moment_matching",
+    "mean_variance_regularization",
+    "corruption_detection",
+)
+TARGETED_LOSSES = ("corruption_detection",)  # need quality_targets
 QUALITY_LOSSES: Registry[PerTokenLoss] = Registry("quality_loss_type", BUILTIN_QUALITY_LOSSES)
 register_quality_loss = QUALITY_LOSSES.register
 
@@ -76,10 +86,35 @@ def layer_quality_loss(good_ratio: torch.Tensor, mask: torch.Tensor, config: Sel
     return masked_mean(custom(good_ratio, mask), mask, sample_wise)
 
 
-def quality_loss(
-    quality_scores: Sequence[torch.Tensor], attention_mask: torch.Tensor | None, config: SelectMoeConfig
+def corruption_detection_loss(
+    quality_scores: Sequence[torch.Tensor], targets: torch.Tensor, sample_wise: bool
 ) -> torch.Tensor:
-    """L_quality averaged over layers; quality_scores holds one [batch, seq, 1] raw score per layer."""
+    """BCE of every layer's quality score against the targets (-100: ignored), averaged over layers."""
+    mask = (targets != -100).float()
+    clean = targets.clamp(min=0).float()
+    per_layer = []
+    for score in quality_scores:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            score.squeeze(-1).float(), clean.to(score.device), reduction="none"
+        )
+        per_layer.append(masked_mean(bce, mask.to(score.device), sample_wise))
+    return torch.stack(per_layer).mean()
+
+
+def quality_loss(
+    quality_scores: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor | None,
+    config: SelectMoeConfig,
+    targets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_quality averaged over layers; quality_scores holds one [batch, seq, 1] raw score per layer.
+
+    `targets` [batch, seq]: what a targeted loss (`corruption_detection`) learns from.
+    """
+    if config.quality_loss_type in TARGETED_LOSSES:
+        if targets is None:
+            raise ValueError(f"quality_loss_type={config.quality_loss_type!r} needs quality_targets (corruption)")
+        return corruption_detection_loss(quality_scores, targets, config.sample_wise_averaging)
     first = quality_scores[0]
     if attention_mask is None:
         mask = torch.ones(first.shape[:2], device=first.device, dtype=torch.float32)

@@ -110,6 +110,25 @@ def quality_selected_vs_all(quality: np.ndarray, selected: np.ndarray):
     return figure
 
 
+def noise_selected_vs_pool(noise, selected: np.ndarray):
+    """Share of each noise kind (and of clean samples) in the pool and in the selection, side by side."""
+    kinds = np.array([kind if isinstance(kind, str) else "clean" for kind in noise], dtype=object)
+    names = ["clean"] + sorted(set(kinds) - {"clean"})
+    pool = [float((kinds == name).mean()) for name in names]
+    chosen = [float((kinds[selected] == name).mean()) if selected.any() else 0.0 for name in names]
+    figure, axes = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(names))
+    axes.bar(x - 0.2, pool, width=0.4, label=f"pool ({len(kinds)})", color="tab:gray")
+    axes.bar(x + 0.2, chosen, width=0.4, label=f"selected ({int(selected.sum())})")
+    axes.set_xticks(x, names, rotation=20)
+    axes.set_yscale("log")
+    axes.set_ylabel("share (log scale)")
+    axes.set_title("injected noise: selection vs pool")
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
 def projection_2d(points: np.ndarray, labels: np.ndarray, selected: np.ndarray):
     """A 2-D PCA projection of the features, coloured by cluster; selected samples outlined."""
     figure, axes = plt.subplots(figsize=(7, 6))

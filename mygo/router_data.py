@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,10 @@ import pandas as pd
 
 from mygo.atomic import atomic_path
 
-SHARD_FORMAT_VERSION = 1
+SHARD_FORMAT_VERSION = 2
 INDEX_FILE = "index.parquet"
 ARRAYS = ("rows", "quality", "features")
+SIGNAL_PREFIX = "signal-"  # per-sample quality signals beside the gate's: shard-00000.signal-nll.npy
 
 
 class RouterDataError(ValueError):
@@ -37,6 +38,7 @@ class RouterData:
     index: pd.DataFrame  # one row per pool sample, in pool order
     quality: np.ndarray  # [samples, layers] float32
     features: np.ndarray  # [samples, layers, experts]
+    signals: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [samples] float32 (e.g. nll, ifd)
 
     @property
     def sample_quality(self) -> np.ndarray:
@@ -71,10 +73,18 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
         os.fsync(handle.fileno())
 
 
-def write_shard(directory: Path, shard: int, rows: np.ndarray, quality: np.ndarray, features: np.ndarray) -> None:
+def write_shard(
+    directory: Path,
+    shard: int,
+    rows: np.ndarray,
+    quality: np.ndarray,
+    features: np.ndarray,
+    signals: dict[str, np.ndarray] | None = None,
+) -> None:
     """Write one shard: arrays first, the checksummed manifest last."""
     stem = _shard_stem(directory, shard)
     arrays = {"rows": rows.astype(np.int64), "quality": quality.astype(np.float32), "features": features}
+    arrays |= {SIGNAL_PREFIX + name: values.astype(np.float32) for name, values in (signals or {}).items()}
     checksums = {}
     for name, array in arrays.items():
         path = stem.with_name(f"{stem.name}.{name}.npy")
@@ -96,7 +106,9 @@ def shard_problem(directory: Path, shard: int, expected_rows: np.ndarray | None 
         checksums = manifest["sha256"]
     except (json.JSONDecodeError, KeyError) as error:
         return f"{manifest_path.name} unreadable: {error}"
-    for name in ARRAYS:
+    if manifest.get("format_version") != SHARD_FORMAT_VERSION:
+        return f"{manifest_path.name} has format version {manifest.get('format_version')}, not {SHARD_FORMAT_VERSION}"
+    for name in sorted(set(ARRAYS) | set(checksums)):
         path = stem.with_name(f"{stem.name}.{name}.npy")
         if not path.is_file():
             return f"{path.name} missing"
@@ -128,6 +140,7 @@ def load_router_data(directory: str | Path) -> RouterData:
     index = pd.read_parquet(index_path)
     shards = shard_numbers(directory)
     quality = features = None
+    signals: dict[str, np.ndarray] = {}
     filled = np.zeros(len(index), dtype=bool)
     for shard in shards:
         problem = shard_problem(directory, shard)
@@ -144,8 +157,12 @@ def load_router_data(directory: str | Path) -> RouterData:
             raise RouterDataError(f"{directory}: {stem.name} holds rows outside the index or already filled")
         quality[rows] = shard_quality
         features[rows] = shard_features
+        names = [name for name in json.loads(stem.with_name(stem.name + ".json").read_text())["sha256"]]
+        for name in (n.removeprefix(SIGNAL_PREFIX) for n in names if n.startswith(SIGNAL_PREFIX)):
+            values = signals.setdefault(name, np.full(len(index), np.nan, dtype=np.float32))
+            values[rows] = np.load(stem.with_name(f"{stem.name}.{SIGNAL_PREFIX}{name}.npy"))
         filled[rows] = True
     if quality is None or not filled.all():
         missing = int((~filled).sum())
         raise RouterDataError(f"{directory}: {missing} of {len(index)} pool samples are in no shard")
-    return RouterData(index=index, quality=quality, features=features)
+    return RouterData(index=index, quality=quality, features=features, signals=signals)

@@ -22,7 +22,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainerCallback
 
 from mygo.models.router_weights import is_router_parameter
-from mygo.noise import noise_auroc, noise_mask
+from mygo.noise import mean_by_kind, noise_auroc, noise_mask, noise_metrics
 from mygo.router_outputs import per_sample_quality, token_good_ratio_moments
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ class RouterTrainer(Trainer):
 
 
 class NoiseProbe(TrainerCallback):
-    """Scores a fixed sample of the pool every `every` steps: mean good_ratio of clean vs injected samples.
+    """Scores a fixed sample of the pool every `every` steps: mean good_ratio over answer tokens, clean vs
+    injected samples, overall and per noise kind (and per layer).
 
     `noise` holds each probe sample's injected kind (None when clean), or is None for a pool without
     labels; then only the overall mean is logged. The last scores stay for the end-of-run histogram.
@@ -161,9 +162,10 @@ class NoiseProbe(TrainerCallback):
             batch = self.collator(
                 self.probe_set.select(range(start, min(start + self.batch_size, len(self.probe_set))))
             )
-            batch = {key: value.to(device) for key, value in batch.items() if key != "labels"}
+            answer = (batch.pop("labels") != -100).to(device)  # the gate judges answers: prompts are not scored
+            batch = {key: value.to(device) for key, value in batch.items()}
             outputs = model(**batch, output_router_logits=True)
-            scores.append(per_sample_quality(outputs.router_logits, batch["attention_mask"]).float().cpu())
+            scores.append(per_sample_quality(outputs.router_logits, answer).float().cpu())
         model.train(was_training)
         return torch.cat(scores).numpy()
 
@@ -174,7 +176,10 @@ class NoiseProbe(TrainerCallback):
         if noisy is not None:
             metrics["probe/good_ratio_clean"] = float(quality[~noisy].mean())
             metrics["probe/good_ratio_noisy"] = float(quality[noisy].mean())
-            metrics["probe/noise_auroc"] = noise_auroc(quality, noisy)
+            metrics |= noise_metrics(quality, self.noise, prefix="probe/noise_auroc")
+            metrics |= {f"probe/good_ratio/{k}": v for k, v in mean_by_kind(quality, self.noise).items()}
+            for layer in range(scores.shape[1]):
+                metrics[f"probe/layer_{layer:02d}/noise_auroc"] = noise_auroc(scores[:, layer], noisy)
         return metrics
 
     def _probe(self, state, model) -> None:

@@ -27,11 +27,12 @@ from transformers import AutoTokenizer
 
 from mygo import plots
 from mygo.config import config_hash, split_overrides
-from mygo.data.chat import ensure_chat_template, load_and_tokenize
+from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, load_router_weights
-from mygo.noise import noise_mask, pool_noise_metrics
+from mygo.noise import noise_mask, noise_metrics, pool_noise_metrics
+from mygo.quality_signals import all_signal_values
 from mygo.router_data import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.router_outputs import per_sample_quality, per_sample_router_logits
 from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, model_dir_of, stage_run
@@ -70,28 +71,74 @@ def length_batches(lengths: np.ndarray, max_batch_tokens: int, max_batch_size: i
     return batches
 
 
+def _padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def answer_nll(model, hidden: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """Per row, the mean NLL of the tokens marked in `scored` [rows, seq], each predicted from the position
+    before it. The LM head runs at those positions only, not over the whole sequence."""
+    predicts = torch.zeros_like(scored)
+    predicts[:, :-1] = scored[:, 1:]  # position t predicts token t + 1
+    rows, positions = predicts.nonzero(as_tuple=True)
+    logits = model.lm_head(hidden[rows, positions]).float()
+    nll = torch.nn.functional.cross_entropy(logits, input_ids[rows, positions + 1], reduction="none")
+    total = torch.zeros(len(input_ids), device=nll.device).index_add_(0, rows, nll)
+    count = torch.zeros(len(input_ids), device=nll.device).index_add_(0, rows, torch.ones_like(nll))
+    return total / count.clamp(min=1)
+
+
+def answers_alone(sequence: list[int], labels: list[int]) -> list[int]:
+    """The answer tokens without the instruction, after the one token that opens the first answer (IFD)."""
+    answer = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+    if not answer:
+        return sequence[:1]
+    return [sequence[max(answer[0] - 1, 0)]] + [sequence[i] for i in answer]
+
+
 @torch.inference_mode()
-def score_rows(model, sequences: list[list[int]], pad_id: int, cfg: DictConfig, feature_dtype, progress) -> tuple:
-    """Quality [rows, layers] and features [rows, layers, experts] of length-sorted token sequences."""
+def score_rows(
+    model, sequences: list[list[int]], labels: list[list[int]], pad_id: int, cfg: DictConfig, feature_dtype, progress
+) -> tuple:
+    """Quality [rows, layers], features [rows, layers, experts] and signals {name: [rows]} of length-sorted rows.
+
+    Quality averages the gates over the answer tokens (over all tokens for a row without answer tokens):
+    the gate judges the answer, and every prompt token would pull clean and noisy samples together.
+    """
     device = next(model.parameters()).device
     lengths = np.array([len(s) for s in sequences])
-    qualities, features = [], []
+    qualities, features, nlls, ifds = [], [], [], []
     for batch in length_batches(lengths, cfg.score.max_batch_tokens, cfg.score.max_batch_size):
-        rows = sequences[batch]
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        # The decoder alone: the router outputs are all scoring needs, so the LM head never runs.
+        input_ids, attention_mask = _padded(sequences[batch], pad_id, device)
+        answer = torch.zeros_like(attention_mask)
+        for i, row in enumerate(labels[batch]):
+            answer[i, : len(row)] = torch.tensor([label != IGNORE_INDEX for label in row])
+        # The decoder, then the LM head only where an answer token is predicted.
         outputs = model.model(input_ids=input_ids, attention_mask=attention_mask, output_router_logits=True)
-        qualities.append(per_sample_quality(outputs.router_logits, attention_mask).float().cpu())
+        gate_mask = torch.where(answer.sum(1, keepdim=True) > 0, answer, attention_mask)
+        qualities.append(per_sample_quality(outputs.router_logits, gate_mask).float().cpu())
         pooled = per_sample_router_logits(outputs.router_logits, attention_mask)
         features.append(pooled.to(feature_dtype).cpu())
-        progress.update(len(rows))
-    return torch.cat(qualities).numpy(), torch.cat(features).numpy()
+        nll = answer_nll(model, outputs.last_hidden_state, input_ids, answer.bool())
+        nlls.append(nll.float().cpu())
+        if cfg.score.ifd:
+            alone = [answers_alone(seq, lab) for seq, lab in zip(sequences[batch], labels[batch], strict=True)]
+            alone_ids, alone_mask = _padded(alone, pad_id, device)
+            hidden = model.model(input_ids=alone_ids, attention_mask=alone_mask).last_hidden_state
+            scored = alone_mask.bool().clone()
+            scored[:, 0] = False  # the opening token is context, not answer
+            ifds.append((nll / answer_nll(model, hidden, alone_ids, scored).clamp(min=1e-6)).float().cpu())
+        progress.update(input_ids.shape[0])
+    signals = {"nll": torch.cat(nlls).numpy()}
+    if ifds:
+        signals["ifd"] = torch.cat(ifds).numpy()
+    return torch.cat(qualities).numpy(), torch.cat(features).numpy(), signals
 
 
 def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, pad_id: int):
@@ -102,9 +149,10 @@ def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
         for shard in todo:
             rows = plan[shard]
-            sequences = tokenized.select(rows)["input_ids"]
-            quality, features = score_rows(model, sequences, pad_id, cfg, feature_dtype, progress)
-            write_shard(work_dir, shard, rows, quality, features)
+            selected = tokenized.select(rows)
+            sequences, labels = selected["input_ids"], selected["labels"]
+            quality, features, signals = score_rows(model, sequences, labels, pad_id, cfg, feature_dtype, progress)
+            write_shard(work_dir, shard, rows, quality, features, signals)
             samples += len(rows)
             tokens += sum(len(s) for s in sequences)
     return samples, tokens
@@ -140,11 +188,16 @@ def log_score_results(work_dir: Path, started: float, totals: list[tuple[int, in
     }
     for source, mean in data.index.assign(quality=quality).groupby("dataset")["quality"].mean().items():
         metrics[f"score/quality_mean/{source}"] = float(mean)
+    for name, values in data.signals.items():
+        metrics[f"score/{name}_mean"] = float(np.nanmean(values))
     noise = None
     if NOISE_FIELD in data.index.columns:
         noise = [kind if isinstance(kind, str) else None for kind in data.index[NOISE_FIELD]]
         if (noisy := noise_mask(noise)) is not None:
             metrics |= pool_noise_metrics(quality, noisy)
+            metrics |= noise_metrics(quality, noise)  # noise/auroc/<kind> of the gate
+            for name, values in all_signal_values(quality, data.signals).items():
+                metrics |= noise_metrics(values, noise, prefix=f"noise/auroc/{name}")
     mlflow.log_metrics(metrics)
     plots.log_figure(
         plots.good_ratio_histogram(quality, noise, "per-sample quality of the pool"), "plots/quality_histogram.png"

@@ -22,10 +22,11 @@ from omegaconf import DictConfig
 from mygo import plots
 from mygo.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
 from mygo.data.pool import NOISE_FIELD
-from mygo.noise import noise_mask, pool_noise_metrics
+from mygo.noise import fraction_by_kind, noise_mask, pool_noise_metrics
+from mygo.quality_signals import SIGNALS, signal_values
 from mygo.router_data import RouterData, load_router_data
 from mygo.score import ROUTER_DATA_PATH_TAG
-from mygo.selection import STRATEGIES, select, target_count
+from mygo.selection import STRATEGIES, Selection, select, target_count
 from mygo.tracking import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.selection.strategy not in STRATEGIES:
         strategy = cfg.selection.strategy
         raise ValueError(f"selection.strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
+    if not 0 <= cfg.selection.quality_floor < 1:
+        raise ValueError(f"selection.quality_floor must be in [0, 1), got {cfg.selection.quality_floor}")
+    if cfg.selection.quality_signal not in SIGNALS:
+        signal = cfg.selection.quality_signal
+        raise ValueError(f"selection.quality_signal={signal!r} is not valid; choose one of {list(SIGNALS)}")
     if cfg.clustering.method not in CLUSTERING_METHODS:
         raise ValueError(
             f"clustering.method={cfg.clustering.method!r} is not valid; choose one of {list(CLUSTERING_METHODS)}"
@@ -124,6 +130,36 @@ def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) 
     temporary.replace(path)
 
 
+def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
+    """The configured quality signal per sample, higher is better (`mygo.quality_signals`)."""
+    options = cfg.selection
+    rank_mean_of = list(options.rank_mean_of) if options.rank_mean_of else None
+    return signal_values(options.quality_signal, data.sample_quality, data.signals, rank_mean_of)
+
+
+def select_above_floor(quality: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Selection:
+    """The strategy over the samples above the quality floor (`selection.quality_floor`: the share of the pool,
+    lowest quality first, that no strategy may pick; 0 keeps everyone). Filter first, then diversify: round
+    robin would otherwise give a cluster made of bad samples as many picks as any other."""
+    options = cfg.selection
+    count = target_count(len(quality), options.percentage)
+    eligible = np.flatnonzero(quality >= np.quantile(quality, options.quality_floor)) if options.quality_floor else None
+    if eligible is None or len(eligible) < count:
+        if eligible is not None:
+            logger.warning(
+                "selection.quality_floor=%s leaves %d < %d samples: ignored",
+                options.quality_floor,
+                len(eligible),
+                count,
+            )
+        return select(options.strategy, quality, labels, options.percentage, options.seed)
+    inner = select(options.strategy, quality[eligible], labels[eligible], count / len(eligible), options.seed)
+    inner_indices = inner.indices[:count]
+    rounds = np.full(len(quality), -1, dtype=np.int64)
+    rounds[eligible[inner_indices]] = inner.rounds[inner_indices]
+    return Selection(eligible[inner_indices], rounds, inner.strategy)
+
+
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:
     metrics = {
         "selection/num_selected": float(selected.sum()),
@@ -137,14 +173,24 @@ def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarra
     if noisy is not None:
         metrics |= pool_noise_metrics(quality, noisy)
         metrics["noise/fraction_selected"] = float(noisy[selected].mean())
+        kinds = data.index[NOISE_FIELD].to_numpy()
+        pool_share, selected_share = fraction_by_kind(kinds), fraction_by_kind(kinds[selected])
+        for kind in pool_share:
+            if kind != "clean":
+                metrics[f"noise/fraction_pool/{kind}"] = pool_share[kind]
+                metrics[f"noise/fraction_selected/{kind}"] = selected_share.get(kind, 0.0)
     return metrics
 
 
-def log_plots(features: np.ndarray, quality, clustering: Clustering, selected: np.ndarray, cfg: DictConfig) -> None:
+def log_plots(
+    features: np.ndarray, quality, clustering: Clustering, selected: np.ndarray, cfg: DictConfig, noise=None
+) -> None:
     if clustering.elbow:
         plots.log_figure(plots.elbow_curve(clustering.elbow, clustering.chosen_k), "plots/elbow.png")
     plots.log_figure(plots.cluster_sizes(clustering.labels, selected), "plots/cluster_sizes.png")
     plots.log_figure(plots.quality_selected_vs_all(quality, selected), "plots/quality_selected_vs_all.png")
+    if noise is not None and noise_mask(noise) is not None:
+        plots.log_figure(plots.noise_selected_vs_pool(noise, selected), "plots/noise_selected_vs_pool.png")
     sample = np.random.default_rng(cfg.clustering.seed).permutation(len(features))[: cfg.plots.projection_sample]
     figure = plots.projection_2d(features[sample], clustering.labels[sample], selected[sample])
     plots.log_figure(figure, "plots/projection_2d.png")
@@ -162,13 +208,12 @@ def run_select(cfg: DictConfig) -> str:
         recorded = Path(score_run.data.tags[ROUTER_DATA_PATH_TAG])
         log_dataset_input("router_data", str(recorded), recorded.name, context="selection")
         count = target_count(len(data.index), cfg.selection.percentage)
-        quality = data.sample_quality
+        quality = quality_of(data, cfg)
         features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)
         clustered_at = time.perf_counter()
         clustering = cluster(features, cfg)
         clustering_seconds = time.perf_counter() - clustered_at
-        options = cfg.selection
-        chosen = select(options.strategy, quality, clustering.labels, options.percentage, options.seed)
+        chosen = select_above_floor(quality, clustering.labels, cfg)
         selected = chosen.rounds >= 0
 
         run_dir = Path(cfg.output_dir) / run.info.run_id
@@ -200,6 +245,7 @@ def run_select(cfg: DictConfig) -> str:
             mlflow.log_metric("clustering/elbow_inertia", inertia, step=k)
         ids_digest = hashlib.sha256("\n".join(data.index["id"].iloc[chosen.indices]).encode()).hexdigest()
         mlflow.set_tags({SELECTED_IDS_TAG: ids_digest, "mygo.clustering_backend": clustering.backend})
-        log_plots(features, quality, clustering, selected, cfg)
+        noise = data.index[NOISE_FIELD].to_numpy() if NOISE_FIELD in data.index.columns else None
+        log_plots(features, quality, clustering, selected, cfg, noise)
         logger.info("selected %d of %d samples (%s): %s", count, len(quality), cfg.selection.strategy, metrics)
         return run.info.run_id

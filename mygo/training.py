@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list
 from mlflow.exceptions import MlflowException
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments
 
 from mygo.config import config_hash
+from mygo.data.corruption import Vocabulary, check_corruptions, corrupt_batch
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,32 @@ class PoolCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         return self.pad([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+
+class CorruptingCollator(PoolCollator):
+    """PoolCollator that corrupts part of every batch on the fly and adds the gate's `quality_targets`.
+
+    See `mygo.data.corruption`. The generator is seeded: the same run corrupts the same samples the same way.
+    """
+
+    def __init__(self, tokenizer, fraction: float, kinds: list[str], seed: int):
+        super().__init__(tokenizer)
+        check_corruptions(kinds)
+        if not 0 < fraction < 1:
+            raise ValueError(f"corruption.fraction must be in (0, 1), got {fraction}")
+        self.fraction, self.kinds = fraction, list(kinds)
+        self.rng = np.random.default_rng(seed)
+        self.vocabulary = Vocabulary(len(tokenizer), frozenset(tokenizer.all_special_ids))
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        samples, _ = corrupt_batch(features, self.fraction, self.kinds, self.rng, self.vocabulary)
+        batch = super().__call__(samples)
+        width = batch["input_ids"].shape[1]
+        targets = torch.full((len(samples), width), -100.0)
+        for row, sample in enumerate(samples):
+            targets[row, : len(sample["quality_targets"])] = torch.tensor(sample["quality_targets"])
+        batch["quality_targets"] = targets
+        return batch
 
 
 # Trainer log keys -> MLflow metric names; mygo's own keys ("loss/...", "quality_gate/...") pass through.

@@ -20,7 +20,9 @@ from transformers import AutoTokenizer, set_seed
 from mygo import plots
 from mygo.config import load_config, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
+from mygo.data.corruption import check_corruptions
 from mygo.data.pool import NOISE_FIELD, take_subset
+from mygo.losses import TARGETED_LOSSES
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
 from mygo.router_training import PEFT_MODES, NoiseProbe, RouterTrainer, merged_model, prepare_router_training
@@ -35,6 +37,7 @@ from mygo.tracking import (
     tracking_overrides,
 )
 from mygo.training import (
+    CorruptingCollator,
     MlflowMetrics,
     PoolCollator,
     checkpoint_to_resume,
@@ -58,6 +61,18 @@ def check_settings(cfg: DictConfig) -> None:
     if not 0 < cfg.dataset.subset_ratio <= 1:
         raise ValueError(f"dataset.subset_ratio must be in (0, 1], got {cfg.dataset.subset_ratio}")
     training_precision(cfg.training.precision)
+    if cfg.select_moe.quality_loss_type in TARGETED_LOSSES:
+        check_corruptions(list(cfg.corruption.kinds))
+        if not 0 < cfg.corruption.fraction < 1:
+            raise ValueError(f"corruption.fraction must be in (0, 1), got {cfg.corruption.fraction}")
+
+
+def training_collator(cfg: DictConfig, tokenizer) -> PoolCollator:
+    """Batches for the Trainer: corrupted on the fly when the quality loss learns from corruptions."""
+    if cfg.select_moe.quality_loss_type not in TARGETED_LOSSES:
+        return PoolCollator(tokenizer)
+    corruption = cfg.corruption
+    return CorruptingCollator(tokenizer, corruption.fraction, list(corruption.kinds), corruption.seed)
 
 
 def convert_run_for(cfg: DictConfig) -> Run:
@@ -143,6 +158,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
         set_seed(cfg.training.seed)  # LoRA on the router starts from random weights: seed them
         model = prepare_router_training(model, cfg.training)
         collator = PoolCollator(tokenizer)
+        train_collator = training_collator(cfg, tokenizer)
         metrics = MlflowMetrics()
         callbacks = [metrics]
         probe = None
@@ -155,7 +171,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
             model=model,
             args=args,
             train_dataset=train_set,
-            data_collator=collator,
+            data_collator=train_collator,
             processing_class=tokenizer,
             callbacks=callbacks,
         )

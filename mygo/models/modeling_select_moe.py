@@ -35,7 +35,7 @@ from transformers.models.olmoe.modeling_olmoe import (
 )
 from transformers.utils.output_capturing import OutputRecorder
 
-from mygo.losses import QUALITY_LOSSES, quality_loss
+from mygo.losses import QUALITY_LOSSES, TARGETED_LOSSES, quality_loss
 from mygo.models.configuration_select_moe import BUILTIN_TRASH_MODES, SelectMoeConfig
 from mygo.registry import Registry
 
@@ -171,6 +171,7 @@ class SelectMoeForCausalLM(SelectMoePreTrainedModel, GenerationMixin):
         past_key_values=None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        quality_targets: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_router_logits: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -179,6 +180,8 @@ class SelectMoeForCausalLM(SelectMoePreTrainedModel, GenerationMixin):
         """L = L_lm + router_aux_loss_coef * L_load_balancing + quality_loss_weight * L_quality.
 
         The router losses need the router outputs, so they count only with output_router_logits.
+        `quality_targets` [batch, seq] (1 clean, 0 corrupted, -100 ignored) feed a targeted quality loss
+        (`corruption_detection`); without them that loss is not computed (scoring, probes).
         """
         if output_router_logits is None:
             output_router_logits = self.config.output_router_logits
@@ -208,11 +211,14 @@ class SelectMoeForCausalLM(SelectMoePreTrainedModel, GenerationMixin):
                     self.config.num_experts_per_tok,
                     attention_mask,
                 )
-            quality = quality_loss([layer["quality_score"] for layer in router_logits], attention_mask, self.config)
+            if quality_targets is not None or self.config.quality_loss_type not in TARGETED_LOSSES:
+                scores = [layer["quality_score"] for layer in router_logits]
+                quality = quality_loss(scores, attention_mask, self.config, quality_targets)
             if loss is not None:
                 if aux_loss is not None:
                     loss = loss + self.config.router_aux_loss_coef * aux_loss.to(loss.device)
-                loss = loss + self.config.quality_loss_weight * quality.to(loss.device)
+                if quality is not None:
+                    loss = loss + self.config.quality_loss_weight * quality.to(loss.device)
 
         return SelectMoeCausalLMOutput(
             loss=loss,

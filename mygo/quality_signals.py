@@ -1,0 +1,51 @@
+"""Per-sample quality signals from one scoring pass, each oriented so that higher means better.
+
+- `gate`: MyGO's own: the quality gates' mean good_ratio over the answer tokens, averaged over layers;
+- `nll`: the warmed-up model's mean negative log-likelihood of the answer tokens (the perplexity filter);
+  lower NLL is better, so the signal is -nll;
+- `ifd`: instruction-following difficulty (Li et al., 2024): NLL of the answer given the instruction over
+  NLL of the answer alone. An answer the instruction does not help predict (IFD near or above 1) is not
+  an answer to it; the signal is -ifd. Computed only when `score.ifd` is on (one more decoder pass);
+- `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+SIGNALS = ("gate", "nll", "ifd", "rank_mean")
+LOWER_IS_BETTER = frozenset({"nll", "ifd"})
+
+
+def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:
+    """The signals one can select by: gate, those stored (fully computed), and rank_mean of two or more."""
+    names = ["gate"] + [name for name in ("nll", "ifd") if name in stored and np.isfinite(stored[name]).all()]
+    return names + (["rank_mean"] if len(names) > 1 else [])
+
+
+def signal_values(
+    name: str, gate: np.ndarray, stored: dict[str, np.ndarray], rank_mean_of: Sequence[str] | None = None
+) -> np.ndarray:
+    """Signal `name` per sample, higher is better; an unavailable signal is an error naming those there are."""
+    available = available_signals(gate, stored)
+    if name not in available:
+        raise ValueError(
+            f"selection.quality_signal={name!r} was not computed by the score run; it has {available}"
+            + (" (ifd needs score.ifd=true)" if name == "ifd" else "")
+        )
+    if name == "gate":
+        return np.asarray(gate, dtype=np.float64)
+    if name in LOWER_IS_BETTER:
+        return -np.asarray(stored[name], dtype=np.float64)
+    parts = list(rank_mean_of) if rank_mean_of else [n for n in available if n != "rank_mean"]
+    if "rank_mean" in parts or len(parts) < 2:
+        raise ValueError(f"selection.rank_mean_of={parts} must name two or more of {available[:-1]}")
+    ranks = [rankdata(signal_values(part, gate, stored)) / len(gate) for part in parts]
+    return np.mean(ranks, axis=0)
+
+
+def all_signal_values(gate: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: signal_values(name, gate, stored) for name in available_signals(gate, stored)}

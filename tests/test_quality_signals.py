@@ -1,0 +1,62 @@
+"""Quality signals beside the gate: orientation, rank averaging, unavailable signals, the NLL of answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
+from mygo.noise import auroc_by_kind, noise_metrics
+from mygo.quality_signals import available_signals, signal_values
+from mygo.score import answer_nll, answers_alone
+from tests.conftest import TINY_ARCH
+
+GATE = np.array([0.9, 0.2, 0.5, 0.7])
+STORED = {"nll": np.array([1.0, 4.0, 2.5, 2.0], dtype=np.float32)}
+
+
+def test_every_signal_is_higher_is_better():
+    assert np.argmax(signal_values("gate", GATE, STORED)) == 0
+    assert np.argmax(signal_values("nll", GATE, STORED)) == 0  # lowest NLL
+    ranks = signal_values("rank_mean", GATE, STORED)
+    assert list(np.argsort(-ranks)) == [0, 3, 2, 1]
+    assert available_signals(GATE, STORED) == ["gate", "nll", "rank_mean"]
+
+
+def test_a_signal_the_score_run_did_not_compute_names_the_ones_it_has():
+    with pytest.raises(ValueError, match=r"'ifd' was not computed.*\['gate', 'nll', 'rank_mean'\].*score.ifd"):
+        signal_values("ifd", GATE, STORED)
+    partial = {"nll": np.array([1.0, np.nan, 2.0, 3.0])}  # a signal missing for some rows is not there
+    assert available_signals(GATE, partial) == ["gate"]
+
+
+def test_noise_metrics_per_kind():
+    kinds = [None, None, "a", "b", None, "a"]
+    quality = np.array([0.9, 0.8, 0.1, 0.85, 0.7, 0.75])
+    by_kind = auroc_by_kind(quality, kinds)
+    assert by_kind == {"a": pytest.approx(5 / 6), "b": pytest.approx(1 / 3)}
+    metrics = noise_metrics(quality, kinds, prefix="noise/auroc/gate")
+    assert set(metrics) == {"noise/auroc/gate", "noise/auroc/gate/a", "noise/auroc/gate/b"}
+    assert noise_metrics(quality, [None] * 6) == {}  # a pool without noise labels logs nothing
+
+
+def test_answer_nll_is_the_full_lm_heads_nll_at_answer_positions():
+    torch.manual_seed(0)
+    model = SelectMoeForCausalLM(SelectMoeConfig(**TINY_ARCH)).eval()
+    input_ids = torch.randint(2, TINY_ARCH["vocab_size"], (2, 10))
+    answer = torch.zeros(2, 10, dtype=torch.bool)
+    answer[0, 4:9] = True
+    answer[1, 6:10] = True
+    with torch.no_grad():
+        hidden = model.model(input_ids=input_ids).last_hidden_state
+        got = answer_nll(model, hidden, input_ids, answer)
+        logits = model(input_ids=input_ids).logits
+    for row in range(2):
+        positions = answer[row].nonzero().squeeze(1)
+        nll = torch.nn.functional.cross_entropy(logits[row, positions - 1], input_ids[row, positions])
+        assert got[row].item() == pytest.approx(nll.item(), rel=1e-5)
+
+
+def test_answers_alone_keep_the_opening_token_and_every_answer_token():
+    sequence = [3, 4, 5, 6, 7, 8, 9]
+    labels = [-100, -100, -100, 6, 7, -100, 9]
+    assert answers_alone(sequence, labels) == [5, 6, 7, 9]
