@@ -17,7 +17,7 @@ from huggingface_hub.errors import StrictDataclassError
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
-from mygo.reproduce import ReproductionMismatch
+from mygo.workflows.reproduce import ReproductionMismatch
 
 
 @dataclass(frozen=True)
@@ -30,61 +30,61 @@ class Command:
 
 
 def _run_convert(cfg: DictConfig) -> str:
-    from mygo.convert import run_convert
+    from mygo.stages.convert import run_convert
 
     return run_convert(cfg)
 
 
 def _run_warmup(cfg: DictConfig) -> str | None:
-    from mygo.warmup import run_warmup
+    from mygo.stages.warmup import run_warmup
 
     return run_warmup(cfg)
 
 
 def _run_score(cfg: DictConfig) -> str | None:
-    from mygo.score import run_score
+    from mygo.stages.score import run_score
 
     return run_score(cfg)
 
 
 def _run_select(cfg: DictConfig) -> str:
-    from mygo.select import run_select
+    from mygo.stages.select import run_select
 
     return run_select(cfg)
 
 
 def _run_finetune(cfg: DictConfig) -> str | None:
-    from mygo.finetune import run_finetune
+    from mygo.stages.finetune import run_finetune
 
     return run_finetune(cfg)
 
 
 def _run_evaluate(cfg: DictConfig) -> str | None:
-    from mygo.evaluate import run_evaluate
+    from mygo.stages.evaluate import run_evaluate
 
     return run_evaluate(cfg)
 
 
 def _run_lineage(cfg: DictConfig) -> str:
-    from mygo.lineage import run_lineage
+    from mygo.workflows.lineage import run_lineage
 
     return run_lineage(cfg)
 
 
 def _run_reproduce(cfg: DictConfig) -> str:
-    from mygo.reproduce import run_reproduce
+    from mygo.workflows.reproduce import run_reproduce
 
     return run_reproduce(cfg)
 
 
 def _run_sweep(cfg: DictConfig) -> str:
-    from mygo.sweeps import run_sweep
+    from mygo.workflows.sweep import run_sweep
 
     return run_sweep(cfg)
 
 
 def _run_pipeline(cfg: DictConfig) -> str:
-    from mygo.pipeline import run_pipeline
+    from mygo.workflows.pipeline import run_pipeline
 
     return run_pipeline(cfg)
 

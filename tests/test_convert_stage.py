@@ -9,12 +9,12 @@ import mlflow
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mygo.builtin.tokenizer import train_bpe_tokenizer
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.convert import TINY_BASE_RUN_TAG, run_convert
 from mygo.models import SelectMoeForCausalLM, register_select_moe
-from mygo.models.tokenizer import train_bpe_tokenizer
-from mygo.tracking import MODEL_PATH_TAG, STAGE_TAG, model_dir_of
+from mygo.stages.convert import TINY_BASE_RUN_TAG, run_convert
+from mygo.tracking.runs import MODEL_PATH_TAG, STAGE_TAG, model_dir_of
 
 REPO = Path(__file__).resolve().parents[1]
 # The tiny preset, shrunk so that a test builds it in seconds.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mygo.data.demo_pool import (
+from mygo.data.demo_pool.build import (
     COT_SUFFIX,
     DEMO_POOL_VERSION,
     DEMO_SOURCES,

@@ -12,13 +12,13 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from mygo.builtin_models import build_run_tag
+from mygo.builtin.store import build_run_tag
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.data.demo_pool import ensure_demo_pool
-from mygo.evaluate import BASE_ONLY_TAG, check_adapter_fits, run_evaluate
-from mygo.finetune import TARGET_PATH_TAG, run_finetune
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, model_dir_of
+from mygo.data.demo_pool.build import ensure_demo_pool
+from mygo.stages.evaluate import BASE_ONLY_TAG, check_adapter_fits, run_evaluate
+from mygo.stages.finetune import TARGET_PATH_TAG, run_finetune
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG, model_dir_of
 from tests.test_warmup_stage import REPO, artifact_paths, run_two_processes
 
 # The tiny target shrunk to seconds: a small vocabulary and model, a few pretraining steps.

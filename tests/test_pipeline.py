@@ -14,14 +14,14 @@ import mlflow
 import pytest
 
 from mygo.cli import main as mygo_main
-from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, code_digest
 from mygo.config import load_config
-from mygo.lineage import lineage
-from mygo.pipeline import PIPELINE_STAGES, run_pipeline
-from mygo.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
-from mygo.score import run_score
-from mygo.select import SELECTED_IDS_TAG, run_select
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
+from mygo.stages.score import run_score
+from mygo.stages.select import SELECTED_IDS_TAG, run_select
+from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, code_digest
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from mygo.workflows.lineage import lineage
+from mygo.workflows.pipeline import PIPELINE_STAGES, run_pipeline
+from mygo.workflows.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
 from tests.test_convert_stage import QUICK_TINY
 from tests.test_finetune_evaluate import quick_evaluate_overrides, quick_finetune_overrides, use_store
 from tests.test_warmup_stage import REPO, quick_warmup_overrides

@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.convert import run_convert
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights, router_state_dict
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, model_dir_of
-from mygo.warmup import run_warmup
+from mygo.stages.convert import run_convert
+from mygo.stages.warmup import run_warmup
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG, model_dir_of
 from tests.test_convert_stage import QUICK_TINY
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from mygo.builtin.tokenizer import TULU_CHAT_TEMPLATE
 from mygo.data.pool import Pool, load_configured_pool
-from mygo.models.tokenizer import TULU_CHAT_TEMPLATE
 
 IGNORE_INDEX = -100
 ENCODING_VERSION = 1  # bump when the encoding below changes: cached tokenized pools are keyed by it

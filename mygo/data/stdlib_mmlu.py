@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mygo.data.demo_pool import _SENTENCE_BREAK, _paragraphs, _topic_heading
+from mygo.data.demo_pool.build import _SENTENCE_BREAK, _paragraphs, _topic_heading
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 
 SUBJECTS = ("functions", "classes", "modules", "topics")

@@ -17,14 +17,13 @@ from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import AutoTokenizer, set_seed
 
-from mygo import plots
 from mygo.config import load_config, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD, take_subset
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
-from mygo.router_training import PEFT_MODES, NoiseProbe, RouterTrainer, merged_model, prepare_router_training
-from mygo.tracking import (
+from mygo.tracking import plots
+from mygo.tracking.runs import (
     UPSTREAM_TAG,
     check_upstream,
     get_run,
@@ -34,7 +33,7 @@ from mygo.tracking import (
     stage_run,
     tracking_overrides,
 )
-from mygo.training import (
+from mygo.training.hf_trainer import (
     MlflowMetrics,
     PoolCollator,
     checkpoint_to_resume,
@@ -44,6 +43,7 @@ from mygo.training import (
     training_arguments,
     training_precision,
 )
+from mygo.training.router_trainer import PEFT_MODES, NoiseProbe, RouterTrainer, merged_model, prepare_router_training
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def convert_run_for(cfg: DictConfig) -> Run:
     """The given convert run (checked), or a finished conversion of `cfg.model`, made first if there is none."""
     if cfg.upstream.convert_run:
         return check_upstream(cfg.upstream.convert_run, "convert")
-    from mygo.convert import run_convert
+    from mygo.stages.convert import run_convert
 
     overrides = [*tracking_overrides(cfg), f"model={cfg.model.name}", *split_overrides(cfg.upstream.convert_overrides)]
     convert_cfg = load_config("convert", overrides)

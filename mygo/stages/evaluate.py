@@ -25,10 +25,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from mygo import plots
 from mygo.config import config_dir
-from mygo.finetune import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, load_target_tokenizer, target_location
-from mygo.tracking import check_upstream, log_dataset_input, model_dir_of, stage_run
+from mygo.stages.finetune import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, load_target_tokenizer, target_location
+from mygo.tracking import plots
+from mygo.tracking.runs import check_upstream, log_dataset_input, model_dir_of, stage_run
 
 logger = logging.getLogger(__name__)
 

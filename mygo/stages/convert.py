@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from mygo.builtin_models import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
+from mygo.builtin.store import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
 from mygo.models import (
     SelectMoeConfig,
     check_conversion_parity,
@@ -24,7 +24,7 @@ from mygo.models import (
     load_olmoe,
     parameter_counts,
 )
-from mygo.tracking import MODEL_PATH_TAG, stage_run
+from mygo.tracking.runs import MODEL_PATH_TAG, stage_run
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.numpy import load_file
 
-from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
-from mygo.tracking import STAGE_TAG, configure_tracking, get_run
+from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
+from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Check:
 
 
 def _runners() -> dict[str, Callable[[DictConfig], str]]:
-    from mygo.pipeline import stage_runners
+    from mygo.workflows.pipeline import stage_runners
 
     return stage_runners()
 
@@ -128,7 +128,7 @@ def compare_weights(stage: str, original: str, reproduced: str, atol: float) -> 
 
 
 def compare_router_data(original: Run, reproduced: Run, atol: float) -> list[Check]:
-    from mygo.select import router_data_of
+    from mygo.stages.select import router_data_of
 
     first, second = router_data_of(original), router_data_of(reproduced)
     checks = [Check("router_data ids", str(len(first.index)), str(len(second.index)), 0.0, 0.0)]

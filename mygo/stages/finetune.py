@@ -21,12 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, set_seed
 
-from mygo import plots
-from mygo.builtin_models import BUILTIN_SOURCE, builtin_model_dir
+from mygo.builtin.store import BUILTIN_SOURCE, builtin_model_dir
 from mygo.data.chat import ChatEncoding, ensure_chat_template, tokenize_pool, tokenizing_processes
 from mygo.data.pool import load_records_file
-from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
-from mygo.training import (
+from mygo.tracking import plots
+from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
+from mygo.training.hf_trainer import (
     MlflowMetrics,
     PoolCollator,
     checkpoint_to_resume,

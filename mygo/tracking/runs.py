@@ -17,9 +17,9 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
-from mygo.code_version import CODE_DIGEST_TAG, code_digest, code_tags
 from mygo.config import config_hash, config_yaml, flatten_config
-from mygo.redaction import redact_config, redact_text
+from mygo.tracking.code_version import CODE_DIGEST_TAG, code_digest, code_tags
+from mygo.tracking.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
-from mygo import plots
-from mygo.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
+from mygo.analysis.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
+from mygo.analysis.noise_metrics import noise_mask, pool_noise_metrics
+from mygo.analysis.score_shards import RouterData, load_router_data
+from mygo.analysis.selection import STRATEGIES, select, target_count
 from mygo.data.pool import NOISE_FIELD
-from mygo.noise import noise_mask, pool_noise_metrics
-from mygo.router_data import RouterData, load_router_data
-from mygo.score import ROUTER_DATA_PATH_TAG
-from mygo.selection import STRATEGIES, select, target_count
-from mygo.tracking import check_upstream, log_dataset_input, stage_run
+from mygo.stages.score import ROUTER_DATA_PATH_TAG
+from mygo.tracking import plots
+from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
 

@@ -25,16 +25,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from mygo import plots
+from mygo.analysis.noise_metrics import noise_mask, pool_noise_metrics
+from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router_logits
+from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, load_router_weights
-from mygo.noise import noise_mask, pool_noise_metrics
-from mygo.router_data import load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.router_outputs import per_sample_quality, per_sample_router_logits
-from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, model_dir_of, stage_run
+from mygo.tracking import plots
+from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, model_dir_of, stage_run
 
 logger = logging.getLogger(__name__)
 

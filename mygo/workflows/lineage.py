@@ -9,8 +9,8 @@ from __future__ import annotations
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
-from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, configure_tracking, get_run
+from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG, configure_tracking, get_run
 
 # What one looks at first in each stage: used by lineage and the pipeline's summary.
 KEY_PARAMS = {

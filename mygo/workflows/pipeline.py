@@ -15,19 +15,19 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
-from mygo.lineage import key_metrics
-from mygo.tracking import run_or_reuse, stage_run, tracking_overrides
+from mygo.tracking.runs import run_or_reuse, stage_run, tracking_overrides
+from mygo.workflows.lineage import key_metrics
 
 logger = logging.getLogger(__name__)
 
 
 def stage_runners() -> dict[str, Callable[[DictConfig], str]]:
-    from mygo.convert import run_convert
-    from mygo.evaluate import run_evaluate
-    from mygo.finetune import run_finetune
-    from mygo.score import run_score
-    from mygo.select import run_select
-    from mygo.warmup import run_warmup
+    from mygo.stages.convert import run_convert
+    from mygo.stages.evaluate import run_evaluate
+    from mygo.stages.finetune import run_finetune
+    from mygo.stages.score import run_score
+    from mygo.stages.select import run_select
+    from mygo.stages.warmup import run_warmup
 
     return {
         "convert": run_convert,
