@@ -9,9 +9,9 @@ from mygo.builtin.tokenizer import (
     EOS_TOKEN,
     PAD_TOKEN,
     ROLE_MARKERS,
-    TULU_CHAT_TEMPLATE,
     train_bpe_tokenizer,
 )
+from mygo.data.chat import TULU_CHAT_TEMPLATE
 from mygo.data.stdlib_corpus import MIN_CHARS, Document, stdlib_documents
 
 CONVERSATION = [

@@ -23,6 +23,7 @@ from mygo.analysis.clustering import CLUSTERING_METHODS, Clustering, hdbscan, km
 from mygo.analysis.noise_metrics import noise_mask, pool_noise_metrics
 from mygo.analysis.score_shards import RouterData, load_router_data
 from mygo.analysis.selection import STRATEGIES, select, target_count
+from mygo.atomic import atomic_path
 from mygo.data.pool import NOISE_FIELD
 from mygo.stages.score import ROUTER_DATA_PATH_TAG
 from mygo.tracking import plots
@@ -117,11 +118,9 @@ def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) 
         first = index.loc[missing[0]]
         raise ValueError(f"pool file {first['file']} has no line {first['line']} (record {first['id']!r}): changed?")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
         for row in wanted.index:
             handle.write(lines[row])
-    temporary.replace(path)
 
 
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:

@@ -20,16 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mygo.atomic import atomic_path
 from mygo.data.demo_pool.noise import NOISE_KINDS, assign_noise, corrupt, donor_answer
 from mygo.data.demo_pool.templates import TEMPLATES, Corpus, Message
 from mygo.data.stdlib_corpus import Document, stdlib_documents
@@ -139,17 +138,11 @@ def _validate(num_samples: int, noise_fraction: float, seed: int, max_answer_cha
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, so readers see the old file or the whole new one."""
+    """Readers see the old file or the whole new one, even while another process builds the same pool."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # open(), unlike tempfile.mkstemp, leaves the file readable per the umask, as a shared cache needs.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "xb") as file:
-            file.write(text.encode("utf-8"))
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, unique=True) as temporary, open(temporary, "xb") as file:
+        file.write(text.encode("utf-8"))
 
 
 def _python_version() -> str:

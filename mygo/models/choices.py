@@ -1,0 +1,7 @@
+"""The built-in names of the model's pluggable choices, apart from the code behind them.
+
+The config checks a name (`SelectMoeConfig.validate_select_moe`) and the losses implement it; both
+import the names from here, so neither imports the other.
+"""
+
+BUILTIN_QUALITY_LOSSES = ("sigmoid", "mse", "beta_moment_matching", "mean_variance_regularization")
