@@ -21,8 +21,8 @@ import mlflow
 from selection import synthetic_router_data
 
 from mygo.config import load_config
-from mygo.stages.score import ROUTER_DATA_PATH_TAG
 from mygo.stages.select import run_select
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG
 from mygo.workflows.pipeline import run_pipeline
 from mygo.workflows.sweep import run_sweep
 

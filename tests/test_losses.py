@@ -5,8 +5,7 @@ import torch
 
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
 from mygo.models.losses import layer_quality_loss, quality_loss, register_quality_loss
-
-from .conftest import TINY_ARCH
+from tests.conftest import TINY_ARCH
 
 LOSS_TYPES = ["sigmoid", "mse", "beta_moment_matching", "mean_variance_regularization", "custom:abs_centre"]
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from mygo.models import convert_olmoe_to_select_moe
 from mygo.models.router_weights import load_router_weights, router_state_dict
 from mygo.tracking.runs import stage_run
-from tests.test_warmup_stage import artifact_paths
+from tests.helpers import artifact_paths
 
 
 class Payload:

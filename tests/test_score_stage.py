@@ -16,10 +16,11 @@ from mygo.analysis.score_shards import (
     write_shard,
 )
 from mygo.config import load_config
-from mygo.stages.score import ROUTER_DATA_PATH_TAG, length_batches, run_score
+from mygo.stages.score import length_batches, run_score
 from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
-from tests.test_warmup_stage import artifact_paths, quick_warmup_overrides, run_two_processes
+from tests.helpers import artifact_paths, quick_warmup_overrides, run_two_processes
 
 
 def test_plan_puts_longest_first_and_covers_every_row_once():

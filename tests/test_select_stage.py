@@ -14,10 +14,11 @@ import pytest
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.stages.score import run_score
-from mygo.stages.select import SELECTED_IDS_TAG, run_select
+from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import SELECTED_IDS_TAG
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
-from tests.test_warmup_stage import REPO, artifact_paths, quick_warmup_overrides
+from tests.helpers import REPO, artifact_paths, quick_warmup_overrides
 
 
 @pytest.fixture(scope="module")

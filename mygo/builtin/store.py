@@ -15,7 +15,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from mygo.config import config_hash
-from mygo.tracking.runs import find_finished_run
+from mygo.tracking.reuse import find_finished_run
 
 logger = logging.getLogger(__name__)
 

@@ -16,22 +16,19 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from mygo.analysis.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
 from mygo.analysis.noise_metrics import noise_mask, pool_noise_metrics
-from mygo.analysis.score_shards import RouterData, load_router_data
+from mygo.analysis.score_shards import RouterData
 from mygo.analysis.selection import STRATEGIES, select, target_count
 from mygo.atomic import atomic_path
 from mygo.data.pool import NOISE_FIELD
-from mygo.stages.score import ROUTER_DATA_PATH_TAG
 from mygo.tracking import plots
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
 from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
-
-SELECTED_IDS_TAG = "mygo.selected_ids_sha256"
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -50,19 +47,6 @@ def check_settings(cfg: DictConfig) -> None:
     low, high = cfg.clustering.kmeans.k_range
     if low > high:
         raise ValueError(f"clustering.kmeans.k_range={[low, high]} is reversed; give [low, high]")
-
-
-def router_data_of(score_run) -> RouterData:
-    """The score run's router data: its recorded directory when it exists here, else its artifacts."""
-    recorded = score_run.data.tags.get(ROUTER_DATA_PATH_TAG)
-    if recorded and (Path(recorded) / "index.parquet").is_file():
-        return load_router_data(recorded)
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=score_run.info.run_id, artifact_path="router_data")
-    except (MlflowException, OSError) as error:
-        message = f"score run {score_run.info.run_id} has no router data here nor as artifacts"
-        raise FileNotFoundError(message) from error
-    return load_router_data(path)
 
 
 def cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
@@ -158,7 +142,7 @@ def run_select(cfg: DictConfig) -> str:
         started = time.perf_counter()
         data = router_data_of(score_run)
         # The router data's directory is named by the digest of what decided the scores.
-        recorded = Path(score_run.data.tags[ROUTER_DATA_PATH_TAG])
+        recorded = router_data_path_of(score_run)
         log_dataset_input("router_data", str(recorded), recorded.name, context="selection")
         count = target_count(len(data.index), cfg.selection.percentage)
         quality = data.sample_quality

@@ -22,14 +22,15 @@ from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD, take_subset
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
+from mygo.stages.table import stage
 from mygo.tracking import plots
+from mygo.tracking.handoffs import model_dir_of
+from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import (
     UPSTREAM_TAG,
     check_upstream,
     get_run,
     log_pool_input,
-    model_dir_of,
-    run_or_reuse,
     stage_run,
     tracking_overrides,
 )
@@ -64,13 +65,11 @@ def convert_run_for(cfg: DictConfig) -> Run:
     """The given convert run (checked), or a finished conversion of `cfg.model`, made first if there is none."""
     if cfg.upstream.convert_run:
         return check_upstream(cfg.upstream.convert_run, "convert")
-    from mygo.stages.convert import run_convert
-
     overrides = [*tracking_overrides(cfg), f"model={cfg.model.name}", *split_overrides(cfg.upstream.convert_overrides)]
     convert_cfg = load_config("convert", overrides)
     with open_dict(convert_cfg):
         convert_cfg.model = cfg.model  # the warmup's preset, with any overrides it was given
-    run_id, reused = run_or_reuse("convert", convert_cfg, run_convert)
+    run_id, reused = run_or_reuse("convert", convert_cfg, stage("convert").load_runner())
     logger.info("convert run %s (%s)", run_id, "reused" if reused else "new")
     return get_run(run_id)
 
