@@ -25,7 +25,7 @@ import time
 import numpy as np
 from sklearn.cluster import KMeans
 
-from mygo.clustering import available_backends, choose_elbow, elbow_ks, kmeans
+from mygo.analysis.clustering import available_backends, choose_elbow, elbow_ks, kmeans
 
 
 def synthetic_features(n: int, dims: int, blobs: int, seed: int = 0) -> np.ndarray:

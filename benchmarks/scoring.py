@@ -22,9 +22,9 @@ from omegaconf import OmegaConf
 from timing import best_seconds
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
+from mygo.analysis.score_shards import plan_shards
 from mygo.models import convert_olmoe_to_select_moe
-from mygo.router_data import plan_shards
-from mygo.score import score_shards
+from mygo.stages.score import score_shards
 
 MODEL = dict(
     vocab_size=4096,

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mygo.clustering import kmeans, prepare_features
-from mygo.router_data import load_router_data, plan_shards, write_index, write_shard
-from mygo.select import write_selected_records
-from mygo.selection import select
+from mygo.analysis.clustering import kmeans, prepare_features
+from mygo.analysis.score_shards import load_router_data, plan_shards, write_index, write_shard
+from mygo.analysis.selection import select
+from mygo.stages.select import write_selected_records
 
 
 def synthetic_router_data(directory: Path, samples: int, layers: int, experts: int, seed: int = 0) -> None:

@@ -21,10 +21,10 @@ import mlflow
 from selection import synthetic_router_data
 
 from mygo.config import load_config
-from mygo.pipeline import run_pipeline
-from mygo.score import ROUTER_DATA_PATH_TAG
-from mygo.select import run_select
-from mygo.sweeps import run_sweep
+from mygo.stages.select import run_select
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG
+from mygo.workflows.pipeline import run_pipeline
+from mygo.workflows.sweep import run_sweep
 
 QUICK_BASE = [
     "model.vocab_size=512",

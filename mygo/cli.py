@@ -7,6 +7,7 @@ trailing `key=value` arguments reach any other key. Errors in the input end in o
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
@@ -17,178 +18,106 @@ from huggingface_hub.errors import StrictDataclassError
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
-from mygo.reproduce import ReproductionMismatch
+from mygo.stages.table import STAGES, Knob, Stage
+from mygo.workflows.reproduce import ReproductionMismatch
 
 
 @dataclass(frozen=True)
 class Command:
+    name: str
     config: str
-    named: dict[str, str]  # option name -> Hydra key
-    runner: Callable[[DictConfig], object]
+    named: tuple[Knob, ...]  # --option -> Hydra key, applied only when given
+    runner: str  # "module:function", imported when the command runs
     help: str
     positional: str | None = None  # a bare argument (`mygo lineage <run id>`) sets this Hydra key
+    script: str | None = None  # entrypoints/<script>; None: <name>.py
+
+    @property
+    def entry_script(self) -> str:
+        return f"entrypoints/{self.script or self.name + '.py'}"
+
+    def load_runner(self) -> Callable[[DictConfig], object]:
+        module, _, function = self.runner.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
-def _run_convert(cfg: DictConfig) -> str:
-    from mygo.convert import run_convert
-
-    return run_convert(cfg)
+def stage_command(entry: Stage) -> Command:
+    return Command(entry.name, entry.config, entry.options, entry.runner, entry.help, script=entry.script)
 
 
-def _run_warmup(cfg: DictConfig) -> str | None:
-    from mygo.warmup import run_warmup
-
-    return run_warmup(cfg)
-
-
-def _run_score(cfg: DictConfig) -> str | None:
-    from mygo.score import run_score
-
-    return run_score(cfg)
-
-
-def _run_select(cfg: DictConfig) -> str:
-    from mygo.select import run_select
-
-    return run_select(cfg)
-
-
-def _run_finetune(cfg: DictConfig) -> str | None:
-    from mygo.finetune import run_finetune
-
-    return run_finetune(cfg)
-
-
-def _run_evaluate(cfg: DictConfig) -> str | None:
-    from mygo.evaluate import run_evaluate
-
-    return run_evaluate(cfg)
-
-
-def _run_lineage(cfg: DictConfig) -> str:
-    from mygo.lineage import run_lineage
-
-    return run_lineage(cfg)
-
-
-def _run_reproduce(cfg: DictConfig) -> str:
-    from mygo.reproduce import run_reproduce
-
-    return run_reproduce(cfg)
-
-
-def _run_sweep(cfg: DictConfig) -> str:
-    from mygo.sweeps import run_sweep
-
-    return run_sweep(cfg)
-
-
-def _run_pipeline(cfg: DictConfig) -> str:
-    from mygo.pipeline import run_pipeline
-
-    return run_pipeline(cfg)
-
-
-COMMANDS = {
-    "convert": Command(
-        "convert",
-        {
-            "model": "model",
-            "source": "model.source",
-            "trash_expert_mode": "select_moe.trash_expert_mode",
-            "quality_gate_init_std": "select_moe.quality_gate_init_std",
-        },
-        _run_convert,
-        "convert an OLMoE checkpoint to Select-MoE and check parity",
-    ),
-    "warmup": Command(
-        "warmup",
-        {
-            "model": "model",
-            "convert_run": "upstream.convert_run",
-            "loss_type": "select_moe.quality_loss_type",
-            "quality_loss_weight": "select_moe.quality_loss_weight",
-            "trash_expert_mode": "select_moe.trash_expert_mode",
-            "learning_rate": "training.learning_rate",
-            "epochs": "training.epochs",
-            "peft_mode": "training.peft_mode",
-            "subset_ratio": "dataset.subset_ratio",
-        },
-        _run_warmup,
-        "warm up the quality gates (and router) of a converted model on a subset of the pool",
-    ),
-    "score": Command(
-        "score",
-        {"warmup_run": "upstream.warmup_run", "dataset_overrides": "dataset_overrides"},
-        _run_score,
-        "score the pool with a warmup run's router: per-sample quality and router-logit features",
-    ),
-    "select": Command(
-        "select",
-        {
-            "score_run": "upstream.score_run",
-            "selection_percentage": "selection.percentage",
-            "strategy": "selection.strategy",
-            "clustering_method": "clustering.method",
-            "k": "clustering.kmeans.k",
-            "min_cluster_size": "clustering.hdbscan.min_cluster_size",
-        },
-        _run_select,
-        "cluster the scored pool by router logits and select a subset (round robin over clusters)",
-    ),
-    "finetune": Command(
-        "finetune",
-        {
-            "select_run": "upstream.select_run",
-            "data_path": "data.path",
-            "target": "target",
-            "learning_rate": "target.training.learning_rate",
-            "epochs": "target.training.epochs",
-            "lora_r": "target.lora.r",
-        },
-        _run_finetune,
-        "LoRA-tune the target model on a select run's selection (or any JSONL in the pool format)",
-    ),
-    "evaluate": Command(
-        "evaluate",
-        {
-            "finetune_run": "upstream.finetune_run",
-            "tasks": "evaluation.tasks",
-            "base_only": "evaluation.base_only",
-            "num_fewshot": "evaluation.num_fewshot",
-            "limit": "evaluation.limit",
-            "target": "target",
-        },
-        _run_evaluate,
-        "evaluate the target with a finetune run's adapter (or alone) with the lm-eval harness",
-    ),
-    "main": Command(
+# The workflows over the stages; the stages themselves come from the stage table.
+WORKFLOW_COMMANDS = (
+    Command(
         "main",
-        {"force": "pipeline.force"},
-        _run_pipeline,
+        "main",
+        (Knob("force", "pipeline.force"),),
+        "mygo.workflows.pipeline:run_pipeline",
         "run the pipeline on the configured setup, reusing finished runs (--force <stage>|all reruns)",
     ),
-    "sweep": Command(
+    Command(
         "sweep",
-        {"space": "sweep.space", "n_trials": "sweep.n_trials", "study": "sweep.study", "storage": "sweep.storage"},
-        _run_sweep,
+        "sweep",
+        (
+            Knob("space", "sweep.space"),
+            Knob("n_trials", "sweep.n_trials", "int"),
+            Knob("study", "sweep.study"),
+            Knob("storage", "sweep.storage"),
+        ),
+        "mygo.workflows.sweep:run_sweep",
         "run or join an Optuna study over the pipeline; trials are child runs of the study's parent run",
     ),
-    "lineage": Command(
+    Command(
         "lineage",
-        {"run_id": "lineage.run_id"},
-        _run_lineage,
+        "lineage",
+        (Knob("run_id", "lineage.run_id"),),
+        "mygo.workflows.lineage:run_lineage",
         "print the chain from a run back to its conversion, with key params and metrics",
         positional="lineage.run_id",
     ),
-    "reproduce": Command(
+    Command(
         "reproduce",
-        {"run_id": "reproduce.run_id"},
-        _run_reproduce,
+        "reproduce",
+        (Knob("run_id", "reproduce.run_id"),),
+        "mygo.workflows.reproduce:run_reproduce",
         "re-execute a run's stage with its logged config and upstream run, and compare the results",
         positional="reproduce.run_id",
     ),
-}
+)
+COMMANDS = {command.name: command for command in (*map(stage_command, STAGES), *WORKFLOW_COMMANDS)}
+
+
+# MLflow's parameter types (string, float, path, uri): numbers are `float`, an int knob too (the CLI checks it is
+# whole). Every named parameter defaults to "": not given, so the stage's config and its presets decide.
+MLPROJECT_TYPES = {"str": "string", "bool": "string", "int": "float", "float": "float"}
+MLPROJECT_HEADER = """\
+# Generated by scripts/write_mlproject.py from the stage table (mygo/stages/table.py) and mygo/cli.py: do not edit.
+# A named parameter left at its default "" is not given: the stage's config (and its presets, e.g. configs/tuned/)
+# decides. `overrides` takes any other Hydra override, "a.b=1 c=2".
+"""
+
+
+def mlproject_text() -> str:
+    """The MLproject file: one entry point per command, its named knobs typed, each passed on to `mygo <command>`."""
+    lines = [MLPROJECT_HEADER + "name: mygo", "", "conda_env: conda.yaml", "", "entry_points:"]
+    for command in COMMANDS.values():
+        lines += [f"  {command.name}:", "    parameters:"]
+        arguments = []
+        for knob in (*command.named, Knob("overrides", "overrides")):
+            kind = MLPROJECT_TYPES[knob.type]
+            required = command.positional == knob.key  # `mygo lineage <run id>`: nothing to run without it
+            lines.append(
+                f"      {knob.option}: {{type: {kind}}}"
+                if required
+                else f'      {knob.option}: {{type: {kind}, default: ""}}'
+            )
+            arguments.append(f"--{knob.option} {{{knob.option}}}")
+        words, folded = ["python", command.entry_script, *arguments], [""]
+        for word in words:
+            if folded[-1] and len(folded[-1]) + 1 + len(word) > 100:
+                folded.append("")
+            folded[-1] = f"{folded[-1]} {word}" if folded[-1] else word
+        lines += ["    command: >-", *(f"      {line}" for line in folded), ""]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,15 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=command.help)
-        for option, key in command.named.items():
-            sub.add_argument(f"--{option}", default="", help=f"sets {key}")
+        for knob in command.named:
+            sub.add_argument(
+                f"--{knob.option}", default="", help=f"sets {knob.key} ({knob.type}); not given: the config's"
+            )
         sub.add_argument("--overrides", default="", help='Hydra overrides, e.g. "a.b=1 c=2"')
         sub.add_argument("extra", nargs="*", help="more Hydra overrides (key=value)")
     return parser
 
 
 def command_overrides(command: Command, args: argparse.Namespace) -> list[str]:
-    named = [f"{key}={getattr(args, option)}" for option, key in command.named.items() if getattr(args, option)]
+    given = [(knob, getattr(args, knob.option)) for knob in command.named if getattr(args, knob.option)]
+    for knob, value in given:
+        knob.check(value)
+    named = [f"{knob.key}={value}" for knob, value in given]
     # Group choices (model=tiny) must precede keys inside the group (model.source=...).
     named.sort(key=lambda override: "." in override.split("=", 1)[0])
     extra = list(args.extra)
@@ -225,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[args.command]
     try:
         cfg = load_config(command.config, command_overrides(command, args))
-        command.runner(cfg)
+        command.load_runner()(cfg)
     except (ValueError, FileNotFoundError, StrictDataclassError) as error:
         print(f"mygo {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -8,10 +8,16 @@ import shlex
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mygo.stages.table import STAGE_NAMES
+
 CONFIG_DIR_ENV = "MYGO_CONFIG_DIR"
+# `stage_overrides` of main and sweep (`- stage_overrides` in their defaults): one Hydra override string per
+# stage of the table, empty unless set (`stage_overrides.warmup="training.epochs=2"`).
+ConfigStore.instance().store(name="stage_overrides", node={"stage_overrides": dict.fromkeys(STAGE_NAMES, "")})
 
 
 def config_dir() -> Path:

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mygo.data.chat import IGNORE_INDEX, ChatEncoding, encode_messages, tokenize_pool
+from mygo.builtin.tokenizer import train_bpe_tokenizer
+from mygo.data.chat import IGNORE_INDEX, TULU_CHAT_TEMPLATE, ChatEncoding, encode_messages, tokenize_pool
 from mygo.data.pool import load_pool
-from mygo.models.tokenizer import TULU_CHAT_TEMPLATE, train_bpe_tokenizer
 
 MESSAGES = [
     {"role": "system", "content": "be kind"},

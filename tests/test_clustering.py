@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from mygo.clustering import (
+from mygo.analysis.clustering import (
     _tune_hdbscan,
     available_backends,
     choose_elbow,

@@ -11,8 +11,7 @@ from mygo.models import (
     load_olmoe,
     parameter_counts,
 )
-
-from .conftest import TINY_ARCH
+from tests.conftest import TINY_ARCH
 
 
 @pytest.mark.parametrize("trash_expert_mode", ["zero", "noise"])

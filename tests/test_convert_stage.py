@@ -9,23 +9,14 @@ import mlflow
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mygo.builtin.tokenizer import train_bpe_tokenizer
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.convert import TINY_BASE_RUN_TAG, run_convert
 from mygo.models import SelectMoeForCausalLM, register_select_moe
-from mygo.models.tokenizer import train_bpe_tokenizer
-from mygo.tracking import MODEL_PATH_TAG, STAGE_TAG, model_dir_of
-
-REPO = Path(__file__).resolve().parents[1]
-# The tiny preset, shrunk so that a test builds it in seconds.
-QUICK_TINY = [
-    "model.vocab_size=512",
-    "model.training.steps=8",
-    "model.training.batch_size=4",
-    "model.training.block_size=32",
-    "model.training.max_train_tokens=20000",
-    "model.training.max_heldout_tokens=2000",
-]
+from mygo.stages.convert import TINY_BASE_RUN_TAG, run_convert
+from mygo.tracking.handoffs import MODEL_PATH_TAG, model_dir_of
+from mygo.tracking.runs import STAGE_TAG
+from tests.helpers import QUICK_TINY, REPO
 
 
 def quick_config(tmp_path, *extra):

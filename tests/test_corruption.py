@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mygo.data.corruption import CORRUPTIONS, IGNORE_INDEX, Vocabulary, corrupt_batch, corrupt_sample
-from mygo.losses import corruption_detection_loss, quality_loss
 from mygo.models import SelectMoeConfig
+from mygo.models.losses import corruption_detection_loss, quality_loss
 
 VOCABULARY = Vocabulary(size=200, special_ids=frozenset({0, 1}))  # 0 pad, 1 EOS
 PROMPT = [5, 6, 7, 8]

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from mygo.data.demo_pool import (
-    COT_SUFFIX,
+from mygo.data.demo_pool.build import (
     DEMO_POOL_VERSION,
     DEMO_SOURCES,
     MANIFEST_NAME,
-    NOISE_KINDS,
     DemoRecord,
     build_demo_pool,
     demo_pool_dir,
     ensure_demo_pool,
     generate_demo_records,
 )
+from mygo.data.demo_pool.noise import NOISE_KINDS
+from mygo.data.demo_pool.templates import COT_SUFFIX
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 
 ARGS = dict(num_samples=400, noise_fraction=0.15, seed=3, max_answer_chars=300)

@@ -14,20 +14,19 @@ import pytest
 from optuna.trial import TrialState
 from safetensors.numpy import load_file
 
+from mygo.analysis.score_shards import load_router_data
 from mygo.config import load_config
-from mygo.data.demo_pool import ensure_demo_pool
-from mygo.finetune import run_finetune
-from mygo.pipeline import run_pipeline
-from mygo.router_data import load_router_data
-from mygo.score import ROUTER_DATA_PATH_TAG, run_score
-from mygo.sweeps import run_sweep
-from mygo.tracking import FOLLOWS_TAG
-from mygo.training import RESUMED_FROM_TAG
-from mygo.warmup import run_warmup
+from mygo.data.demo_pool.build import ensure_demo_pool
+from mygo.stages.finetune import run_finetune
+from mygo.stages.score import run_score
+from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG
+from mygo.tracking.runs import FOLLOWS_TAG
+from mygo.training.hf_trainer import RESUMED_FROM_TAG
+from mygo.workflows.pipeline import run_pipeline
+from mygo.workflows.sweep import run_sweep
+from tests.helpers import REPO, pipeline_overrides, quick_finetune_overrides, quick_warmup_overrides
 from tests.servers import TrackingServer
-from tests.test_finetune_evaluate import quick_finetune_overrides
-from tests.test_pipeline import pipeline_overrides
-from tests.test_warmup_stage import REPO, quick_warmup_overrides
 
 
 def kill_once_checkpointed(command: list[str], runs_dir: Path, known: set[str], uri: str) -> str:
@@ -220,7 +219,7 @@ FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path
 import numpy as np
-from mygo.router_data import shard_problem, write_shard
+from mygo.analysis.score_shards import shard_problem, write_shard
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))

@@ -12,55 +12,24 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from mygo.builtin_models import build_run_tag
+from mygo.builtin.store import build_run_tag
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.data.demo_pool import ensure_demo_pool
-from mygo.evaluate import BASE_ONLY_TAG, check_adapter_fits, run_evaluate
-from mygo.finetune import TARGET_PATH_TAG, run_finetune
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, model_dir_of
-from tests.test_warmup_stage import REPO, artifact_paths, run_two_processes
+from mygo.data.demo_pool.build import ensure_demo_pool
+from mygo.stages.evaluate import BASE_ONLY_TAG, check_adapter_fits, run_evaluate
+from mygo.stages.finetune import run_finetune
+from mygo.tracking.handoffs import TARGET_PATH_TAG, model_dir_of
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from tests.helpers import (
+    REPO,
+    artifact_paths,
+    quick_evaluate_overrides,
+    quick_finetune_overrides,
+    run_two_processes,
+    use_store,
+)
 
-# The tiny target shrunk to seconds: a small vocabulary and model, a few pretraining steps.
-QUICK_TARGET = [
-    "target.build.vocab_size=512",
-    "target.build.architecture.hidden_size=32",
-    "target.build.architecture.intermediate_size=64",
-    "target.build.architecture.num_attention_heads=2",
-    "target.build.architecture.num_key_value_heads=2",
-    "target.build.architecture.max_position_embeddings=256",
-    "target.build.training.steps=8",
-    "target.build.training.batch_size=4",
-    "target.build.training.block_size=32",
-    "target.build.training.max_train_tokens=20000",
-    "target.build.training.max_heldout_tokens=2000",
-    "target.max_sequence_length=192",
-]
 SUBJECTS = ("functions", "classes", "modules", "topics")
-
-
-def quick_finetune_overrides(root: Path, *extra: str) -> list[str]:
-    return [
-        *QUICK_TARGET,
-        "target.training.batch_size=8",
-        "target.training.micro_batch_size=4",
-        "target.training.epochs=2",
-        "training.logging_steps=1",
-        f"training.output_dir={root / 'finetune'}",
-        f"data.cache_dir={root / 'cache'}",
-        *extra,
-    ]
-
-
-def quick_evaluate_overrides(root: Path, *extra: str) -> list[str]:
-    return [*QUICK_TARGET, "evaluation.limit=4", f"output_dir={root / 'evaluate'}", *extra]
-
-
-def use_store(uri: str, patch: pytest.MonkeyPatch) -> None:
-    patch.setenv("MLFLOW_TRACKING_URI", uri)
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-        patch.delenv(name, raising=False)
-    mlflow.set_tracking_uri(uri)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from mygo.losses import layer_quality_loss, quality_loss, register_quality_loss
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
-
-from .conftest import TINY_ARCH
+from mygo.models.losses import layer_quality_loss, quality_loss, register_quality_loss
+from tests.conftest import TINY_ARCH
 
 LOSS_TYPES = ["sigmoid", "mse", "beta_moment_matching", "mean_variance_regularization", "custom:abs_centre"]
 
@@ -83,6 +82,6 @@ def test_unregistered_custom_loss_is_an_error():
 
 def test_debug_statistics_go_to_logging(caplog):
     cfg = config(quality_loss_debug=True)
-    with caplog.at_level("INFO", logger="mygo.losses"):
+    with caplog.at_level("INFO", logger="mygo.models.losses"):
         quality_loss([torch.zeros(1, 4, 1)], torch.ones(1, 4), cfg)
     assert "good_ratio mean=0.5000" in caplog.text

@@ -14,31 +14,16 @@ import mlflow
 import pytest
 
 from mygo.cli import main as mygo_main
-from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, code_digest
 from mygo.config import load_config
-from mygo.lineage import lineage
-from mygo.pipeline import PIPELINE_STAGES, run_pipeline
-from mygo.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
-from mygo.score import run_score
-from mygo.select import SELECTED_IDS_TAG, run_select
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
-from tests.test_convert_stage import QUICK_TINY
-from tests.test_finetune_evaluate import quick_evaluate_overrides, quick_finetune_overrides, use_store
-from tests.test_warmup_stage import REPO, quick_warmup_overrides
-
-
-def pipeline_overrides(root, warmup_extra: tuple[str, ...] = ()) -> list[str]:
-    warmup = [o for o in quick_warmup_overrides(root) if not o.startswith(("model.", "upstream."))]
-    convert = [*QUICK_TINY, f"convert.output_dir={root / 'convert'}"]
-    stages = {
-        "convert": convert,
-        "warmup": [*QUICK_TINY, *warmup, *warmup_extra],
-        "score": [f"score.output_dir={root / 'score'}"],
-        "select": [f"output_dir={root / 'select'}", "clustering.kmeans.k_range=[2,6]", "selection.percentage=0.1"],
-        "finetune": quick_finetune_overrides(root),
-        "evaluate": quick_evaluate_overrides(root),
-    }
-    return [f"stage_overrides.{stage}='{' '.join(values)}'" for stage, values in stages.items()]
+from mygo.stages.score import run_score
+from mygo.stages.select import run_select
+from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, code_digest
+from mygo.tracking.handoffs import SELECTED_IDS_TAG
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from mygo.workflows.lineage import lineage
+from mygo.workflows.pipeline import PIPELINE_STAGES, run_pipeline
+from mygo.workflows.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
+from tests.helpers import REPO, pipeline_overrides, use_store
 
 
 def reproduce_config(run_id: str, root, *extra: str):

@@ -171,8 +171,8 @@ def test_an_empty_pool_is_named(tmp_path):
 
 
 def test_a_huge_record_loads_and_is_truncated_when_encoded(tmp_path):
+    from mygo.builtin.tokenizer import train_bpe_tokenizer
     from mygo.data.chat import ChatEncoding, encode_messages
-    from mygo.models.tokenizer import train_bpe_tokenizer
 
     huge_answer = "the answer goes on " * 200_000  # 3.8 MB in one JSON line
     pool = load_pool(

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from mygo.analysis.noise_metrics import auroc_by_kind, noise_metrics
+from mygo.analysis.quality_signals import available_signals, signal_values
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
-from mygo.noise import auroc_by_kind, noise_metrics
-from mygo.quality_signals import available_signals, signal_values
-from mygo.score import answer_nll, answers_alone
+from mygo.stages.score import answer_nll, answers_alone
 from tests.conftest import TINY_ARCH
 
 GATE = np.array([0.9, 0.2, 0.5, 0.7])

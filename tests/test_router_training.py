@@ -5,10 +5,10 @@ import torch
 from omegaconf import OmegaConf
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
+from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router_logits, token_good_ratio_moments
 from mygo.models import convert_olmoe_to_select_moe
 from mygo.models.router_weights import load_router_weights, router_state_dict, save_router_weights
-from mygo.router_outputs import per_sample_quality, per_sample_router_logits, token_good_ratio_moments
-from mygo.router_training import merged_model, prepare_router_training
+from mygo.training.router_trainer import merged_model, prepare_router_training
 from tests.conftest import TINY_ARCH
 
 

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from mygo.models import convert_olmoe_to_select_moe
 from mygo.models.router_weights import load_router_weights, router_state_dict
-from mygo.tracking import stage_run
-from tests.test_warmup_stage import artifact_paths
+from mygo.tracking.runs import stage_run
+from tests.helpers import artifact_paths
 
 
 class Payload:
@@ -61,7 +61,7 @@ def test_secrets_are_masked_in_params_tags_and_the_logged_config(tracking_store)
 
 
 def test_only_keys_that_name_a_secret_are_masked():
-    from mygo.redaction import MASK, redact_value
+    from mygo.tracking.redaction import MASK, redact_value
 
     for key in ("model.hf_token", "token", "db.password", "auth.client_secret", "api_key"):
         assert redact_value(key, "value") == MASK, key

@@ -7,12 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mygo.analysis.score_shards import (
+    RouterDataError,
+    load_router_data,
+    plan_shards,
+    shard_problem,
+    write_index,
+    write_shard,
+)
 from mygo.config import load_config
-from mygo.router_data import RouterDataError, load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.score import ROUTER_DATA_PATH_TAG, length_batches, run_score
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
-from mygo.warmup import run_warmup
-from tests.test_warmup_stage import artifact_paths, quick_warmup_overrides, run_two_processes
+from mygo.stages.score import length_batches, run_score
+from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from tests.helpers import artifact_paths, quick_warmup_overrides, run_two_processes
 
 
 def test_plan_puts_longest_first_and_covers_every_row_once():

@@ -6,8 +6,7 @@ from transformers import AutoModelForCausalLM
 
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM, register_select_moe, register_trash_expert
 from mygo.models.modeling_select_moe import noise_trash
-
-from .conftest import TINY_ARCH
+from tests.conftest import TINY_ARCH
 
 
 def make_model(**select) -> SelectMoeForCausalLM:

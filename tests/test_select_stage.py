@@ -13,11 +13,12 @@ import pytest
 
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.score import run_score
-from mygo.select import SELECTED_IDS_TAG, run_select
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG
-from mygo.warmup import run_warmup
-from tests.test_warmup_stage import REPO, artifact_paths, quick_warmup_overrides
+from mygo.stages.score import run_score
+from mygo.stages.select import run_select
+from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import SELECTED_IDS_TAG
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from tests.helpers import REPO, artifact_paths, quick_warmup_overrides
 
 
 @pytest.fixture(scope="module")

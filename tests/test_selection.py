@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mygo.selection import STRATEGIES, round_robin, select, target_count
+from mygo.analysis.selection import STRATEGIES, round_robin, select, target_count
 
 # Three clusters and two noise points. Cluster 0: rows 0, 3, 5; cluster 1: rows 1, 4; cluster 2: row 2.
 QUALITY = np.array([0.9, 0.5, 0.7, 0.95, 0.8, 0.1, 0.6, 0.99])

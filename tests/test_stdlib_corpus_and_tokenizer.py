@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from mygo.data.stdlib_corpus import MIN_CHARS, Document, stdlib_documents
-from mygo.models.tokenizer import (
+from mygo.builtin.tokenizer import (
     EOS_TOKEN,
     PAD_TOKEN,
     ROLE_MARKERS,
-    TULU_CHAT_TEMPLATE,
     train_bpe_tokenizer,
 )
+from mygo.data.chat import TULU_CHAT_TEMPLATE
+from mygo.data.stdlib_corpus import MIN_CHARS, Document, stdlib_documents
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},

@@ -153,7 +153,7 @@ def test_lm_eval_runs_the_group_from_another_directory(
     from lm_eval.tasks import TaskManager
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mygo.models.tokenizer import train_bpe_tokenizer
+    from mygo.builtin.tokenizer import train_bpe_tokenizer
 
     # Relative paths in the task (its `!function` loader, the JSONL files) must not depend on the working directory.
     monkeypatch.chdir(tmp_path)

@@ -18,14 +18,12 @@ import pytest
 from optuna.trial import TrialState
 
 from mygo.config import load_config
-from mygo.pipeline import run_pipeline
-from mygo.redaction import redact_text
-from mygo.sweeps import PARENT_RUN_ATTR, SpaceError, load_space, run_sweep
-from mygo.tracking import STAGE_TAG
+from mygo.tracking.redaction import redact_text
+from mygo.tracking.runs import STAGE_TAG
+from mygo.workflows.pipeline import run_pipeline
+from mygo.workflows.sweep import PARENT_RUN_ATTR, SpaceError, load_space, run_sweep
+from tests.helpers import REPO, artifact_paths, pipeline_overrides, use_store
 from tests.servers import TrackingServer, free_port
-from tests.test_finetune_evaluate import use_store
-from tests.test_pipeline import pipeline_overrides
-from tests.test_warmup_stage import REPO, artifact_paths
 
 
 def sweep_config(root, *extra: str):

@@ -4,7 +4,8 @@ import mlflow
 import pytest
 
 from mygo.config import config_hash, flatten_config, load_config
-from mygo.tracking import CONFIG_HASH_TAG, STAGE_TAG, check_upstream, find_finished_run, stage_run
+from mygo.tracking.reuse import find_finished_run
+from mygo.tracking.runs import CONFIG_HASH_TAG, STAGE_TAG, check_upstream, stage_run
 
 
 def test_stage_run_logs_tags_params_and_resolved_config(tracking_store):

@@ -13,48 +13,13 @@ from safetensors.torch import load_file
 
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.convert import run_convert
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights, router_state_dict
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, model_dir_of
-from mygo.warmup import run_warmup
-from tests.test_convert_stage import QUICK_TINY
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def quick_warmup_overrides(tmp_path: Path) -> list[str]:
-    """The default tiny setup, shrunk to seconds: a small demo pool, short sequences, a few steps."""
-    return [
-        *QUICK_TINY,
-        f"upstream.convert_overrides='convert.output_dir={tmp_path / 'convert'}'",
-        f"dataset.cache_dir={tmp_path / 'cache'}",
-        "dataset.demo.num_samples=120",
-        "dataset.max_sequence_length=192",
-        "dataset.subset_ratio=0.4",
-        "training.batch_size=8",
-        "training.micro_batch_size=4",
-        "training.logging_steps=2",
-        "training.probe_samples=40",
-        "training.probe_every=3",
-        f"training.output_dir={tmp_path / 'warmup'}",
-    ]
-
-
-def artifact_paths(run_id: str, path: str = "") -> set[str]:
-    paths = set()
-    for info in mlflow.MlflowClient().list_artifacts(run_id, path):
-        paths |= artifact_paths(run_id, info.path) if info.is_dir else {info.path}
-    return paths
-
-
-def run_two_processes(entrypoint: str, overrides: list[str], cwd: Path, tracking_uri: str):
-    """`torchrun --nproc_per_node 2 entrypoints/<entrypoint> ...`, as a multi-GPU launch runs it (gloo on CPU)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += [str(REPO / "entrypoints" / entrypoint), *overrides]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+from mygo.stages.convert import run_convert
+from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import model_dir_of
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from tests.helpers import QUICK_TINY, REPO, artifact_paths, quick_warmup_overrides, run_two_processes
 
 
 def router_weights_of(run_id: str) -> str:

@@ -23,9 +23,18 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from mygo.data.pool import Pool, load_configured_pool
-from mygo.models.tokenizer import TULU_CHAT_TEMPLATE
 
 IGNORE_INDEX = -100
+# The chat format of OLMoE's tokenizer (and of the built-in one, `mygo.builtin.tokenizer`), Tulu style:
+# "<|user|>\n...\n<|assistant|>\n...<eos>\n"; the generation prompt opens an assistant turn.
+TULU_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+    "{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
 ENCODING_VERSION = 1  # bump when the encoding below changes: cached tokenized pools are keyed by it
 
 

@@ -215,7 +215,7 @@ def configured_data_dir(dataset_cfg) -> Path:
     """The pool's directory: `builtin:demo` is the demo pool, built once under the cache directory."""
     if dataset_cfg.data_dir != DEMO_DATA_DIR:
         return Path(dataset_cfg.data_dir)
-    from mygo.data.demo_pool import ensure_demo_pool  # only the embedded default needs it
+    from mygo.data.demo_pool.build import ensure_demo_pool  # only the embedded default needs it
 
     demo = dataset_cfg.demo
     return ensure_demo_pool(

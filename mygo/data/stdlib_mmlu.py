@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mygo.data.demo_pool import _SENTENCE_BREAK, _paragraphs, _topic_heading
 from mygo.data.stdlib_corpus import Document, stdlib_documents
+from mygo.data.stdlib_text import SENTENCE_BREAK, prose_paragraphs, topic_heading
 
 SUBJECTS = ("functions", "classes", "modules", "topics")
 SOURCE_OF_SUBJECT = {
@@ -49,8 +49,8 @@ _QUOTED = re.compile(r"[\"'“`]+([^\"'”`]+)[\"'”`]+")
 # ------------------------------------------------------------------------------------------------ questions
 def first_sentence(document: Document) -> str | None:
     """The opening sentence of the document's first prose paragraph, whitespace collapsed; None if it has none."""
-    paragraphs = _paragraphs(document.text)
-    return _SENTENCE_BREAK.split(paragraphs[0])[0] if paragraphs else None
+    paragraphs = prose_paragraphs(document.text)
+    return SENTENCE_BREAK.split(paragraphs[0])[0] if paragraphs else None
 
 
 def _is_quotable(sentence: str) -> bool:
@@ -81,7 +81,7 @@ def _question(subject: str, document: Document) -> str:
         return f"What is the `{document.title}` module for?"
     # Headings are capitalised ("Special Attributes"); mid-sentence they read as words ("special attributes").
     # Acronyms, quoted names ('"dict"') and "Python" keep their case.
-    words = _topic_heading(document).split(" ")
+    words = topic_heading(document).split(" ")
     name = " ".join(w.lower() if _is_capitalised(w.strip("(),")) else w for w in words)
     return f"What does the Python documentation say about {name}?"
 
@@ -90,7 +90,7 @@ def _names(subject: str, document: Document) -> tuple[str, ...]:
     """How a sentence could name the asked-about thing: its dotted name and last part, or a topic's words."""
     if subject != "topics":
         return tuple(dict.fromkeys((document.title, document.title.rpartition(".")[2])))
-    heading = _topic_heading(document)
+    heading = topic_heading(document)
     return tuple(dict.fromkeys((document.title, heading, *_QUOTED.findall(heading))))
 
 

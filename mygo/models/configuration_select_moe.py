@@ -3,7 +3,7 @@
 from huggingface_hub.dataclasses import strict
 from transformers import OlmoeConfig
 
-from mygo.losses import BUILTIN_QUALITY_LOSSES
+from mygo.models.choices import BUILTIN_QUALITY_LOSSES
 from mygo.registry import check_choice
 
 BUILTIN_TRASH_MODES = ("zero", "noise")

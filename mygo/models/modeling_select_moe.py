@@ -35,8 +35,9 @@ from transformers.models.olmoe.modeling_olmoe import (
 )
 from transformers.utils.output_capturing import OutputRecorder
 
-from mygo.losses import QUALITY_LOSSES, TARGETED_LOSSES, quality_loss
+from mygo.models.choices import TARGETED_LOSSES
 from mygo.models.configuration_select_moe import BUILTIN_TRASH_MODES, SelectMoeConfig
+from mygo.models.losses import QUALITY_LOSSES, quality_loss
 from mygo.registry import Registry
 
 # A custom trash expert maps the MoE input [batch, seq, hidden] to an output of the same shape.

@@ -28,8 +28,8 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
+from mygo.builtin.tokenizer import train_bpe_tokenizer
 from mygo.data.stdlib_corpus import Document, stdlib_documents
-from mygo.models.tokenizer import train_bpe_tokenizer
 
 logger = logging.getLogger(__name__)
 

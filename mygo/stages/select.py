@@ -16,22 +16,20 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
-from mygo import plots
-from mygo.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
+from mygo.analysis.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
+from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
+from mygo.analysis.quality_signals import SIGNALS, signal_values
+from mygo.analysis.score_shards import RouterData
+from mygo.analysis.selection import STRATEGIES, Selection, select, target_count
+from mygo.atomic import atomic_path
 from mygo.data.pool import NOISE_FIELD
-from mygo.noise import fraction_by_kind, noise_mask, pool_noise_metrics
-from mygo.quality_signals import SIGNALS, signal_values
-from mygo.router_data import RouterData, load_router_data
-from mygo.score import ROUTER_DATA_PATH_TAG
-from mygo.selection import STRATEGIES, Selection, select, target_count
-from mygo.tracking import check_upstream, log_dataset_input, stage_run
+from mygo.tracking import plots
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
+from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
-
-SELECTED_IDS_TAG = "mygo.selected_ids_sha256"
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -55,19 +53,6 @@ def check_settings(cfg: DictConfig) -> None:
     low, high = cfg.clustering.kmeans.k_range
     if low > high:
         raise ValueError(f"clustering.kmeans.k_range={[low, high]} is reversed; give [low, high]")
-
-
-def router_data_of(score_run) -> RouterData:
-    """The score run's router data: its recorded directory when it exists here, else its artifacts."""
-    recorded = score_run.data.tags.get(ROUTER_DATA_PATH_TAG)
-    if recorded and (Path(recorded) / "index.parquet").is_file():
-        return load_router_data(recorded)
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=score_run.info.run_id, artifact_path="router_data")
-    except (MlflowException, OSError) as error:
-        message = f"score run {score_run.info.run_id} has no router data here nor as artifacts"
-        raise FileNotFoundError(message) from error
-    return load_router_data(path)
 
 
 def cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
@@ -123,15 +108,13 @@ def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) 
         first = index.loc[missing[0]]
         raise ValueError(f"pool file {first['file']} has no line {first['line']} (record {first['id']!r}): changed?")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
         for row in wanted.index:
             handle.write(lines[row])
-    temporary.replace(path)
 
 
 def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
-    """The configured quality signal per sample, higher is better (`mygo.quality_signals`)."""
+    """The configured quality signal per sample, higher is better (`mygo.analysis.quality_signals`)."""
     options = cfg.selection
     rank_mean_of = list(options.rank_mean_of) if options.rank_mean_of else None
     return signal_values(options.quality_signal, data.sample_quality, data.signals, rank_mean_of)
@@ -205,7 +188,7 @@ def run_select(cfg: DictConfig) -> str:
         started = time.perf_counter()
         data = router_data_of(score_run)
         # The router data's directory is named by the digest of what decided the scores.
-        recorded = Path(score_run.data.tags[ROUTER_DATA_PATH_TAG])
+        recorded = router_data_path_of(score_run)
         log_dataset_input("router_data", str(recorded), recorded.name, context="selection")
         count = target_count(len(data.index), cfg.selection.percentage)
         quality = quality_of(data, cfg)

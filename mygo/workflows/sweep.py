@@ -28,12 +28,12 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from mygo import plots
-from mygo.code_version import ROOT
 from mygo.config import load_config
-from mygo.pipeline import PIPELINE_STAGES, run_stages
-from mygo.redaction import redact_text
-from mygo.tracking import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
+from mygo.tracking import plots
+from mygo.tracking.code_version import ROOT
+from mygo.tracking.redaction import redact_text
+from mygo.tracking.runs import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
+from mygo.workflows.pipeline import PIPELINE_STAGES, run_stages
 
 logger = logging.getLogger(__name__)
 

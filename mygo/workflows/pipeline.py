@@ -15,39 +15,22 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
-from mygo.lineage import key_metrics
-from mygo.tracking import run_or_reuse, stage_run, tracking_overrides
+from mygo.stages.table import STAGE_NAMES, STAGES
+from mygo.tracking.reuse import run_or_reuse
+from mygo.tracking.runs import stage_run, tracking_overrides
+from mygo.workflows.lineage import key_metrics
 
 logger = logging.getLogger(__name__)
 
 
 def stage_runners() -> dict[str, Callable[[DictConfig], str]]:
-    from mygo.convert import run_convert
-    from mygo.evaluate import run_evaluate
-    from mygo.finetune import run_finetune
-    from mygo.score import run_score
-    from mygo.select import run_select
-    from mygo.warmup import run_warmup
-
-    return {
-        "convert": run_convert,
-        "warmup": run_warmup,
-        "score": run_score,
-        "select": run_select,
-        "finetune": run_finetune,
-        "evaluate": run_evaluate,
-    }
+    """Each stage's runner, imported now (the table names them lazily)."""
+    return {entry.name: entry.load_runner() for entry in STAGES}
 
 
 # Each stage after the first names the run it builds on under this config key.
-UPSTREAM_KEY = {
-    "warmup": "upstream.convert_run",
-    "score": "upstream.warmup_run",
-    "select": "upstream.score_run",
-    "finetune": "upstream.select_run",
-    "evaluate": "upstream.finetune_run",
-}
-PIPELINE_STAGES = ("convert", "warmup", "score", "select", "finetune", "evaluate")
+UPSTREAM_KEY = {entry.name: entry.upstream_key for entry in STAGES if entry.upstream_key}
+PIPELINE_STAGES = STAGE_NAMES
 
 
 def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> DictConfig:

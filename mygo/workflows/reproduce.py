@@ -21,21 +21,18 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.numpy import load_file
 
-from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
-from mygo.tracking import STAGE_TAG, configure_tracking, get_run
+from mygo.stages.table import STAGES, upstream_keys
+from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
+from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
 
 logger = logging.getLogger(__name__)
 
 REPRODUCES_TAG = "mygo.reproduces"
 # Keys of a stage's config that name the runs it builds on.
-UPSTREAM_KEYS = ("upstream.convert_run", "upstream.warmup_run", "upstream.score_run", "upstream.select_run")
-UPSTREAM_KEYS += ("upstream.finetune_run",)
+UPSTREAM_KEYS = upstream_keys()
 # Weights each stage leaves, compared tensor by tensor (artifact path in the run).
-WEIGHT_ARTIFACTS = {
-    "convert": "model/model.safetensors",
-    "warmup": "router/weights.safetensors",
-    "finetune": "adapter/adapter_model.safetensors",
-}
+WEIGHT_ARTIFACTS = {entry.name: entry.compared_weights for entry in STAGES if entry.compared_weights}
 TIMING_WORDS = ("seconds", "per_s", "runtime")
 
 
@@ -57,9 +54,7 @@ class Check:
 
 
 def _runners() -> dict[str, Callable[[DictConfig], str]]:
-    from mygo.pipeline import stage_runners
-
-    return stage_runners()
+    return {entry.name: entry.load_runner() for entry in STAGES}
 
 
 def original_config(run: Run) -> DictConfig:
@@ -128,8 +123,6 @@ def compare_weights(stage: str, original: str, reproduced: str, atol: float) -> 
 
 
 def compare_router_data(original: Run, reproduced: Run, atol: float) -> list[Check]:
-    from mygo.select import router_data_of
-
     first, second = router_data_of(original), router_data_of(reproduced)
     checks = [Check("router_data ids", str(len(first.index)), str(len(second.index)), 0.0, 0.0)]
     if not first.index["id"].equals(second.index["id"]):
@@ -158,7 +151,7 @@ def compare_metrics(original: Run, reproduced: Run, rtol: float) -> list[Check]:
 def compare(stage: str, original: Run, reproduced: Run, cfg: DictConfig) -> list[Check]:
     checks = []
     if stage == "select":
-        a, b = original.data.tags.get("mygo.selected_ids_sha256"), reproduced.data.tags.get("mygo.selected_ids_sha256")
+        a, b = original.data.tags.get(SELECTED_IDS_TAG), reproduced.data.tags.get(SELECTED_IDS_TAG)
         checks.append(Check("selected ids sha256", str(a)[:16], str(b)[:16], 0.0 if a == b else np.inf, 0.0))
     if stage in WEIGHT_ARTIFACTS:
         checks += compare_weights(stage, original.info.run_id, reproduced.info.run_id, cfg.reproduce.weights_atol)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mygo.models.choices import BUILTIN_QUALITY_LOSSES, TARGETED_LOSSES
 from mygo.registry import Registry
 
 if TYPE_CHECKING:
@@ -32,14 +33,6 @@ logger = logging.getLogger(__name__)
 
 # A custom loss maps (good_ratio [batch, seq], mask [batch, seq]) to a per-token loss [batch, seq].
 PerTokenLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-BUILTIN_QUALITY_LOSSES = (
-    "sigmoid",
-    "mse",
-    "beta_moment_matching",
-    "mean_variance_regularization",
-    "corruption_detection",
-)
-TARGETED_LOSSES = ("corruption_detection",)  # need quality_targets
 QUALITY_LOSSES: Registry[PerTokenLoss] = Registry("quality_loss_type", BUILTIN_QUALITY_LOSSES)
 register_quality_loss = QUALITY_LOSSES.register
 

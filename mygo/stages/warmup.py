@@ -17,26 +17,26 @@ from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import AutoTokenizer, set_seed
 
-from mygo import plots
 from mygo.config import load_config, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.corruption import check_corruptions
 from mygo.data.pool import NOISE_FIELD, take_subset
-from mygo.losses import TARGETED_LOSSES
 from mygo.models import SelectMoeConfig, load_select_moe
+from mygo.models.choices import TARGETED_LOSSES
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
-from mygo.router_training import PEFT_MODES, NoiseProbe, RouterTrainer, merged_model, prepare_router_training
-from mygo.tracking import (
+from mygo.stages.table import stage
+from mygo.tracking import plots
+from mygo.tracking.handoffs import model_dir_of
+from mygo.tracking.reuse import run_or_reuse
+from mygo.tracking.runs import (
     UPSTREAM_TAG,
     check_upstream,
     get_run,
     log_pool_input,
-    model_dir_of,
-    run_or_reuse,
     stage_run,
     tracking_overrides,
 )
-from mygo.training import (
+from mygo.training.hf_trainer import (
     CorruptingCollator,
     MlflowMetrics,
     PoolCollator,
@@ -47,6 +47,7 @@ from mygo.training import (
     training_arguments,
     training_precision,
 )
+from mygo.training.router_trainer import PEFT_MODES, NoiseProbe, RouterTrainer, merged_model, prepare_router_training
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,11 @@ def convert_run_for(cfg: DictConfig) -> Run:
     """The given convert run (checked), or a finished conversion of `cfg.model`, made first if there is none."""
     if cfg.upstream.convert_run:
         return check_upstream(cfg.upstream.convert_run, "convert")
-    from mygo.convert import run_convert
-
     overrides = [*tracking_overrides(cfg), f"model={cfg.model.name}", *split_overrides(cfg.upstream.convert_overrides)]
     convert_cfg = load_config("convert", overrides)
     with open_dict(convert_cfg):
         convert_cfg.model = cfg.model  # the warmup's preset, with any overrides it was given
-    run_id, reused = run_or_reuse("convert", convert_cfg, run_convert)
+    run_id, reused = run_or_reuse("convert", convert_cfg, stage("convert").load_runner())
     logger.info("convert run %s (%s)", run_id, "reused" if reused else "new")
     return get_run(run_id)
 

@@ -25,10 +25,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from mygo import plots
 from mygo.config import config_dir
-from mygo.finetune import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, load_target_tokenizer, target_location
-from mygo.tracking import check_upstream, log_dataset_input, model_dir_of, stage_run
+from mygo.stages.target import load_target_tokenizer, target_location
+from mygo.tracking import plots
+from mygo.tracking.handoffs import adapter_of
+from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def run_evaluate(cfg: DictConfig) -> str | None:
         location = target_location(cfg.target, Path(cfg.output_dir) / (run.info.run_id if run else "rank") / "target")
         adapter_dir = None
         if not base_only:
-            adapter_dir = model_dir_of(finetune, ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, marker="adapter_config.json")
+            adapter_dir = adapter_of(finetune)
             check_adapter_fits(adapter_dir, location)
         if run:
             mlflow.set_tag(BASE_ONLY_TAG, str(base_only).lower())

@@ -5,7 +5,7 @@ clustering feature), over real tokens only. Only the decoder runs (no LM head), 
 on batches of similar length (rows are sorted by length and cut by a token budget).
 
 The work is planned as shards before it starts and each shard is written atomically with checksums
-(`mygo.router_data`), so re-running the same scoring continues after the last complete shard, and
+(`mygo.analysis.score_shards`), so re-running the same scoring continues after the last complete shard, and
 several processes (`accelerate launch`/`torchrun`) each take every N-th shard of one plan.
 """
 
@@ -25,21 +25,21 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from mygo import plots
+from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_metrics
+from mygo.analysis.quality_signals import all_signal_values
+from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router_logits
+from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
 from mygo.data.pool import NOISE_FIELD
 from mygo.models import load_select_moe
-from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, load_router_weights
-from mygo.noise import noise_mask, noise_metrics, pool_noise_metrics
-from mygo.quality_signals import all_signal_values
-from mygo.router_data import load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.router_outputs import per_sample_quality, per_sample_router_logits
-from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, model_dir_of, stage_run
+from mygo.models.router_weights import load_router_weights
+from mygo.tracking import plots
+from mygo.tracking.handoffs import ROUTER_DATA_ARTIFACT, ROUTER_DATA_PATH_TAG, model_dir_of, router_weights_of
+from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
 
 logger = logging.getLogger(__name__)
 
-ROUTER_DATA_PATH_TAG = "mygo.router_data_path"
 WARMUP_ONLY_KEYS = ("subset_ratio", "seed", "shuffle")  # how warmup sampled the pool; scoring takes all of it
 INDEX_COLUMNS = ("id", "dataset", "length", "file", "line")
 
@@ -54,10 +54,6 @@ def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
         if OmegaConf.select(dataset, key, default="__missing__") == "__missing__":
             raise ValueError(f"dataset_overrides: no key {key!r} in the pool settings; keys: {sorted(dataset.keys())}")
     return OmegaConf.merge(dataset, OmegaConf.from_dotlist(split_overrides(dataset_overrides)))
-
-
-def router_weights_of(warmup_run_id: str) -> str:
-    return mlflow.artifacts.download_artifacts(run_id=warmup_run_id, artifact_path=f"router/{ROUTER_WEIGHTS_FILE}")
 
 
 def length_batches(lengths: np.ndarray, max_batch_tokens: int, max_batch_size: int) -> list[slice]:
@@ -202,7 +198,7 @@ def log_score_results(work_dir: Path, started: float, totals: list[tuple[int, in
     plots.log_figure(
         plots.good_ratio_histogram(quality, noise, "per-sample quality of the pool"), "plots/quality_histogram.png"
     )
-    mlflow.log_artifacts(str(work_dir), "router_data")
+    mlflow.log_artifacts(str(work_dir), ROUTER_DATA_ARTIFACT)
     mlflow.set_tag(ROUTER_DATA_PATH_TAG, str(work_dir.resolve()))
     logger.info("scored %d samples (%d now, %d shards reused): %s", len(quality), samples, reused, metrics)
 
@@ -241,10 +237,7 @@ def run_score(cfg: DictConfig) -> str | None:
         precision = "bf16" if torch.cuda.is_available() and cfg.score.precision in ("auto", "bf16") else "float32"
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = load_select_moe(model_dir, dtype=dtype).to(state.device).eval()
-        weights = mlflow.artifacts.download_artifacts(
-            run_id=warmup.info.run_id, artifact_path=f"router/{ROUTER_WEIGHTS_FILE}"
-        )
-        load_router_weights(model, weights)
+        load_router_weights(model, router_weights_of(warmup))
 
         scoring_started = time.perf_counter()
         samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer.pad_token_id)

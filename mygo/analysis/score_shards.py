@@ -122,9 +122,8 @@ def shard_problem(directory: Path, shard: int, expected_rows: np.ndarray | None 
 
 
 def write_index(directory: Path, index: pd.DataFrame) -> None:
-    temporary = directory / (INDEX_FILE + ".tmp")
-    index.to_parquet(temporary, index=False)
-    temporary.replace(directory / INDEX_FILE)
+    with atomic_path(directory / INDEX_FILE) as temporary:
+        index.to_parquet(temporary, index=False)
 
 
 def shard_numbers(directory: Path) -> list[int]:

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import mlflow
 import torch
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Trainer, set_seed
+from transformers import AutoModelForCausalLM, Trainer, set_seed
 
-from mygo import plots
-from mygo.builtin_models import BUILTIN_SOURCE, builtin_model_dir
-from mygo.data.chat import ChatEncoding, ensure_chat_template, tokenize_pool, tokenizing_processes
+from mygo.data.chat import ChatEncoding, tokenize_pool, tokenizing_processes
 from mygo.data.pool import load_records_file
-from mygo.tracking import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
-from mygo.training import (
+from mygo.stages.target import load_target_tokenizer, target_location
+from mygo.tracking import plots
+from mygo.tracking.handoffs import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, TARGET_PATH_TAG, selected_data_of
+from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
+from mygo.training.hf_trainer import (
     MlflowMetrics,
     PoolCollator,
     checkpoint_to_resume,
@@ -38,25 +38,6 @@ from mygo.training import (
 )
 
 logger = logging.getLogger(__name__)
-
-TARGET_PATH_TAG = "mygo.target_path"
-ADAPTER_PATH_TAG = "mygo.adapter_path"
-SELECTED_DATA_ARTIFACT = "selection/selected_data.jsonl"
-ADAPTER_ARTIFACT = "adapter"
-
-
-def target_location(target_cfg: DictConfig, build_dir: Path) -> str:
-    """The target's weights: a hub name or local directory, or the built-in tiny Llama (reused or built)."""
-    if target_cfg.source == BUILTIN_SOURCE:
-        return str(builtin_model_dir("target", target_cfg.build, build_dir))
-    return str(target_cfg.source)
-
-
-def load_target_tokenizer(location: str) -> PreTrainedTokenizerBase:
-    tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(location))
-    if tokenizer.pad_token is None:  # Llama-2 has none; padding carries neither attention nor labels
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def recipe(cfg: DictConfig) -> DictConfig:
@@ -81,11 +62,7 @@ def training_data_file(cfg: DictConfig) -> tuple[Path, str | None]:
     if cfg.data.path:
         return Path(cfg.data.path), None
     run = check_upstream(cfg.upstream.select_run, "select")
-    try:
-        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=SELECTED_DATA_ARTIFACT)
-    except (MlflowException, OSError) as error:
-        raise FileNotFoundError(f"select run {run.info.run_id} has no artifact {SELECTED_DATA_ARTIFACT}") from error
-    return Path(local), run.info.run_id
+    return selected_data_of(run), run.info.run_id
 
 
 def prepare_data(cfg: DictConfig, data_file: Path, tokenizer, is_main: bool):

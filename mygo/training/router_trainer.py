@@ -21,9 +21,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainerCallback
 
+from mygo.analysis.noise_metrics import mean_by_kind, noise_auroc, noise_mask, noise_metrics
+from mygo.analysis.sample_summaries import per_sample_quality, token_good_ratio_moments
 from mygo.models.router_weights import is_router_parameter
-from mygo.noise import mean_by_kind, noise_auroc, noise_mask, noise_metrics
-from mygo.router_outputs import per_sample_quality, token_good_ratio_moments
 
 logger = logging.getLogger(__name__)
 

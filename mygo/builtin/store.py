@@ -15,7 +15,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from mygo.config import config_hash
-from mygo.tracking import find_finished_run
+from mygo.tracking.reuse import find_finished_run
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def build_hash(build_cfg: DictConfig) -> str:
 
 
 def _build(kind: str, build_cfg: DictConfig, build_dir: Path):
-    from mygo.models.tiny import build_tiny_base, build_tiny_target  # only the embedded default needs these
+    from mygo.builtin.tiny import build_tiny_base, build_tiny_target  # only the embedded default needs these
 
     return (build_tiny_base if kind == "base" else build_tiny_target)(build_cfg, build_dir)
 

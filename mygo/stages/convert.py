@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from mygo.builtin_models import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
+from mygo.builtin.store import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
 from mygo.models import (
     SelectMoeConfig,
     check_conversion_parity,
@@ -24,7 +24,8 @@ from mygo.models import (
     load_olmoe,
     parameter_counts,
 )
-from mygo.tracking import MODEL_PATH_TAG, stage_run
+from mygo.tracking.handoffs import MODEL_ARTIFACT, MODEL_PATH_TAG
+from mygo.tracking.runs import stage_run
 
 logger = logging.getLogger(__name__)
 
@@ -83,5 +84,5 @@ def run_convert(cfg: DictConfig) -> str:
         if log_artifact == "auto":
             log_artifact = _directory_mb(model_dir) <= cfg.convert.max_artifact_mb
         if log_artifact:
-            mlflow.log_artifacts(str(model_dir), "model")
+            mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
         return run.info.run_id

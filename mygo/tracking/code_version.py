@@ -17,7 +17,7 @@ CODE_DIGEST_TAG = "mygo.code_digest"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own name; set where MLflow did not set it
 GIT_DIRTY_TAG = "mygo.git_dirty"
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What decides a stage's results; tests, docs and benchmarks do not.
 CODE_PATHS = ("mygo", "configs", "entrypoints", "MLproject")
 SKIPPED_PARTS = frozenset({"__pycache__"})

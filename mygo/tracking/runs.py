@@ -6,9 +6,8 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -17,20 +16,21 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
-from mygo.code_version import CODE_DIGEST_TAG, code_digest, code_tags
 from mygo.config import config_hash, config_yaml, flatten_config
-from mygo.redaction import redact_config, redact_text
+from mygo.stages.table import STAGE_NAMES
+from mygo.tracking.code_version import code_tags
+from mygo.tracking.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
 
 STAGE_TAG = "mygo.stage"
 UPSTREAM_TAG = "mygo.upstream_run"
 CONFIG_HASH_TAG = "mygo.config_hash"
-MODEL_PATH_TAG = "mygo.model_path"
 HOST_TAG = "mygo.host"
 PID_TAG = "mygo.pid"
 FOLLOWS_TAG = "mygo.follows"  # unfinished runs of the same stage and config that this run comes after
-STAGES = ("convert", "warmup", "score", "select", "finetune", "evaluate", "pipeline", "sweep", "trial")
+# What `mygo.stage` may say: a stage of the table, or a workflow's run (a pipeline, a sweep, one of its trials).
+STAGES = (*STAGE_NAMES, "pipeline", "sweep", "trial")
 
 
 def configure_tracking(cfg: DictConfig) -> None:
@@ -155,37 +155,6 @@ def check_upstream(run_id: str, stage: str) -> Run:
     return run
 
 
-def find_finished_run(stage: str | None, tags: dict[str, str], experiment_names: list[str] | None = None) -> Run | None:
-    """The newest FINISHED run of `stage` (None: of any stage) whose tags match, for reusing work already done."""
-    conditions = ["attributes.status = 'FINISHED'"] + [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
-    if stage is not None:
-        conditions.insert(0, f"tags.`{STAGE_TAG}` = '{stage}'")
-    query = " and ".join(conditions)
-    runs = mlflow.search_runs(
-        experiment_names=experiment_names,
-        search_all_experiments=experiment_names is None,
-        filter_string=query,
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-        output_format="list",
-    )
-    return runs[0] if runs else None
-
-
-def run_or_reuse(
-    stage: str, cfg: DictConfig, runner: Callable[[DictConfig], str], force: bool = False
-) -> tuple[str, bool]:
-    """A FINISHED run of `stage` with the same resolved config (upstream run included) and code, else a new
-    one (always with `force`): (run id, reused)."""
-    if force:
-        return runner(cfg), False
-    finished = find_finished_run(stage, {CONFIG_HASH_TAG: config_hash(cfg), CODE_DIGEST_TAG: code_digest()})
-    if finished is not None:
-        logger.info("%s: reusing finished run %s", stage, finished.info.run_id)
-        return finished.info.run_id, True
-    return runner(cfg), False
-
-
 def log_dataset_input(name: str, location: str, digest: str, context: str) -> None:
     """An MLflow dataset input: what a stage read, where, and a digest of its content."""
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about it
@@ -198,23 +167,3 @@ def log_pool_input(pool, context: str, name: str | None = None) -> None:
     """The pool (or a data file) as a dataset input: its name, location and content digest."""
     name = name or f"pool:{','.join(pool.dataset_names)}"
     log_dataset_input(name, str(pool.data_dir.resolve()), pool.digest, context)
-
-
-def model_dir_of(
-    run: Run, artifact_path: str = "model", path_tag: str = MODEL_PATH_TAG, marker: str = "config.json"
-) -> Path:
-    """A run's saved model (or adapter): the recorded local path when it exists here, else its artifact.
-
-    Large checkpoints are recorded as a path (tag `path_tag`) rather than copied into the store;
-    small ones are also logged as artifacts so another machine can fetch them. `marker`: a file
-    the saved directory must hold.
-    """
-    recorded = run.data.tags.get(path_tag)
-    if recorded and (Path(recorded) / marker).is_file():
-        return Path(recorded)
-    try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifact_path))
-    except (MlflowException, OSError) as error:
-        raise FileNotFoundError(
-            f"run {run.info.run_id} has no model at its recorded path {recorded!r} nor an artifact {artifact_path!r}"
-        ) from error

@@ -9,33 +9,14 @@ from __future__ import annotations
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
-from mygo.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG
-from mygo.tracking import STAGE_TAG, UPSTREAM_TAG, configure_tracking, get_run
+from mygo.stages.table import STAGE_NAMES, STAGES
+from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG
+from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG, configure_tracking, get_run
 
 # What one looks at first in each stage: used by lineage and the pipeline's summary.
-KEY_PARAMS = {
-    "convert": ("model.name", "model.source", "select_moe.trash_expert_mode"),
-    "warmup": (
-        "select_moe.quality_loss_type",
-        "select_moe.quality_loss_weight",
-        "training.learning_rate",
-        "training.peft_mode",
-        "dataset.subset_ratio",
-    ),
-    "score": ("dataset.data_dir",),
-    "select": ("selection.percentage", "selection.strategy", "clustering.method", "clustering.kmeans.k"),
-    "finetune": ("target.name", "target.training.learning_rate", "target.training.epochs", "target.lora.r"),
-    "evaluate": ("evaluation.base_only", "evaluation.tasks", "evaluation.num_fewshot"),
-}
-KEY_METRICS = {
-    "convert": ("parity/bypass_logits_max_abs_diff",),
-    "warmup": ("train/final_loss", "probe/noise_auroc"),
-    "score": ("score/samples", "noise/auroc"),
-    "select": ("selection/num_selected", "clustering/chosen_k", "noise/fraction_selected"),
-    "finetune": ("train/final_loss", "data/train_samples"),
-    "evaluate": (),  # eval/<task>/acc, whichever tasks ran
-}
-PIPELINE_ORDER = ("convert", "warmup", "score", "select", "finetune", "evaluate")
+KEY_PARAMS = {entry.name: entry.key_params for entry in STAGES}
+KEY_METRICS = {entry.name: entry.key_metrics for entry in STAGES}  # evaluate: eval/<task>/acc, whichever tasks ran
+PIPELINE_ORDER = STAGE_NAMES
 
 
 def key_metrics(run: Run) -> dict[str, float]:

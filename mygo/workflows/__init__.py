@@ -1,0 +1,1 @@
+"""Workflows over the stages: the pipeline (`main`), sweeps, reproduction and lineage."""
