@@ -25,8 +25,9 @@ def test_every_signal_is_higher_is_better():
 def test_a_signal_the_score_run_did_not_compute_names_the_ones_it_has():
     with pytest.raises(ValueError, match=r"'ifd' was not computed.*\['gate', 'nll', 'rank_mean'\].*score.ifd"):
         signal_values("ifd", GATE, STORED)
-    partial = {"nll": np.array([1.0, np.nan, 2.0, 3.0])}  # a signal missing for some rows is not there
-    assert available_signals(GATE, partial) == ["gate"]
+    partial = {"nll": np.array([1.0, np.nan, 2.0, 3.0])}  # a row without answer tokens ranks last
+    assert list(np.argsort(-signal_values("nll", GATE, partial))) == [0, 2, 3, 1]
+    assert available_signals(GATE, {"nll": np.full(4, np.nan)}) == ["gate"]
 
 
 def test_noise_metrics_per_kind():

@@ -6,6 +6,7 @@
 - `ifd`: instruction-following difficulty (Li et al., 2024): NLL of the answer given the instruction over
   NLL of the answer alone. An answer the instruction does not help predict (IFD near or above 1) is not
   an answer to it; the signal is -ifd. Computed only when `score.ifd` is on (one more decoder pass);
+  a sample with no answer token left (truncated away) has no NLL or IFD: it ranks below every other;
 - `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed).
 """
 
@@ -22,7 +23,7 @@ LOWER_IS_BETTER = frozenset({"nll", "ifd"})
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:
     """The signals one can select by: gate, those stored (fully computed), and rank_mean of two or more."""
-    names = ["gate"] + [name for name in ("nll", "ifd") if name in stored and np.isfinite(stored[name]).all()]
+    names = ["gate"] + [name for name in ("nll", "ifd") if name in stored and np.isfinite(stored[name]).any()]
     return names + (["rank_mean"] if len(names) > 1 else [])
 
 
@@ -39,7 +40,9 @@ def signal_values(
     if name == "gate":
         return np.asarray(gate, dtype=np.float64)
     if name in LOWER_IS_BETTER:
-        return -np.asarray(stored[name], dtype=np.float64)
+        values = -np.asarray(stored[name], dtype=np.float64)
+        finite = np.isfinite(values)
+        return np.where(finite, values, values[finite].min() - 1.0)  # no answer left: below every other
     parts = list(rank_mean_of) if rank_mean_of else [n for n in available if n != "rank_mean"]
     if "rank_mean" in parts or len(parts) < 2:
         raise ValueError(f"selection.rank_mean_of={parts} must name two or more of {available[:-1]}")

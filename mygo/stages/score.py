@@ -41,7 +41,7 @@ from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, sta
 logger = logging.getLogger(__name__)
 
 WARMUP_ONLY_KEYS = ("subset_ratio", "seed", "shuffle")  # how warmup sampled the pool; scoring takes all of it
-INDEX_COLUMNS = ("id", "dataset", "length", "file", "line")
+INDEX_COLUMNS = ("id", "dataset", "length", "file", "line", "num_label_tokens")
 
 
 def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
@@ -79,7 +79,7 @@ def _padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, t
 
 def answer_nll(model, hidden: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
     """Per row, the mean NLL of the tokens marked in `scored` [rows, seq], each predicted from the position
-    before it. The LM head runs at those positions only, not over the whole sequence."""
+    before it (NaN for a row with none). The LM head runs at those positions only, not over the whole sequence."""
     predicts = torch.zeros_like(scored)
     predicts[:, :-1] = scored[:, 1:]  # position t predicts token t + 1
     rows, positions = predicts.nonzero(as_tuple=True)
@@ -87,7 +87,7 @@ def answer_nll(model, hidden: torch.Tensor, input_ids: torch.Tensor, scored: tor
     nll = torch.nn.functional.cross_entropy(logits, input_ids[rows, positions + 1], reduction="none")
     total = torch.zeros(len(input_ids), device=nll.device).index_add_(0, rows, nll)
     count = torch.zeros(len(input_ids), device=nll.device).index_add_(0, rows, torch.ones_like(nll))
-    return total / count.clamp(min=1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.nan)
 
 
 def answers_alone(sequence: list[int], labels: list[int]) -> list[int]:

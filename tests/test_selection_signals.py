@@ -1,0 +1,117 @@
+"""Quality signals through the real stages: a corruption-trained warmup, scoring with NLL and IFD, selecting by
+each signal, and the per-noise-kind records every run leaves."""
+
+import mlflow
+import numpy as np
+import pytest
+
+from mygo.analysis.noise_metrics import auroc_by_kind
+from mygo.analysis.quality_signals import all_signal_values
+from mygo.cli import main as mygo_main
+from mygo.config import load_config
+from mygo.stages.score import run_score
+from mygo.stages.select import run_select
+from mygo.stages.warmup import run_warmup
+from mygo.tracking.handoffs import router_data_of
+from mygo.tracking.runs import get_run
+from tests.helpers import artifact_paths, quick_warmup_overrides, use_store
+
+KINDS = ("cut_off_answer", "mismatched_answer", "random_chars", "repeated_token", "shuffled_words")
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A corruption-detection warmup of the quick tiny setup, scored with every signal (IFD on)."""
+    root = tmp_path_factory.mktemp("signals")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        use_store(uri, patch)
+        warmup_cfg = load_config(
+            "warmup",
+            quick_warmup_overrides(root)
+            + ["select_moe.quality_loss_type=corruption_detection", "select_moe.quality_loss_weight=1.0"],
+        )
+        warmup = run_warmup(warmup_cfg)
+        overrides = [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}", "score.ifd=true"]
+        score = run_score(load_config("score", overrides))
+        yield {"uri": uri, "root": root, "warmup_run": warmup, "score_run": score}
+
+
+@pytest.fixture
+def store(scored, monkeypatch):
+    use_store(scored["uri"], monkeypatch)
+    yield scored
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def test_warmup_probe_logs_per_kind_and_per_layer(store):
+    metrics = mlflow.get_run(store["warmup_run"]).data.metrics
+    kinds_in_probe = {k.split("/")[-1] for k in metrics if k.startswith("probe/noise_auroc/")}
+    assert kinds_in_probe and kinds_in_probe <= set(KINDS)
+    assert {"probe/good_ratio/clean", "probe/layer_00/noise_auroc", "probe/layer_01/noise_auroc"} <= set(metrics)
+    assert 0 < metrics["loss/quality"] < 5  # the corruption-detection BCE was computed and logged
+    params = mlflow.get_run(store["warmup_run"]).data.params
+    assert params["select_moe.quality_loss_type"] == "corruption_detection" and params["corruption.fraction"] == "0.5"
+
+
+def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
+    run = get_run(store["score_run"])
+    data = router_data_of(run)
+    assert set(data.signals) == {"nll", "ifd"}
+    answered = (data.index["num_label_tokens"] > 0).to_numpy()
+    for name in ("nll", "ifd"):
+        values = data.signals[name]
+        assert (values[answered] > 0).all()
+        np.testing.assert_array_equal(np.isfinite(values), answered)  # undefined where no answer token is left
+    kinds = data.index["mygo_noise"].tolist()
+    metrics = run.data.metrics
+    for name, values in all_signal_values(data.sample_quality, data.signals).items():
+        for kind, auroc in auroc_by_kind(values, kinds).items():  # what was logged is what the data says
+            assert metrics[f"noise/auroc/{name}/{kind}"] == pytest.approx(auroc)
+    assert {"noise/auroc/gate", "noise/auroc/nll", "noise/auroc/ifd", "noise/auroc/rank_mean"} <= set(metrics)
+    # The NLL signal is the warmed-up model's answer perplexity: random characters are far less likely than text.
+    assert metrics["noise/auroc/nll/random_chars"] > 0.8
+
+
+def test_select_by_each_signal_and_logs_selected_noise_per_kind(store):
+    base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
+    base += ["selection.percentage=0.25", "clustering.kmeans.k=4"]
+    fractions = {}
+    for signal in ("gate", "nll", "ifd", "rank_mean"):
+        run = mlflow.get_run(
+            run_select(
+                load_config("select", base + ["selection.strategy=quality_topk", f"selection.quality_signal={signal}"])
+            )
+        )
+        metrics = run.data.metrics
+        fractions[signal] = metrics["noise/fraction_selected"]
+        per_kind = [metrics.get(f"noise/fraction_selected/{kind}", 0.0) for kind in KINDS]
+        assert sum(per_kind) == pytest.approx(metrics["noise/fraction_selected"])
+        assert sum(metrics[f"noise/fraction_pool/{k}"] for k in KINDS if f"noise/fraction_pool/{k}" in metrics) == (
+            pytest.approx(metrics["noise/fraction_pool"])
+        )
+        assert "plots/noise_selected_vs_pool.png" in artifact_paths(run.info.run_id, "plots")
+        assert run.data.params["selection.quality_signal"] == signal
+    assert fractions["nll"] < mlflow.get_run(store["score_run"]).data.metrics["noise/fraction_pool"]
+
+
+def test_quality_floor_keeps_the_lowest_quality_out(store):
+    base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
+    overrides = base + ["selection.percentage=0.1", "clustering.kmeans.k=4", "selection.quality_signal=nll"]
+    run = run_select(load_config("select", overrides + ["selection.quality_floor=0.5"]))
+    table = mlflow.artifacts.download_artifacts(run_id=run, artifact_path="selection/samples.parquet")
+    import pandas as pd
+
+    samples = pd.read_parquet(table)
+    median = np.median(samples["quality"])
+    assert samples["selected"].sum() == 12 and (samples.loc[samples["selected"], "quality"] >= median).all()
+
+
+def test_a_signal_the_score_run_lacks_is_named(store, tmp_path, capsys):
+    # A second score run of the same warmup without IFD: selecting by IFD names what it has.
+    overrides = [f"upstream.warmup_run={store['warmup_run']}", f"score.output_dir={tmp_path / 'score'}"]
+    score = run_score(load_config("score", overrides))
+    code = mygo_main(["select", f"upstream.score_run={score}", "selection.quality_signal=ifd"])
+    error = capsys.readouterr().err
+    assert code == 2 and "'ifd' was not computed" in error and "['gate', 'nll', 'rank_mean']" in error
