@@ -241,6 +241,6 @@ def test_a_tuned_preset_is_not_overridden_when_a_knob_is_not_given():
 
     args = build_parser().parse_args(["warmup", "--learning_rate", "", "--epochs", ""])
     cfg = load_config("warmup", command_overrides(COMMANDS["warmup"], args))
-    assert cfg.training.learning_rate == load_config("warmup").training.learning_rate == 1.0e-2
-    args = build_parser().parse_args(["warmup", "--learning_rate", "0.05"])
-    assert load_config("warmup", command_overrides(COMMANDS["warmup"], args)).training.learning_rate == 0.05
+    assert cfg.training.learning_rate == load_config("warmup").training.learning_rate == 5.0e-2
+    args = build_parser().parse_args(["warmup", "--learning_rate", "0.02"])
+    assert load_config("warmup", command_overrides(COMMANDS["warmup"], args)).training.learning_rate == 0.02

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import zlib
 from pathlib import Path
 
 import mlflow
@@ -143,7 +144,9 @@ class PoolCollator:
 class CorruptingCollator(PoolCollator):
     """PoolCollator that corrupts part of every batch on the fly and adds the gate's `quality_targets`.
 
-    See `mygo.data.corruption`. The generator is seeded: the same run corrupts the same samples the same way.
+    See `mygo.data.corruption`. Each batch's generator is seeded by `seed` and the batch's own tokens, so a
+    run resumed from a checkpoint corrupts the rest of its batches exactly as the uninterrupted run would,
+    and a sample meets other corruptions in other epochs (batches are reshuffled).
     """
 
     def __init__(self, tokenizer, fraction: float, kinds: list[str], seed: int):
@@ -152,11 +155,13 @@ class CorruptingCollator(PoolCollator):
         if not 0 < fraction < 1:
             raise ValueError(f"corruption.fraction must be in (0, 1), got {fraction}")
         self.fraction, self.kinds = fraction, list(kinds)
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.vocabulary = Vocabulary(len(tokenizer), frozenset(tokenizer.all_special_ids))
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        samples, _ = corrupt_batch(features, self.fraction, self.kinds, self.rng, self.vocabulary)
+        tokens = np.concatenate([np.asarray(f["input_ids"], dtype=np.int64) for f in features])
+        rng = np.random.default_rng([self.seed, zlib.crc32(tokens.tobytes())])
+        samples, _ = corrupt_batch(features, self.fraction, self.kinds, rng, self.vocabulary)
         batch = super().__call__(samples)
         width = batch["input_ids"].shape[1]
         targets = torch.full((len(samples), width), -100.0)
