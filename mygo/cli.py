@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from huggingface_hub.errors import StrictDataclassError
 from omegaconf import DictConfig
 
-from mygo.config import load_config, split_overrides
+from mygo.config import load_config, override_of, split_overrides
 from mygo.stages.table import STAGES, Knob, Stage
+from mygo.tracking.failures import LOG_FORMAT, recording_failures
 from mygo.workflows.reproduce import ReproductionMismatch
 
 
@@ -138,7 +140,7 @@ def command_overrides(command: Command, args: argparse.Namespace) -> list[str]:
     given = [(knob, getattr(args, knob.option)) for knob in command.named if getattr(args, knob.option)]
     for knob, value in given:
         knob.check(value)
-    named = [f"{knob.key}={value}" for knob, value in given]
+    named = [override_of(knob.key, value) for knob, value in given]
     # Group choices (model=tiny) must precede keys inside the group (model.source=...).
     named.sort(key=lambda override: "." in override.split("=", 1)[0])
     extra = list(args.extra)
@@ -152,14 +154,17 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # `mlflow run` stops its command with SIGTERM on Ctrl-C: treat it as Ctrl-C, so runs end KILLED.
     signal.signal(signal.SIGTERM, _interrupt)
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     try:
-        cfg = load_config(command.config, command_overrides(command, args))
-        command.load_runner()(cfg)
+        # Under `mlflow run` the command's run exists before anything here runs: a failure before any stage run
+        # started (a bad override, a missing upstream run) is recorded on it too.
+        with recording_failures(command.name, os.environ.get("MLFLOW_RUN_ID"), overwrite=False):
+            cfg = load_config(command.config, command_overrides(command, args))
+            command.load_runner()(cfg)
     except (ValueError, FileNotFoundError, StrictDataclassError) as error:
         print(f"mygo {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
+import re
 import shlex
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mygo.config_schema import validate
 from mygo.stages.table import STAGE_NAMES
 
 CONFIG_DIR_ENV = "MYGO_CONFIG_DIR"
@@ -49,20 +53,109 @@ def _quote_value(override: str) -> str:
     key, sep, value = override.partition("=")
     if not sep or value[:1] in ("[", "{", "'", '"') or not ("=" in value or " " in value):
         return override
-    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{key}={quoted(value)}"
+
+
+def quoted(value: str) -> str:
+    """A value Hydra reads as this one string (`mmlu,arc_easy` would otherwise be a sweep over two values)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def override_of(key: str, value: str) -> str:
+    """`key=value` for a value given as text: quoted when Hydra would read it as more than one string."""
+    plain = re.fullmatch(r"[^\s,=\[\]{}()'\"]*", value) is not None or re.fullmatch(r"\[[^\[\]]*\]", value)
+    return f"{key}={value}" if plain else f"{key}={quoted(value)}"
 
 
 def load_config(stage: str, overrides: str | list[str] | None = None) -> DictConfig:
-    """Compose `configs/<stage>.yaml` with overrides, resolved; unknown keys are errors (struct mode)."""
+    """Compose `configs/<stage>.yaml` with overrides, resolved and checked against `mygo.config_schema`.
+
+    Unknown keys are errors that name the nearest valid ones (struct mode), `+key=value` included: it adds no
+    key the config does not declare, so a typo is never logged as a setting that did nothing.
+    """
     overrides = split_overrides(overrides)
+    directory = config_dir()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name=stage, overrides=overrides)
+        with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            _check_added_keys(stage, overrides, parsed, directory)
+            try:
+                cfg = compose(config_name=stage, overrides=overrides)
+            except ConfigCompositionException as error:
+                raise ValueError(_unknown_key_message(stage, overrides, parsed, error)) from error
     except HydraException as error:
         raise ValueError(f"config {stage!r} with overrides {overrides}: {error}") from error
     OmegaConf.resolve(cfg)
     OmegaConf.set_struct(cfg, True)
+    try:
+        validate(stage, cfg)
+    except ValueError as error:
+        raise ValueError(f"config {stage!r}: {error}") from None
     return cfg
+
+
+def config_keys(cfg: DictConfig) -> list[str]:
+    """Every key of the config, inner nodes too (`selection`, `selection.percentage`)."""
+    keys = []
+    for flat in flatten_config(cfg):
+        parts = flat.split(".")
+        keys += [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return list(dict.fromkeys(keys))
+
+
+def nearest_keys(key: str, keys: list[str]) -> list[str]:
+    return difflib.get_close_matches(key, keys, n=3, cutoff=0.7)
+
+
+def _is_group(key: str, directory: Path) -> bool:
+    return (directory / key.replace(".", "/")).is_dir() or ConfigStore.instance().repo.get(key) is not None
+
+
+def _hint(stage: str, key: str, keys: list[str]) -> str:
+    near = nearest_keys(key, keys)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    if "stage_overrides" in keys:  # main, sweep: a stage's keys are set through its stage_overrides
+        hint += f' (a stage\'s keys go through stage_overrides.<stage>="{key}=...")'
+    return hint
+
+
+def _check_added_keys(stage: str, overrides: list[str], parsed: list, directory: Path) -> None:
+    """`+key=value` (and `++key=value`) add no key the config does not declare; a group (`+tuned=x`) is fine.
+
+    Every key a stage reads is in its config (null when unset), so an added one would be a setting that does
+    nothing but show up among the run's params.
+    """
+    added = [
+        (text, override)
+        for text, override in zip(overrides, parsed, strict=True)
+        if (override.is_add() or override.is_force_add()) and not _is_group(override.key_or_group, directory)
+    ]
+    if not added:
+        return
+    base = compose(config_name=stage, overrides=[text for text in overrides if text not in {t for t, _ in added}])
+    keys = config_keys(base)
+    for text, override in added:
+        key = override.key_or_group
+        if override.is_force_add() and key in keys:  # `++key=value` of a key the config has: a plain override
+            continue
+        raise ValueError(
+            f"config {stage!r}: {text} adds the key {key!r}, which the {stage} config does not declare"
+            f"{_hint(stage, key, keys)}"
+        )
+
+
+def _unknown_key_message(stage: str, overrides: list[str], parsed: list, error: Exception) -> str:
+    """Hydra's "Could not override 'x'. To append to your config use +x=..." as: the key and the nearest ones."""
+    match = re.search(r"Could not override '([^']+)'", str(error))
+    if not match:
+        return f"config {stage!r} with overrides {overrides}: {error}"
+    key = match.group(1)
+    rest = [text for text, override in zip(overrides, parsed, strict=True) if override.key_or_group != key]
+    try:
+        keys = config_keys(compose(config_name=stage, overrides=rest))
+    except HydraException:
+        keys = []
+    return f"config {stage!r} has no key {key!r}{_hint(stage, key, keys)}"
 
 
 def flatten_config(cfg: DictConfig) -> dict[str, object]:

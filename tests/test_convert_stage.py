@@ -113,4 +113,4 @@ def test_mlflow_run_convert_and_main_entry_points(tmp_path, olmoe_model):
 
 def test_unsupported_dtype_is_named(tracking_store, capsys):
     assert mygo_main(["convert", "convert.dtype=float8"]) == 2
-    assert "convert.dtype='float8' is not supported" in capsys.readouterr().err
+    assert "convert.dtype: expected one of float32, bfloat16, float16, got 'float8'" in capsys.readouterr().err

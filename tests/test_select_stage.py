@@ -120,13 +120,13 @@ def test_baselines_and_hdbscan_produce_the_same_outputs(store):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("selection.percentage=0", "selection.percentage must be in (0, 1]"),
-        ("selection.percentage=1.5", "selection.percentage must be in (0, 1]"),
+        ("selection.percentage=0", "selection.percentage: expected float in (0, 1], got 0"),
+        ("selection.percentage=1.5", "selection.percentage: expected float in (0, 1], got 1.5"),
         ("clustering.kmeans.k_range=[20,10]", "k_range=[20, 10] is reversed"),
         ("clustering.kmeans.k=500", "clustering.kmeans: k=500 must be in [2, n=120]"),
         ("clustering.kmeans.k_range=[10,500]", "clustering.kmeans: k_range"),
         ("selection.strategy=best", "selection.strategy='best' is not valid"),
-        ("clustering.method=dbscan", "clustering.method='dbscan' is not valid"),
+        ("clustering.method=dbscan", "clustering.method: expected one of kmeans, hdbscan, got 'dbscan'"),
     ],
 )
 def test_bad_settings_are_named(store, capsys, override, message):

@@ -37,13 +37,13 @@ class Knob:
         """A given value must read as the knob's type (an empty value means not given and is never checked)."""
         if self.type == "bool":
             if value.lower() not in BOOL_VALUES:
-                raise ValueError(f"--{self.option}={value!r}: expected true or false")
+                raise ValueError(f"--{self.option}={value!r} ({self.key}): expected true or false")
             return
         try:
             KNOB_TYPES[self.type](value)
         except ValueError:
             article = "an" if self.type == "int" else "a"
-            raise ValueError(f"--{self.option}={value!r}: expected {article} {self.type}") from None
+            raise ValueError(f"--{self.option}={value!r} ({self.key}): expected {article} {self.type}") from None
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,26 @@ PIPELINE_STAGES = STAGE_NAMES
 
 def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> DictConfig:
     """The stage's own config with the pipeline's tracking settings, its upstream run and forwarded overrides."""
+    return load_config(stage, stage_overrides_of(cfg, stage, upstream_run))
+
+
+def check_stage_configs(
+    cfg: DictConfig, stages: tuple[str, ...], extra: dict[str, list[list[str]]] | None = None
+) -> None:
+    """Compose each stage's config with its forwarded overrides now, so that a typo in the last stage's fails before
+    the first one runs (on the real presets, hours before). `extra`: more override sets to try per stage (the values
+    a sweep may sample); each set is composed on top of the stage's overrides."""
+    for stage in stages:
+        for more in (extra or {}).get(stage) or [[]]:
+            try:
+                load_config(stage, stage_overrides_of(cfg, stage) + more)
+            except ValueError as error:
+                raise ValueError(f"stage_overrides.{stage}: {error}") from None
+
+
+def stage_overrides_of(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> list[str]:
     upstream = [f"{UPSTREAM_KEY[stage]}={upstream_run}"] if upstream_run else []
-    return load_config(stage, tracking_overrides(cfg) + upstream + split_overrides(cfg.stage_overrides.get(stage, "")))
+    return tracking_overrides(cfg) + upstream + split_overrides(cfg.stage_overrides.get(stage, ""))
 
 
 def forced_stages(force: str | None) -> set[str]:
@@ -83,8 +101,8 @@ def run_stages(cfg: DictConfig) -> list[tuple[str, str, bool, float]]:
 
 
 def run_pipeline(cfg: DictConfig) -> str:
-    stages_until(cfg.pipeline.until)
-    forced_stages(cfg.pipeline.force)  # bad settings fail before any run starts
+    forced_stages(cfg.pipeline.force)  # bad settings fail before any run starts, a stage's overrides too
+    check_stage_configs(cfg, stages_until(cfg.pipeline.until))
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
         rows = run_stages(cfg)
         print("\n" + summary_table(rows))

@@ -31,9 +31,10 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from mygo.config import load_config
 from mygo.tracking import plots
 from mygo.tracking.code_version import ROOT
+from mygo.tracking.failures import error_text, recording_failures
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
-from mygo.workflows.pipeline import PIPELINE_STAGES, run_stages
+from mygo.workflows.pipeline import PIPELINE_STAGES, check_stage_configs, run_stages
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,31 @@ def sample(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     return values
 
 
+def value_sets(space: SearchSpace) -> dict[str, list[list[str]]]:
+    """Per stage, override sets that together give every parameter its extreme values and every choice."""
+    per_stage: dict[str, list[tuple[str, list]]] = {}
+    for param in space.params:
+        spec = param.spec
+        values = list(spec["choices"]) if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+        per_stage.setdefault(param.stage, []).append((param.key, values))
+    return {
+        stage: [
+            [f"{key}={values[min(i, len(values) - 1)]}" for key, values in params]
+            for i in range(max(len(values) for _, values in params))
+        ]
+        for stage, params in per_stage.items()
+    }
+
+
+def check_sweep_configs(cfg: DictConfig, space: SearchSpace) -> None:
+    """Every stage a trial runs, composed with the sweep's stage overrides and the values the space can sample."""
+    stages = PIPELINE_STAGES[: PIPELINE_STAGES.index(space.objective["stage"]) + 1]
+    try:
+        check_stage_configs(cfg, stages, value_sets(space))
+    except ValueError as error:
+        raise SpaceError(f"{space.path}: {error}") from None
+
+
 def trial_overrides(cfg: DictConfig, values: dict[str, Any]) -> list[str]:
     """main's overrides for one trial: the sweep's stage overrides, then the sampled settings."""
     per_stage = {stage: [cfg.stage_overrides.get(stage) or ""] for stage in PIPELINE_STAGES}
@@ -320,9 +346,8 @@ def make_objective(cfg: DictConfig, space: SearchSpace):
             mlflow.log_params({f"trial.{name}": value for name, value in values.items()})
             try:
                 rows = run_stages(main_cfg)
-            except Exception as error:
-                mlflow.set_tag("mygo.error", f"{type(error).__name__}: {error}"[:5000])
-                trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:1000])
+            except Exception as error:  # the trial's run records it (mygo.error, logs/trial.log); Optuna too
+                trial.set_user_attr("error", error_text(error)[:1000])
                 raise
             stage_run_id = dict((stage, run_id) for stage, run_id, _, _ in rows)[space.objective["stage"]]
             value = objective_value(stage_run_id, space.objective["metric"])
@@ -366,6 +391,7 @@ def run_sweep(cfg: DictConfig) -> str:
     """Run (or join) the study until it holds `sweep.n_trials` COMPLETE trials; returns the parent run ID."""
     configure_tracking(cfg)
     space = load_space(cfg.sweep.space)
+    check_sweep_configs(cfg, space)  # before the storage, the study and any run
     study_name = cfg.sweep.study or space.path.stem
     storage_url = cfg.sweep.storage or default_storage()
     storage = open_storage(storage_url, cfg)
@@ -373,7 +399,7 @@ def run_sweep(cfg: DictConfig) -> str:
     logger.info("study %s (%s): parent run %s", study_name, redact_text(storage_url), parent)
     target = cfg.sweep.n_trials
     # Under `mlflow run` in a worker that joined the study, its own run stays empty: trials go under the parent.
-    with mlflow.start_run(run_id=parent):
+    with mlflow.start_run(run_id=parent), recording_failures("sweep", parent):
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if done < target:
             study.optimize(

@@ -1,0 +1,133 @@
+"""Every override is checked before any work: unknown keys (`+key` too) name the nearest valid ones, values are
+checked against mygo.config_schema, and main and sweep compose every stage's config before the first stage runs."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from mygo.cli import COMMANDS, build_parser, command_overrides
+from mygo.cli import main as mygo_main
+from mygo.config import load_config
+from mygo.config_schema import SCHEMAS, SPECS, Spec, check_value
+from mygo.stages.table import STAGES
+
+
+def runs_in_store() -> list:
+    return mlflow.search_runs(search_all_experiments=True, output_format="list")
+
+
+@pytest.mark.parametrize(
+    ("stage", "override", "message"),
+    [
+        ("select", "+selection.precentage=0.1", "adds the key 'selection.precentage'"),
+        ("select", "++selection.precentage=0.1", "did you mean selection.percentage"),
+        ("select", "selection.precentage=0.1", "has no key 'selection.precentage'; did you mean selection.percentage"),
+        ("main", "+dataset.data_dir=/data/less", "stage_overrides.<stage>"),
+    ],
+)
+def test_unknown_keys_are_refused_with_the_nearest_valid_ones(stage, override, message):
+    with pytest.raises(ValueError, match=message.replace("+", r"\+").replace("(", r"\(")):
+        load_config(stage, [override])
+
+
+def test_added_groups_and_forced_overrides_of_existing_keys_still_work():
+    assert load_config("select", ["++selection.percentage=0.2"]).selection.percentage == 0.2
+    assert load_config("warmup", ["dataset=less"]).dataset.name == "less"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["select", "--k", "ten"], "--k='ten' (clustering.kmeans.k): expected an int"),
+        (["select", "--selection_percentage", "5%"], "expected a float"),
+        (["select", "selection.percentage=2"], "selection.percentage: expected float in (0, 1], got 2"),
+        (["select", "clustering.kmeans.k=ten"], "clustering.kmeans.k: expected int >= 2 or null, got 'ten'"),
+        (["warmup", "--peft_mode", "qlora"], "training.peft_mode: expected one of full_rank, lora, got 'qlora'"),
+        (["evaluate", "--limit", "0"], "evaluation.limit: expected float > 0 or null, got 0"),
+        (["sweep", "--n_trials", "0"], "sweep.n_trials: expected int >= 1, got 0"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_key_expectation_and_value(tracking_store, capsys, argv, message):
+    assert mygo_main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1, err
+    assert runs_in_store() == []
+
+
+def test_knob_values_with_commas_or_equals_reach_the_config_as_one_string():
+    args = build_parser().parse_args(["evaluate", "--tasks", "mmlu,arc_easy"])
+    assert load_config("evaluate", command_overrides(COMMANDS["evaluate"], args)).evaluation.tasks == "mmlu,arc_easy"
+    args = build_parser().parse_args(["score", "--dataset_overrides", "data_dir=/data num_proc=2"])
+    cfg = load_config("score", command_overrides(COMMANDS["score"], args))
+    assert cfg.dataset_overrides == "data_dir=/data num_proc=2"
+
+
+def test_main_checks_every_stage_before_the_first_runs(tracking_store, capsys):
+    assert mygo_main(["main", "stage_overrides.finetune='target.lora.rr=8'"]) == 2
+    assert "stage_overrides.finetune: config 'finetune' has no key 'target.lora.rr'" in capsys.readouterr().err
+    assert mygo_main(["main", "stage_overrides.evaluate='evaluation.limit=-1'"]) == 2
+    assert "stage_overrides.evaluate" in capsys.readouterr().err
+    assert runs_in_store() == []  # no convert, no pipeline run
+
+
+def test_sweep_checks_its_stage_overrides_and_every_sampled_key_first(tracking_store, tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "objective: {metric: noise/fraction_selected, direction: minimize, stage: select}\n"
+        "params:\n"
+        "  select.selection.percentage: {type: float, low: 0.05, high: 1.5}\n"
+    )
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert mygo_main(["sweep", "--space", str(space), "--storage", storage]) == 2
+    assert "selection.percentage: expected float in (0, 1], got 1.5" in capsys.readouterr().err
+    space.write_text(space.read_text().replace("high: 1.5", "high: 0.2"))
+    argv = ["sweep", "--space", str(space), "--storage", storage, "stage_overrides.select='clustering.kmeans.kk=3'"]
+    assert mygo_main(argv) == 2
+    assert "has no key 'clustering.kmeans.kk'" in capsys.readouterr().err
+    assert not (tmp_path / "optuna.db").exists()
+    assert runs_in_store() == []
+
+
+def test_every_schema_spec_parses_and_names_keys_its_config_has_or_is_to_gain():
+    for config, schema in SCHEMAS.items():
+        cfg = load_config(config)
+        for key in schema:
+            assert SPECS[config][key].text == schema[key]
+            if key.split(".")[0] not in ("corruption",):  # a key a config gains later is not checked till then
+                assert key.split(".")[0] in cfg, (config, key)
+        # the defaults pass their own schema (load_config checks them)
+
+
+def test_the_schema_agrees_with_the_stage_table_knob_types():
+    expected = {"int": ("int",), "float": ("float",), "bool": ("bool",), "str": ("str", "list")}
+    for entry in STAGES:
+        for knob in entry.options:
+            spec = SPECS[entry.config].get(knob.key)
+            if spec is not None:
+                assert spec.type in expected[knob.type], (entry.name, knob.option, spec.text)
+
+
+@pytest.mark.parametrize(
+    ("text", "good", "bad"),
+    [
+        ("float in (0, 1]", [1, 0.5], [0, 1.01, "0.5", True, None]),
+        ("int >= 2 or null", [2, None], [1, 2.5, "ten", False]),
+        ("one of kmeans, hdbscan", ["kmeans"], ["dbscan", 1]),
+        ("list of str or null", [["a"], [], None], [["a", 1], "a"]),
+        ("float in [0, 1)", [0, 0.99], [1, -0.1]),
+    ],
+)
+def test_spec_accepts(text, good, bad):
+    spec = Spec.parse(text)
+    assert all(spec.accepts(value) for value in good)
+    assert not any(spec.accepts(value) for value in bad)
+
+
+def test_keys_the_parallel_branch_adds_are_declared():
+    check_value("select", "selection.quality_signal", "rank_mean")
+    with pytest.raises(ValueError, match="selection.quality_floor: expected float in \\[0, 1\\), got 1"):
+        check_value("select", "selection.quality_floor", 1)
+    check_value("warmup", "corruption.kinds", ["shuffle"])
+    check_value("score", "score.ifd", True)
