@@ -24,14 +24,24 @@ CONFIG_DIR_ENV = "MYGO_CONFIG_DIR"
 ConfigStore.instance().store(name="stage_overrides", node={"stage_overrides": dict.fromkeys(STAGE_NAMES, "")})
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_path(name: str) -> Path:
+    """`configs` or `sweeps` of the code that runs: inside the package when installed from a wheel (which ships
+    them as package data), else beside it in the checkout (`<checkout>/configs` next to `<checkout>/mygo`)."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
 def config_dir() -> Path:
-    """The Hydra config directory: $MYGO_CONFIG_DIR, else `configs/` beside the package."""
+    """The Hydra config directory: $MYGO_CONFIG_DIR, else the configs of the code that runs (`project_path`)."""
     configured = os.environ.get(CONFIG_DIR_ENV)
-    path = Path(configured) if configured else Path(__file__).resolve().parents[1] / "configs"
+    path = Path(configured) if configured else project_path("configs")
     if not path.is_dir():
         raise FileNotFoundError(
-            f"Hydra config directory not found: {path} (install mygo from its repository with "
-            f"`pip install -e .`, or point {CONFIG_DIR_ENV} at a configs/ directory)"
+            f"Hydra config directory not found: {path} (run from a checkout, install mygo with pip, "
+            f"or point {CONFIG_DIR_ENV} at a configs/ directory)"
         )
     return path
 

@@ -219,10 +219,18 @@ def test_mlproject_entry_points_are_the_cli_commands_with_typed_parameters():
         assert entry.compute_command(given, None).startswith(f"python {command.entry_script} ")
 
 
-def test_entry_points_are_thin():
+CHECKOUT_FIRST = "sys.path.insert(0, str(Path(__file__).resolve().parents[1]))"
+
+
+def test_entry_points_are_thin_and_run_their_own_checkout():
+    """An entry point imports mygo.cli, after putting its checkout first on sys.path (pathlib finds it): what runs
+    is the project `mlflow run` was pointed at, not whichever mygo is installed."""
     for script in sorted((REPO / "entrypoints").glob("*.py")):
         modules = {module for module, _, _ in imports(script)}
-        assert modules <= {"__future__", "sys", "mygo.cli"}, script.name
+        assert modules <= {"__future__", "sys", "pathlib", "mygo.cli"}, script.name
+        text = script.read_text()
+        assert CHECKOUT_FIRST in text, script.name
+        assert text.index(CHECKOUT_FIRST) < text.index("from mygo.cli import main"), script.name
 
 
 @pytest.mark.parametrize(("option", "value", "ok"), [("k", "8", True), ("k", "8.5", False), ("epochs", "1e-2", True)])

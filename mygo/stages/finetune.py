@@ -60,6 +60,8 @@ def check_settings(cfg: DictConfig) -> None:
 def training_data_file(cfg: DictConfig) -> tuple[Path, str | None]:
     """(the JSONL file to train on, the select run it came from or None)."""
     if cfg.data.path:
+        if not Path(cfg.data.path).is_file():  # before the target is built or loaded
+            raise FileNotFoundError(f"data.path: no such file {cfg.data.path}")
         return Path(cfg.data.path), None
     run = check_upstream(cfg.upstream.select_run, "select")
     return selected_data_of(run), run.info.run_id

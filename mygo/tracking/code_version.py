@@ -17,7 +17,7 @@ CODE_DIGEST_TAG = "mygo.code_digest"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own name; set where MLflow did not set it
 GIT_DIRTY_TAG = "mygo.git_dirty"
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose mygo/ this is (site-packages when installed)
 # What decides a stage's results; tests, docs and benchmarks do not.
 CODE_PATHS = ("mygo", "configs", "entrypoints", "MLproject")
 SKIPPED_PARTS = frozenset({"__pycache__"})
@@ -53,6 +53,11 @@ def _git(*args: str) -> str | None:
 @functools.cache
 def git_state() -> tuple[str | None, bool]:
     """(HEAD commit, whether tracked code files differ from it); (None, False) outside a git checkout."""
+    top = _git("rev-parse", "--show-toplevel")
+    # Only a checkout of this project counts: an installed copy inside some other work tree (a virtualenv in a
+    # repository) has no commit of its own.
+    if top is None or Path(top).resolve() != ROOT:
+        return None, False
     commit = _git("rev-parse", "HEAD")
     if commit is None:
         return None, False

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from mygo.config import config_hash, config_yaml, flatten_config
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
+from mygo.tracking.failures import recording_failures
 from mygo.tracking.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ def stage_run(
     `requested`: the config as asked for, when the stage filled in more (e.g. settings taken from its
     upstream run); its hash is the `mygo.config_hash` that run reuse compares.
 
+    A run that ends in an exception (FAILED, or KILLED on Ctrl-C) says why: the tag `mygo.error` and its log as
+    `logs/<stage>.log` (`mygo.tracking.failures`).
+
     `active=False` (processes other than the main one in multi-process training) yields None and
     records nothing, so that one launch makes one run.
     """
@@ -75,7 +79,7 @@ def stage_run(
         start = {}
         if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` created the run and chose its experiment
             mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=run_name, **start) as run:
+    with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
         tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
         tags |= code_tags() | {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         if upstream_run:

@@ -28,7 +28,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from mygo.config import load_config
+from mygo.config import load_config, project_path
 from mygo.tracking import plots
 from mygo.tracking.code_version import ROOT
 from mygo.tracking.failures import error_text, recording_failures
@@ -82,7 +82,9 @@ class SearchSpace:
 def resolve_space_path(path: str | Path) -> Path:
     """A path as given, else relative to the repository (`sweeps/selection.yaml` from any directory)."""
     path = Path(path)
-    for candidate in (path, ROOT / path):
+    # `sweeps/x.yaml` of the code that runs: beside it in a checkout, inside the package from a wheel
+    inside = project_path(path.parts[0]) / Path(*path.parts[1:]) if len(path.parts) > 1 else path
+    for candidate in (path, ROOT / path, inside):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"search space file {path} not found (looked in the working directory and {ROOT})")
