@@ -85,7 +85,7 @@ def test_warmup_trains_the_router_and_records_everything(tracking_store, tmp_pat
     error = cli_error("dataset.dataset_names=[dolly,wiki]")
     assert "['wiki'] not found" in error and "found: ['cot', 'dolly', 'flan_v2', 'oasst1']" in error
     assert str(tmp_path / "nowhere") in cli_error(f"dataset.data_dir={tmp_path / 'nowhere'}")
-    assert "training.peft_mode='qlora'" in cli_error("training.peft_mode=qlora")
+    assert "training.peft_mode: expected one of full_rank, lora, got 'qlora'" in cli_error("training.peft_mode=qlora")
     assert "quality_loss_type='hinge'" in cli_error("select_moe.quality_loss_type=hinge")
 
 
