@@ -243,7 +243,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "evaluation.base_only": "bool",
         "evaluation.num_fewshot": "int >= 0 or null",
         "evaluation.limit": "float > 0 or null",
-        "evaluation.apply_chat_template": "bool",
+        "evaluation.splits": "list of str",  # which splits, and apply_chat_template (auto | bool): checked by evaluate
         "evaluation.precision": "one of auto, bf16, float32",
         "evaluation.seed": "int",
         "evaluation.task_dir": "str or null",

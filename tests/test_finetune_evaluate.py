@@ -16,7 +16,7 @@ from mygo.builtin.store import build_run_tag
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.demo_pool.build import ensure_demo_pool
-from mygo.stages.evaluate import BASE_ONLY_TAG, check_adapter_fits, run_evaluate
+from mygo.stages.evaluate import BASE_ONLY_TAG, CHAT_TEMPLATE_TAG, check_adapter_fits, run_evaluate
 from mygo.stages.finetune import run_finetune
 from mygo.tracking.handoffs import TARGET_PATH_TAG, model_dir_of
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
@@ -100,25 +100,37 @@ def test_evaluate_with_the_adapter_and_the_base_alone(store):
     for run, base_only in ((adapter, "false"), (base, "true")):
         assert run.info.status == "FINISHED" and run.data.tags[STAGE_TAG] == "evaluate"
         assert run.data.tags[UPSTREAM_TAG] == store["run"] and run.data.tags[BASE_ONLY_TAG] == base_only
+        # Both are scored as the adapter was trained: chat-formatted prompts.
+        assert run.data.tags[CHAT_TEMPLATE_TAG] == "true"
+        assert "chat-formatted" in run.data.params["evaluation.chat_template_used"]
         metrics = run.data.metrics
-        assert 0 <= metrics["eval/stdlib_mmlu/acc"] <= 1 and "eval/stdlib_mmlu/acc_norm" in metrics
-        for subject in SUBJECTS:
-            assert 0 <= metrics[f"eval/stdlib_mmlu/{subject}/acc"] <= 1
-            assert f"eval/stdlib_mmlu/{subject}/acc_stderr" in metrics
         paths = artifact_paths(run.info.run_id)
-        assert {"eval/results.json", "plots/stdlib_mmlu_subjects.png"} <= paths
-        results = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/eval/results.json"))
-        assert results["results"]["stdlib_mmlu"]["acc,none"] == metrics["eval/stdlib_mmlu/acc"]
-        assert results["n-samples"]["stdlib_mmlu_topics"]["effective"] == 4  # evaluation.limit
+        for split in ("val", "test"):
+            assert 0 <= metrics[f"eval/stdlib_mmlu/{split}/acc"] <= 1
+            assert f"eval/stdlib_mmlu/{split}/acc_norm" in metrics
+            for subject in SUBJECTS:
+                assert 0 <= metrics[f"eval/stdlib_mmlu/{split}/{subject}/acc"] <= 1
+                assert f"eval/stdlib_mmlu/{split}/{subject}/acc_stderr" in metrics
+            # The answer-likelihood task: bits per byte per answer (with a standard error), NLL, pooled bpb.
+            assert metrics[f"eval/stdlib_qa/{split}/bpb"] > 0 and metrics[f"eval/stdlib_qa/{split}/bpb_stderr"] > 0
+            assert metrics[f"eval/stdlib_qa/{split}/nll"] > 0 and metrics[f"eval/stdlib_qa/{split}/bits_per_byte"] > 0
+            assert {f"eval/results_{split}.json", f"plots/stdlib_mmlu_{split}_subjects.png"} <= paths
+            results = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/eval/results_{split}.json"))
+            assert results["results"]["stdlib_mmlu"]["acc,none"] == metrics[f"eval/stdlib_mmlu/{split}/acc"]
+            assert results["n-samples"]["stdlib_mmlu_topics"]["effective"] == 4  # evaluation.limit
+        # The two splits are different questions, so (with 4 examples of bpb each) different figures.
+        assert metrics["eval/stdlib_qa/val/nll"] != metrics["eval/stdlib_qa/test/nll"]
     assert adapter.data.params["evaluation.base_only"] == "False" and base.data.params["evaluation.base_only"] == "True"
+    assert adapter.data.metrics["eval/stdlib_qa/val/nll"] != base.data.metrics["eval/stdlib_qa/val/nll"]
 
 
 def test_base_only_without_a_finetune_run_evaluates_the_configured_target(store):
-    run = mlflow.get_run(
-        run_evaluate(load_config("evaluate", quick_evaluate_overrides(store["root"], "evaluation.base_only=true")))
-    )
+    overrides = quick_evaluate_overrides(store["root"], "evaluation.base_only=true", "evaluation.splits=[val]")
+    run = mlflow.get_run(run_evaluate(load_config("evaluate", overrides)))
     assert UPSTREAM_TAG not in run.data.tags and run.data.tags[build_run_tag("target")] == store["run"]
-    assert 0 <= run.data.metrics["eval/stdlib_mmlu/acc"] <= 1
+    assert 0 <= run.data.metrics["eval/stdlib_mmlu/val/acc"] <= 1
+    assert not any("/test/" in key for key in run.data.metrics)  # the test split was not asked for
+    assert run.data.tags[CHAT_TEMPLATE_TAG] == "false"  # a target alone was pretrained on plain text
 
 
 def _tiny_llama(directory: Path, **changes) -> str:

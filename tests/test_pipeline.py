@@ -69,7 +69,7 @@ def test_main_chains_the_six_stages_as_child_runs_with_lineage_tags(store):
     finetuned = runs["finetune"].data.metrics
     assert finetuned["data/records"] == 12  # the selection, exactly; short sequences may leave some label-less
     assert finetuned["data/train_samples"] + finetuned["data/no_label_tokens"] == 12
-    assert 0 <= runs["evaluate"].data.metrics["eval/stdlib_mmlu/acc"] <= 1
+    assert 0 <= runs["evaluate"].data.metrics["eval/stdlib_mmlu/test/acc"] <= 1
     # The pool as a dataset input with its digest, where the stage reads it.
     pool_digests = {runs[stage].inputs.dataset_inputs[0].dataset.digest for stage in ("warmup", "score")}
     assert len(pool_digests) == 1
@@ -83,7 +83,12 @@ def test_second_main_reuses_everything_and_force_reruns_from_a_stage(store, caps
         assert second.data.tags[f"mygo.reused.{stage}"] == "True"
         assert second.data.tags[f"mygo.run.{stage}"] == first.data.tags[f"mygo.run.{stage}"]
     printed = capsys.readouterr().out
-    assert "reused" in printed and "selection/num_selected=12" in printed and "eval/stdlib_mmlu/acc=" in printed
+    assert (
+        "reused" in printed
+        and "selection/num_selected=12" in printed
+        and "eval/stdlib_mmlu/val/acc=" in printed
+        and "eval/stdlib_qa/val/bpb=" in printed
+    )
     assert "mlflow ui --backend-store-uri" in printed
 
     forced_config = load_config("main", [*pipeline_overrides(store["root"]), "pipeline.force=select"])

@@ -58,9 +58,14 @@ def test_a_six_trial_selection_sweep_links_its_trials_to_a_parent_run_and_resume
         assert "trial.select.selection.percentage" in run.data.params
         evaluate = mlflow.get_run(run.data.tags["mygo.run.evaluate"])
         assert evaluate.data.tags["mlflow.parentRunId"] == run.info.run_id
-        assert run.data.metrics["objective"] == evaluate.data.metrics["eval/stdlib_mmlu/acc"]
+        assert run.data.metrics["objective"] == evaluate.data.metrics["eval/stdlib_mmlu/val/acc"]
+        assert not any("/test/" in key for key in evaluate.data.metrics)  # trials never see the test split
     assert parent.data.metrics["trials/complete"] == 6
     assert parent.data.metrics["best/objective"] == max(run.data.metrics["objective"] for run in trials)
+    # The best trial's adapter, and only it, is scored on the test split, once.
+    test_run = mlflow.get_run(parent.data.tags["mygo.best_trial_test_run"])
+    assert parent.data.metrics["best/eval/stdlib_qa/test/bpb"] == test_run.data.metrics["eval/stdlib_qa/test/bpb"]
+    assert not any("/val/" in key for key in test_run.data.metrics)
     assert {
         "plots/optimization_history.png",
         "plots/param_importances.png",

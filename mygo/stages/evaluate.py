@@ -2,9 +2,11 @@
 
 lm-eval loads the model itself (`pretrained` + `peft`), so `accelerate launch` spreads the examples
 over GPUs as lm-eval does; only the main process records the run. Tasks are lm-eval's own (MMLU, ...)
-plus the YAMLs in `configs/eval_tasks/` (the embedded default's `stdlib_mmlu`). Every metric lm-eval
-reports becomes `eval/<task>/<metric>`, with `eval/<task>/<subject>/<metric>` for a group's subtasks,
-and the full results are kept as `eval/results.json`.
+plus the YAMLs in `configs/eval_tasks/` (the embedded default's `stdlib_qa` and `stdlib_mmlu`). Each task
+is scored on the splits asked for (`evaluation.splits`): `val`, its validation split, which sweeps and
+`main` choose on, and `test`, reported once for the final figure. Every metric lm-eval reports becomes
+`eval/<task>/<split>/<metric>`, with `eval/<task>/<split>/<subject>/<metric>` for a group's subtasks, and
+the full results are kept as `eval/results_<split>.json`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 logger = logging.getLogger(__name__)
 
 BASE_ONLY_TAG = "mygo.eval_base_only"
+CHAT_TEMPLATE_TAG = "mygo.eval_chat_template"
+SPLITS = ("val", "test")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
 
@@ -64,6 +68,61 @@ def check_tasks(tasks: list[str], manager) -> None:
             close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise ValueError(f"evaluation.tasks: unknown lm-eval task {name!r}{hint}")
+
+
+def eval_splits(setting) -> list[str]:
+    """`val`, `val,test` (from the command line) or a YAML list; each one of SPLITS."""
+    splits = task_names(setting)
+    if not splits or any(split not in SPLITS for split in splits):
+        raise ValueError(f"evaluation.splits must name one or more of {list(SPLITS)}, got {setting!r}")
+    return splits
+
+
+def use_split(task, split: str) -> None:
+    """Score an lm-eval task on its validation split (`val`) or its test split; say so if it has none."""
+    config = task.config
+    if split == "test":
+        if not config.test_split:
+            raise ValueError(f"lm-eval task {config.task} has no test split")
+        return
+    # lm-eval prefers the test split whenever a task has one: without it, the validation split is scored.
+    name = config.validation_split or "validation"  # MMLU's YAML names none, its dataset has `validation`
+    if name not in task.dataset:
+        raise ValueError(f"lm-eval task {config.task} has no validation split (its splits: {list(task.dataset)})")
+    config.validation_split, config.test_split = name, None
+
+
+class SplitTaskManager:
+    """lm-eval's task manager, every task it loads scored on one split (the indexed manager is shared)."""
+
+    def __init__(self, manager, split: str) -> None:
+        self._manager, self._split = manager, split
+
+    def __getattr__(self, name: str):
+        return getattr(self._manager, name)
+
+    def load(self, tasks):
+        loaded = self._manager.load(tasks)
+        for task in loaded["tasks"].values():
+            use_split(task, self._split)
+        return loaded
+
+
+def chat_template_choice(setting, finetune) -> tuple[bool, str]:
+    """Whether to render prompts with the chat template, and why: by default, as finetune trained the adapter.
+
+    finetune always trains on chat-formatted conversations (`mygo.data.chat`), so an adapter, and its base as
+    the baseline, are scored on chat-formatted prompts; a target with no finetune run was pretrained on plain
+    text, so it is scored on plain prompts.
+    """
+    if setting is None or str(setting).lower() == "auto":
+        if finetune is not None:
+            return True, "auto: the finetune run trained on chat-formatted data"
+        return False, "auto: no finetune run; the target was pretrained on plain text"
+    chosen = str(setting).lower() == "true" if isinstance(setting, str) else bool(setting)
+    if finetune is not None and not chosen:
+        return False, "set: off, although the finetune run trained on chat-formatted data"
+    return chosen, "set"
 
 
 def evaluation_settings(cfg: DictConfig) -> tuple[DictConfig, object | None]:
@@ -149,15 +208,15 @@ def _task_metrics(entry: dict, prefix: str) -> dict[str, float]:
     return metrics
 
 
-def eval_metrics(results: dict, tasks: list[str]) -> dict[str, float]:
-    """`eval/<task>/<metric>`, and `eval/<task>/<subject>/<metric>` for everything under a group."""
+def eval_metrics(results: dict, tasks: list[str], split: str) -> dict[str, float]:
+    """`eval/<task>/<split>/<metric>`, and `eval/<task>/<split>/<subject>/<metric>` for everything under a group."""
     scores, hierarchy = results["results"], results.get("group_subtasks", {})
     metrics = {}
     for task in tasks:
-        metrics |= _task_metrics(scores.get(task, {}), f"eval/{task}")
+        metrics |= _task_metrics(scores.get(task, {}), f"eval/{task}/{split}")
         for subtask in _descendants(task, hierarchy):
             subject = subtask.removeprefix(f"{task}_")
-            metrics |= _task_metrics(scores.get(subtask, {}), f"eval/{task}/{subject}")
+            metrics |= _task_metrics(scores.get(subtask, {}), f"eval/{task}/{split}/{subject}")
     return metrics
 
 
@@ -176,12 +235,12 @@ def log_task_inputs(results: dict, tasks: list[str], directory: Path) -> None:
         log_dataset_input(f"lm-eval:{task}", str(local), digest, context="evaluation")
 
 
-def subject_accuracies(metrics: dict[str, float], task: str) -> dict[str, float]:
-    prefix = f"eval/{task}/"
+def subject_accuracies(metrics: dict[str, float], task: str, split: str) -> dict[str, float]:
+    prefix = f"eval/{task}/{split}/"
     return {
         key[len(prefix) : -len("/acc")]: value
         for key, value in metrics.items()
-        if key.startswith(prefix) and key.endswith("/acc") and key.count("/") == 3
+        if key.startswith(prefix) and key.endswith("/acc") and key.count("/") == 4
     }
 
 
@@ -192,6 +251,8 @@ def run_evaluate(cfg: DictConfig) -> str | None:
     cfg, finetune = evaluation_settings(cfg)
     evaluation, target_eval = cfg.evaluation, cfg.target.evaluation
     tasks = task_names(evaluation.tasks or target_eval.tasks)
+    splits = eval_splits(evaluation.splits)
+    chat, chat_reason = chat_template_choice(evaluation.apply_chat_template, finetune)
     manager = task_manager(task_dir(cfg))
     check_tasks(tasks, manager)
     is_main = PartialState().is_main_process
@@ -208,7 +269,8 @@ def run_evaluate(cfg: DictConfig) -> str | None:
             adapter_dir = adapter_of(finetune)
             check_adapter_fits(adapter_dir, location)
         if run:
-            mlflow.set_tag(BASE_ONLY_TAG, str(base_only).lower())
+            mlflow.set_tags({BASE_ONLY_TAG: str(base_only).lower(), CHAT_TEMPLATE_TAG: str(chat).lower()})
+            mlflow.log_param("evaluation.chat_template_used", f"{str(chat).lower()} ({chat_reason})")
 
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
@@ -226,31 +288,37 @@ def run_evaluate(cfg: DictConfig) -> str | None:
             batch_size=evaluation.batch_size or target_eval.batch_size,
         )
         num_fewshot = evaluation.num_fewshot if evaluation.num_fewshot is not None else target_eval.num_fewshot
-        results = simple_evaluate(
-            model=model,
-            tasks=tasks,
-            num_fewshot=num_fewshot,
-            limit=evaluation.limit,
-            task_manager=manager,
-            log_samples=False,
-            apply_chat_template=evaluation.apply_chat_template,
-            random_seed=evaluation.seed,
-            numpy_random_seed=evaluation.seed,
-            torch_random_seed=evaluation.seed,
-            fewshot_random_seed=evaluation.seed,
-        )
+        metrics, outputs = {}, {}
+        for split in splits:
+            outputs[split] = simple_evaluate(
+                model=model,
+                tasks=tasks,
+                num_fewshot=num_fewshot,
+                limit=evaluation.limit,
+                task_manager=SplitTaskManager(manager, split),
+                log_samples=False,
+                apply_chat_template=chat,
+                fewshot_as_multiturn=chat,  # few-shot examples as earlier turns, as conversations were trained
+                random_seed=evaluation.seed,
+                numpy_random_seed=evaluation.seed,
+                torch_random_seed=evaluation.seed,
+                fewshot_random_seed=evaluation.seed,
+            )
+            if is_main:
+                metrics |= eval_metrics(outputs[split], tasks, split)
         if not is_main:
             return None
-        log_task_inputs(results, tasks, task_dir(cfg))
-        metrics = eval_metrics(results, tasks)
+        for split, results in outputs.items():
+            log_task_inputs(results, tasks, task_dir(cfg))
+            mlflow.log_text(json.dumps(results, indent=2, default=str, sort_keys=True), f"eval/results_{split}.json")
         metrics["evaluate/seconds"] = time.perf_counter() - started
         mlflow.log_metrics(metrics)
-        mlflow.log_text(json.dumps(results, indent=2, default=str, sort_keys=True), "eval/results.json")
         for task in tasks:
-            if subjects := subject_accuracies(metrics, task):
-                title = f"{task}: accuracy per subject ({'base' if base_only else 'base + adapter'})"
-                plots.log_figure(plots.accuracy_bars(subjects, title), f"plots/{task}_subjects.png")
+            for split in splits:
+                if subjects := subject_accuracies(metrics, task, split):
+                    title = f"{task} ({split}): accuracy per subject ({'base' if base_only else 'base + adapter'})"
+                    plots.log_figure(plots.accuracy_bars(subjects, title), f"plots/{task}_{split}_subjects.png")
         for key in sorted(metrics):
-            if key.count("/") == 2:
-                print(f"{key:<40}{metrics[key]:.4f}")
+            if key.count("/") == 3 and not key.endswith("_stderr"):
+                print(f"{key:<44}{metrics[key]:.4f}")
         return run.info.run_id

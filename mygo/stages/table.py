@@ -180,13 +180,15 @@ STAGES: tuple[Stage, ...] = (
         upstream="finetune",
         knobs=(
             Knob("tasks", "evaluation.tasks"),
+            Knob("splits", "evaluation.splits"),
+            Knob("chat_template", "evaluation.apply_chat_template"),
             Knob("base_only", "evaluation.base_only", "bool"),
             Knob("num_fewshot", "evaluation.num_fewshot", "int"),
             Knob("limit", "evaluation.limit", "float"),
             Knob("target", "target"),
         ),
-        key_params=("evaluation.base_only", "evaluation.tasks", "evaluation.num_fewshot"),
-        key_metrics=(),  # eval/<task>/acc, whichever tasks ran (see mygo.workflows.lineage.key_metrics)
+        key_params=("evaluation.base_only", "evaluation.tasks", "evaluation.splits", "evaluation.num_fewshot"),
+        key_metrics=(),  # eval/<task>/<split>/acc and /bpb, whichever ran (see mygo.workflows.lineage.key_metrics)
     ),
 )
 

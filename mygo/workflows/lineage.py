@@ -15,7 +15,8 @@ from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG, configure_tracking, get_
 
 # What one looks at first in each stage: used by lineage and the pipeline's summary.
 KEY_PARAMS = {entry.name: entry.key_params for entry in STAGES}
-KEY_METRICS = {entry.name: entry.key_metrics for entry in STAGES}  # evaluate: eval/<task>/acc, whichever tasks ran
+KEY_METRICS = {entry.name: entry.key_metrics for entry in STAGES}  # evaluate: see EVAL_KEY_METRICS
+EVAL_KEY_METRICS = ("/acc", "/bpb")  # eval/<task>/<split>/acc or /bpb, whichever tasks and splits ran
 PIPELINE_ORDER = STAGE_NAMES
 
 
@@ -26,7 +27,7 @@ def key_metrics(run: Run) -> dict[str, float]:
         return {
             k: v
             for k, v in sorted(metrics.items())
-            if k.startswith("eval/") and k.count("/") == 2 and k.endswith("/acc")
+            if k.startswith("eval/") and k.count("/") == 3 and k.endswith(EVAL_KEY_METRICS)
         }
     return {name: metrics[name] for name in KEY_METRICS.get(stage, ()) if name in metrics}
 

@@ -35,6 +35,7 @@ from mygo.tracking.failures import error_text, recording_failures
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
 from mygo.workflows.pipeline import PIPELINE_STAGES, check_stage_configs, run_stages
+from mygo.workflows.test_split import TRIAL_SPLITS, evaluate_best_on_test
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ def trial_overrides(cfg: DictConfig, values: dict[str, Any]) -> list[str]:
     for name, value in values.items():
         stage, key = name.split(".", 1)
         per_stage[stage].append(f"{key}={value}")
+    per_stage["evaluate"].append(f"evaluation.splits={TRIAL_SPLITS}")  # trials never see the test split
     joined = {stage: " ".join(part for part in parts if part) for stage, parts in per_stage.items()}
     return [f"stage_overrides.{stage}='{text}'" for stage, text in joined.items() if text]
 
@@ -412,6 +414,8 @@ def run_sweep(cfg: DictConfig) -> str:
                 catch=(Exception,),
             )
         log_study_results(study)
+        if best_run := mlflow.get_run(parent).data.tags.get("mygo.best_trial_run"):
+            evaluate_best_on_test(best_run)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     print(f"study {study_name}: {complete} complete trials; parent run {parent}")
     if complete:

@@ -396,3 +396,8 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
     "flan_v2": (_flan_module_of, _flan_complete, _flan_title, _flan_which_doc, _flan_classify),
     "oasst1": (_oasst_children, _oasst_children, _oasst_detail),
 }
+
+
+# Public for the held-out answer-likelihood task (`mygo.data.stdlib_qa`), which asks in the dolly style.
+OPEN_QA = _OPEN_QA
+lead = _lead
