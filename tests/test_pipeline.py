@@ -210,7 +210,7 @@ def test_ctrl_c_marks_runs_killed_and_the_next_main_reuses_what_finished(store):
     assert killed_warmup[0].data.tags["mlflow.parentRunId"] == killed_pipeline[0].info.run_id
     assert not _runs_with_status("RUNNING", "warmup") and not _runs_with_status("RUNNING", "pipeline")
 
-    overrides = pipeline_overrides(store["root"], warmup_extra=("training.epochs=2",))
+    overrides = pipeline_overrides(store["root"], warmup_extra=("training.epochs=3",))  # unused by any run
     again = mlflow.get_run(run_pipeline(load_config("main", overrides)))
     assert again.data.tags["mygo.reused.convert"] == "True" and again.data.tags["mygo.reused.warmup"] == "False"
 
