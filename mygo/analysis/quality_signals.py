@@ -22,7 +22,7 @@ LOWER_IS_BETTER = frozenset({"nll", "ifd"})
 
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:
-    """The signals one can select by: gate, those stored (fully computed), and rank_mean of two or more."""
+    """The signals one can select by: gate, those stored (for at least one sample), and rank_mean of two or more."""
     names = ["gate"] + [name for name in ("nll", "ifd") if name in stored and np.isfinite(stored[name]).any()]
     return names + (["rank_mean"] if len(names) > 1 else [])
 

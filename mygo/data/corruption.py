@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from mygo.data.chat import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,10 @@ CORRUPTIONS: dict[str, Corruption] = {
 }
 
 
-def check_corruptions(kinds: Sequence[str]) -> None:
+def check_corruptions(fraction: float, kinds: Sequence[str]) -> None:
+    """The corruption settings (`corruption.fraction`, `corruption.kinds`), or an error naming the bad one."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"corruption.fraction must be in (0, 1), got {fraction}")
     unknown = [kind for kind in kinds if kind not in CORRUPTIONS]
     if unknown or not kinds:
         raise ValueError(f"corruption.kinds: {unknown or 'empty'} not valid; choose from {list(CORRUPTIONS)}")

@@ -63,9 +63,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise ValueError(f"dataset.subset_ratio must be in (0, 1], got {cfg.dataset.subset_ratio}")
     training_precision(cfg.training.precision)
     if cfg.select_moe.quality_loss_type in TARGETED_LOSSES:
-        check_corruptions(list(cfg.corruption.kinds))
-        if not 0 < cfg.corruption.fraction < 1:
-            raise ValueError(f"corruption.fraction must be in (0, 1), got {cfg.corruption.fraction}")
+        check_corruptions(cfg.corruption.fraction, list(cfg.corruption.kinds))
 
 
 def training_collator(cfg: DictConfig, tokenizer) -> PoolCollator:

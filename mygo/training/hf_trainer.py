@@ -151,9 +151,7 @@ class CorruptingCollator(PoolCollator):
 
     def __init__(self, tokenizer, fraction: float, kinds: list[str], seed: int):
         super().__init__(tokenizer)
-        check_corruptions(kinds)
-        if not 0 < fraction < 1:
-            raise ValueError(f"corruption.fraction must be in (0, 1), got {fraction}")
+        check_corruptions(fraction, kinds)
         self.fraction, self.kinds = fraction, list(kinds)
         self.seed = seed
         self.vocabulary = Vocabulary(len(tokenizer), frozenset(tokenizer.all_special_ids))
