@@ -106,6 +106,8 @@ def test_mlflow_run_warmup_entry_point_with_named_parameters(tracking_store, tmp
     params = run.data.params
     assert params["select_moe.quality_loss_type"] == "mse" and params["training.peft_mode"] == "lora"
     assert params["training.learning_rate"] == "0.05" and params["training.epochs"] == "2"
+    # The tiny preset's tuned objective corrupts batches; mse learns from none, and the params say so.
+    assert params["corruption.fraction"] == "0.0" and load_config("warmup").corruption.fraction == 0.5
     assert run.info.status == "FINISHED" and run.data.metrics["train/epoch"] == 2.0
 
 

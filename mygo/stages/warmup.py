@@ -66,6 +66,17 @@ def check_settings(cfg: DictConfig) -> None:
         check_corruptions(cfg.corruption.fraction, list(cfg.corruption.kinds))
 
 
+def settings_that_act(cfg: DictConfig) -> DictConfig:
+    """The config as it acts, to be logged: corruptions only with a loss that learns from them, so a warmup
+    with another loss (on a preset whose tuned objective corrupts) records `corruption.fraction=0`."""
+    if cfg.select_moe.quality_loss_type in TARGETED_LOSSES or not cfg.corruption.fraction:
+        return cfg
+    acting = cfg.copy()
+    with open_dict(acting):
+        acting.corruption.fraction = 0.0
+    return acting
+
+
 def training_collator(cfg: DictConfig, tokenizer) -> PoolCollator:
     """Batches for the Trainer: corrupted on the fly when the quality loss learns from corruptions."""
     if cfg.select_moe.quality_loss_type not in TARGETED_LOSSES:
@@ -130,12 +141,13 @@ def log_router_plots(probe: NoiseProbe | None, probe_noise, history: list[dict])
 def run_warmup(cfg: DictConfig) -> str | None:
     """Warm up the router; returns the MLflow run ID (None on processes other than the main one)."""
     check_settings(cfg)
+    requested, cfg = cfg, settings_that_act(cfg)  # run reuse and resume compare what was asked for
     started = time.perf_counter()
     precision = training_precision(cfg.training.precision)
     args = training_arguments(cfg.training, precision)
     is_main = args.process_index == 0
     run_name = f"warmup-{cfg.select_moe.quality_loss_type}"
-    with stage_run("warmup", cfg, run_name=run_name, active=is_main) as run:
+    with stage_run("warmup", cfg, run_name=run_name, active=is_main, requested=requested) as run:
         with args.main_process_first(desc="convert and tokenize"):  # the others then reuse both
             convert_run = convert_run_for(cfg)
             model_dir = model_dir_of(convert_run)
@@ -143,7 +155,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
             train_set, probe_set, probe_noise = prepare_data(cfg, tokenizer, is_main)
         checkpoint = None
         if run and cfg.training.resume:
-            checkpoint = checkpoint_to_resume("warmup", cfg, run.info.run_id)
+            checkpoint = checkpoint_to_resume("warmup", requested, run.info.run_id)
         # Every process checkpoints into the main process's run directory, and resumes from the same checkpoint.
         run_id, checkpoint = share_from_main(args, [run.info.run_id if run else None, checkpoint])
         if run:
