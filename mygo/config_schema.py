@@ -185,7 +185,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "training.probe_every": "int >= 1",
         "training.probe_batch_size": "int >= 1",
         # corruption-detection warmups (configs/objective/corruption.yaml)
-        "corruption.fraction": "float in (0, 1)",
+        "corruption.fraction": "float in [0, 1)",
         "corruption.kinds": "list of str",
         "corruption.seed": "int",
     },

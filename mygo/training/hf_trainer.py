@@ -195,15 +195,17 @@ class MlflowMetrics(TrainerCallback):
 
     def __init__(self, flush_timeout_s: float = 120.0):
         self.history: list[dict[str, float]] = []
-        self.pending: list[tuple[dict[str, float], int]] = []
+        # (metrics, step, timestamp in ms): the timestamp is fixed when the log is made, so a resend of a log
+        # that did arrive (the answer was lost) is the same row and SQL stores drop it as a duplicate.
+        self.pending: list[tuple[dict[str, float], int, int]] = []
         self.flush_timeout_s = flush_timeout_s
         self._failing = False
 
     def _send_pending(self) -> bool:
         try:
             while self.pending:
-                metrics, step = self.pending[0]
-                mlflow.log_metrics(metrics, step=step)
+                metrics, step, timestamp = self.pending[0]
+                mlflow.log_metrics(metrics, step=step, timestamp=timestamp)
                 self.pending.pop(0)
         except (MlflowException, OSError) as error:
             if not self._failing:
@@ -232,7 +234,7 @@ class MlflowMetrics(TrainerCallback):
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         """Record metrics now, or as soon as the tracking store answers again."""
-        self.pending.append((metrics, step))
+        self.pending.append((metrics, step, int(time.time() * 1000)))
         self._send_pending()
 
     def on_train_end(self, args, state, control, **kwargs):
