@@ -32,6 +32,7 @@ class Command:
     runner: str  # "module:function", imported when the command runs
     help: str
     positional: str | None = None  # a bare argument (`mygo lineage <run id>`) sets this Hydra key
+    many: bool = False  # several bare arguments (`mygo compare <id> <id>`) set it together, space-separated
     script: str | None = None  # entrypoints/<script>; None: <name>.py
 
     @property
@@ -83,6 +84,15 @@ WORKFLOW_COMMANDS = (
         "mygo.workflows.reproduce:run_reproduce",
         "re-execute a run's stage with its logged config and upstream run, and compare the results",
         positional="reproduce.run_id",
+    ),
+    Command(
+        "compare",
+        "compare",
+        (Knob("run_ids", "compare.run_ids"),),
+        "mygo.workflows.compare:run_compare",
+        "print the eval figures of pipeline or evaluate runs' arms side by side, with standard errors over seeds",
+        positional="compare.run_ids",
+        many=True,
     ),
 )
 COMMANDS = {command.name: command for command in (*map(stage_command, STAGES), *WORKFLOW_COMMANDS)}
@@ -145,7 +155,12 @@ def command_overrides(command: Command, args: argparse.Namespace) -> list[str]:
     named.sort(key=lambda override: "." in override.split("=", 1)[0])
     extra = list(args.extra)
     if command.positional:
-        extra = [f"{command.positional}={item}" if "=" not in item else item for item in extra]
+        bare = [item for item in extra if "=" not in item]
+        extra = [item for item in extra if "=" in item]
+        if command.many and bare:
+            extra.insert(0, override_of(command.positional, " ".join(bare)))
+        else:
+            extra = [f"{command.positional}={item}" for item in bare] + extra
     return named + split_overrides(args.overrides) + extra
 
 

@@ -138,7 +138,12 @@ TARGET = {  # configs/target/*.yaml, in finetune and evaluate
     "target.training.gradient_checkpointing": "bool",
     "target.evaluation.num_fewshot": "int >= 0 or null",
 }
-PIPELINE = {"pipeline.force": "str or null", "pipeline.until": "str or null"}
+PIPELINE = {
+    "pipeline.force": "str or null",
+    "pipeline.until": "str or null",
+    "pipeline.controls": "list of str or null",  # which: checked by mygo.workflows.controls
+    "pipeline.seeds": "list of int or null",
+}
 
 SCHEMAS: dict[str, dict[str, str]] = {
     "convert": TRACKING
@@ -251,6 +256,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "main": TRACKING | PIPELINE,
     "sweep": TRACKING
     | {
+        "pipeline.seeds": "list of int or null",
         "sweep.space": "str",
         "sweep.n_trials": "int >= 1",
         "sweep.study": "str or null",
@@ -262,6 +268,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "sweep.connect_timeout": "float > 0",
     },
     "lineage": TRACKING | {"lineage.run_id": "str or null"},
+    "compare": TRACKING | {"compare.run_ids": "str or null", "compare.output": "str or null"},
     "reproduce": TRACKING
     | {
         "reproduce.run_id": "str or null",

@@ -23,7 +23,11 @@ from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from mygo.workflows.lineage import lineage
 from mygo.workflows.pipeline import PIPELINE_STAGES, run_pipeline
 from mygo.workflows.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
-from tests.helpers import REPO, pipeline_overrides, use_store
+from tests.helpers import REPO, artifact_paths, pipeline_overrides, use_store
+
+# The first main runs two control arms over two seeds (quick: a dozen samples, four eval items); later ones none.
+ARMS = ["pipeline.controls=[random,base]", "pipeline.seeds=[0,1]"]
+NO_ARMS = ["pipeline.controls=[]", "pipeline.seeds=[]"]
 
 
 def reproduce_config(run_id: str, root, *extra: str):
@@ -37,7 +41,7 @@ def first_main(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         use_store(uri, patch)
-        parent = run_pipeline(load_config("main", pipeline_overrides(root)))
+        parent = run_pipeline(load_config("main", [*pipeline_overrides(root), *ARMS]))
         yield {"uri": uri, "root": root, "parent": parent}
 
 
@@ -77,7 +81,7 @@ def test_main_chains_the_six_stages_as_child_runs_with_lineage_tags(store):
 
 @pytest.mark.timeout(600)
 def test_second_main_reuses_everything_and_force_reruns_from_a_stage(store, capsys):
-    second = mlflow.get_run(run_pipeline(load_config("main", pipeline_overrides(store["root"]))))
+    second = mlflow.get_run(run_pipeline(load_config("main", [*pipeline_overrides(store["root"]), *ARMS])))
     first = mlflow.get_run(store["parent"])
     for stage in PIPELINE_STAGES:
         assert second.data.tags[f"mygo.reused.{stage}"] == "True"
@@ -90,8 +94,14 @@ def test_second_main_reuses_everything_and_force_reruns_from_a_stage(store, caps
         and "eval/stdlib_qa/val/bpb=" in printed
     )
     assert "mlflow ui --backend-store-uri" in printed
+    assert "The selection against its controls" in printed and "eval/stdlib_qa/val/bpb (lower is better)" in printed
+    arms = [
+        mlflow.artifacts.load_dict(f"runs:/{run}/comparison/arms.json")
+        for run in (first.info.run_id, second.info.run_id)
+    ]
+    assert arms[0] == arms[1]  # every arm's runs reused
 
-    forced_config = load_config("main", [*pipeline_overrides(store["root"]), "pipeline.force=select"])
+    forced_config = load_config("main", [*pipeline_overrides(store["root"]), *NO_ARMS, "pipeline.force=select"])
     forced = mlflow.get_run(run_pipeline(forced_config))
     for stage in PIPELINE_STAGES:
         reused = stage in ("convert", "warmup", "score")
@@ -103,6 +113,71 @@ def test_second_main_reuses_everything_and_force_reruns_from_a_stage(store, caps
     assert len(selections) == 1
     with pytest.raises(ValueError, match="pipeline.force='selection' is not valid"):
         run_pipeline(load_config("main", ["pipeline.force=selection"]))
+
+
+def test_main_fine_tunes_and_evaluates_control_arms_alike_and_logs_the_deltas(store, capsys):
+    parent = mlflow.get_run(store["parent"])
+    arms = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/comparison/arms.json")
+    assert {arm: sorted(seeds) for arm, seeds in arms.items()} == {
+        "selection": ["0", "1"],
+        "random": ["0", "1"],
+        "base": ["0"],
+    }
+    assert arms["selection"]["0"] == parent.data.tags["mygo.run.evaluate"]  # the pipeline's own is seed 0's
+    evaluations = {(arm, seed): mlflow.get_run(run) for arm, seeds in arms.items() for seed, run in seeds.items()}
+    finetunes, selects = {}, {}
+    for (arm, seed), run in evaluations.items():
+        assert run.data.tags["mygo.arm"] == arm and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        finetunes[arm, seed] = mlflow.get_run(run.data.tags[UPSTREAM_TAG])
+        selects[arm, seed] = mlflow.get_run(finetunes[arm, seed].data.tags[UPSTREAM_TAG])
+    assert evaluations["base", "0"].data.tags["mygo.eval_base_only"] == "true"
+    for arm in ("selection", "random"):
+        for seed in ("0", "1"):
+            assert finetunes[arm, seed].data.params["training.seed"] == seed
+            assert (
+                evaluations[arm, seed].data.params["evaluation.tasks"]
+                == evaluations["selection", "0"].data.params["evaluation.tasks"]
+            )
+    # Random arms: the same score run and size, a new draw per seed; the selection arm's selection is the pipeline's.
+    assert (
+        selects["selection", "0"].info.run_id
+        == selects["selection", "1"].info.run_id
+        == parent.data.tags["mygo.run.select"]
+    )
+    for seed in ("0", "1"):
+        random_select = selects["random", seed]
+        assert (
+            random_select.data.params["selection.strategy"] == "random"
+            and random_select.data.params["selection.seed"] == seed
+        )
+        assert random_select.data.tags[UPSTREAM_TAG] == parent.data.tags["mygo.run.score"]
+        assert random_select.data.metrics["selection/num_selected"] == 12
+    assert selects["random", "0"].data.tags[SELECTED_IDS_TAG] != selects["random", "1"].data.tags[SELECTED_IDS_TAG]
+
+    # The delta is the selection minus random, paired by seed, with its standard error over the two seeds.
+    key = "eval/stdlib_qa/val/bpb"
+    differences = [
+        evaluations["selection", s].data.metrics[key] - evaluations["random", s].data.metrics[key] for s in ("0", "1")
+    ]
+    metrics = parent.data.metrics
+    assert metrics[f"{key}/delta_vs_random"] == pytest.approx(sum(differences) / 2)
+    assert metrics[f"{key}/delta_vs_random_stderr"] == pytest.approx(abs(differences[0] - differences[1]) / 2)
+    assert metrics[f"arms/base/{key}"] == evaluations["base", "0"].data.metrics[key]
+    assert f"{key}/delta_vs_base" in metrics and "eval/stdlib_mmlu/test/acc/delta_vs_random" in metrics
+    assert {"comparison/table.csv", "comparison/table.txt", "plots/comparison.png"} <= artifact_paths(
+        parent.info.run_id
+    )
+
+    # `mygo compare` prints the same table, for a pipeline run or for evaluate runs.
+    assert mygo_main(["compare", parent.info.run_id]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/comparison/table.txt").strip()
+    runs = [evaluations["random", "0"].info.run_id, evaluations["base", "0"].info.run_id]
+    assert mygo_main(["compare", *runs]) == 0
+    printed = capsys.readouterr().out
+    assert f"{key} (lower is better)" in printed and "random" in printed and "base" in printed
+    assert mygo_main(["compare", parent.data.tags["mygo.run.score"]]) == 2
+    assert "compare takes pipeline, trial or evaluate runs" in capsys.readouterr().err
 
 
 def test_lineage_goes_from_any_run_back_to_the_conversion(store, capsys):
@@ -210,7 +285,7 @@ def test_ctrl_c_marks_runs_killed_and_the_next_main_reuses_what_finished(store):
     assert killed_warmup[0].data.tags["mlflow.parentRunId"] == killed_pipeline[0].info.run_id
     assert not _runs_with_status("RUNNING", "warmup") and not _runs_with_status("RUNNING", "pipeline")
 
-    overrides = pipeline_overrides(store["root"], warmup_extra=("training.epochs=3",))  # unused by any run
+    overrides = [*pipeline_overrides(store["root"], warmup_extra=("training.epochs=3",)), *NO_ARMS]  # a new warmup
     again = mlflow.get_run(run_pipeline(load_config("main", overrides)))
     assert again.data.tags["mygo.reused.convert"] == "True" and again.data.tags["mygo.reused.warmup"] == "False"
 

@@ -171,3 +171,32 @@ def accuracy_bars(scores: dict[str, float], title: str, chance: float | None = N
     axes.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def arm_comparison(estimates: dict[str, dict[str, tuple[float, float]]], title: str):
+    """One panel per figure: each arm's mean with its standard error over seeds (none with one seed).
+
+    estimates: figure -> arm -> (mean, stderr)."""
+    figures = list(estimates)
+    columns = min(3, len(figures)) or 1
+    rows = (len(figures) + columns - 1) // columns or 1
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for panel, key in zip(axes.flat, figures, strict=False):
+        arms = list(estimates[key])
+        means = [estimates[key][arm][0] for arm in arms]
+        errors = [0.0 if np.isnan(estimates[key][arm][1]) else estimates[key][arm][1] for arm in arms]
+        panel.bar(range(len(arms)), means, yerr=errors, capsize=4, color=colours[: len(arms)])
+        panel.set_xticks(range(len(arms)), arms, rotation=20, fontsize="small")
+        low, high = (
+            min(m - e for m, e in zip(means, errors, strict=True)),
+            max(m + e for m, e in zip(means, errors, strict=True)),
+        )
+        margin = (high - low) * 0.3 or abs(high) * 0.05 or 1.0
+        panel.set_ylim(low - margin, high + margin)  # differences, not absolute levels, are the point
+        panel.set_title(key.removeprefix("eval/"), fontsize="small")
+    for panel in list(axes.flat)[len(figures) :]:
+        panel.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -14,11 +14,12 @@ from collections.abc import Callable
 import mlflow
 from omegaconf import DictConfig
 
-from mygo.config import load_config, split_overrides
 from mygo.stages.table import STAGE_NAMES, STAGES
 from mygo.tracking.reuse import run_or_reuse
-from mygo.tracking.runs import stage_run, tracking_overrides
+from mygo.tracking.runs import stage_run
+from mygo.workflows.controls import check_controls, has_arms, run_controls
 from mygo.workflows.lineage import key_metrics
+from mygo.workflows.stage_configs import check_stage_configs, stage_config
 
 logger = logging.getLogger(__name__)
 
@@ -28,33 +29,7 @@ def stage_runners() -> dict[str, Callable[[DictConfig], str]]:
     return {entry.name: entry.load_runner() for entry in STAGES}
 
 
-# Each stage after the first names the run it builds on under this config key.
-UPSTREAM_KEY = {entry.name: entry.upstream_key for entry in STAGES if entry.upstream_key}
 PIPELINE_STAGES = STAGE_NAMES
-
-
-def stage_config(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> DictConfig:
-    """The stage's own config with the pipeline's tracking settings, its upstream run and forwarded overrides."""
-    return load_config(stage, stage_overrides_of(cfg, stage, upstream_run))
-
-
-def check_stage_configs(
-    cfg: DictConfig, stages: tuple[str, ...], extra: dict[str, list[list[str]]] | None = None
-) -> None:
-    """Compose each stage's config with its forwarded overrides now, so that a typo in the last stage's fails before
-    the first one runs (on the real presets, hours before). `extra`: more override sets to try per stage (the values
-    a sweep may sample); each set is composed on top of the stage's overrides."""
-    for stage in stages:
-        for more in (extra or {}).get(stage) or [[]]:
-            try:
-                load_config(stage, stage_overrides_of(cfg, stage) + more)
-            except ValueError as error:
-                raise ValueError(f"stage_overrides.{stage}: {error}") from None
-
-
-def stage_overrides_of(cfg: DictConfig, stage: str, upstream_run: str | None = None) -> list[str]:
-    upstream = [f"{UPSTREAM_KEY[stage]}={upstream_run}"] if upstream_run else []
-    return tracking_overrides(cfg) + upstream + split_overrides(cfg.stage_overrides.get(stage, ""))
 
 
 def forced_stages(force: str | None) -> set[str]:
@@ -102,9 +77,14 @@ def run_stages(cfg: DictConfig) -> list[tuple[str, str, bool, float]]:
 
 def run_pipeline(cfg: DictConfig) -> str:
     forced_stages(cfg.pipeline.force)  # bad settings fail before any run starts, a stage's overrides too
-    check_stage_configs(cfg, stages_until(cfg.pipeline.until))
+    check_controls(cfg.pipeline)
+    stages = stages_until(cfg.pipeline.until)
+    check_stage_configs(cfg, stages)
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
         rows = run_stages(cfg)
         print("\n" + summary_table(rows))
+        if has_arms(cfg) and stages[-1] == "evaluate":
+            comparison = run_controls(cfg, {stage: run_id for stage, run_id, _, _ in rows})
+            print("\nThe selection against its controls (fine-tuned and evaluated alike):\n" + comparison)
         print(f"Compare runs with: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()} --host 127.0.0.1")
         return parent.info.run_id

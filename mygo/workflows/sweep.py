@@ -34,7 +34,9 @@ from mygo.tracking.code_version import ROOT
 from mygo.tracking.failures import error_text, recording_failures
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
-from mygo.workflows.pipeline import PIPELINE_STAGES, check_stage_configs, run_stages
+from mygo.workflows.controls import CONTROLS, run_controls
+from mygo.workflows.pipeline import PIPELINE_STAGES, run_stages
+from mygo.workflows.stage_configs import check_stage_configs
 from mygo.workflows.test_split import TRIAL_SPLITS, evaluate_best_on_test
 
 logger = logging.getLogger(__name__)
@@ -150,6 +152,8 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(f"{path}: objective.direction must be maximize or minimize")
     if objective["stage"] not in PIPELINE_STAGES:
         raise SpaceError(f"{path}: objective.stage must be one of {list(PIPELINE_STAGES)}")
+    if delta_control(objective["metric"]) and objective["stage"] != "evaluate":
+        raise SpaceError(f"{path}: a delta_vs_<arm> objective needs objective.stage evaluate")
     if not merged["params"]:
         raise SpaceError(f"{path}: params is empty")
     stage_configs: dict[str, DictConfig] = {}
@@ -331,12 +335,27 @@ def objective_value(run_id: str, metric: str) -> float:
     return metrics[metric]
 
 
+def delta_control(metric: str) -> str | None:
+    """The control arm an objective compares against (`.../delta_vs_<arm>`), or None."""
+    if "/delta_vs_" not in metric:
+        return None
+    control = metric.rsplit("/delta_vs_", 1)[1]
+    if control not in CONTROLS:
+        raise SpaceError(f"objective.metric {metric!r}: no control arm {control!r}; arms are {list(CONTROLS)}")
+    return control
+
+
 def make_objective(cfg: DictConfig, space: SearchSpace):
     def objective(trial: optuna.Trial) -> float:
         values = sample(trial, space)
+        metric = space.objective["metric"]
+        control = delta_control(metric)  # eval/.../bpb/delta_vs_random: the trial runs that control arm too
         main_cfg = load_config(
             "main",
-            tracking_overrides(cfg) + trial_overrides(cfg, values) + [f"pipeline.until={space.objective['stage']}"],
+            tracking_overrides(cfg)
+            + trial_overrides(cfg, values)
+            + [f"pipeline.until={space.objective['stage']}", f"pipeline.controls={[control] if control else []}"]
+            + [f"pipeline.seeds={list(cfg.pipeline.seeds or [])}"],
         )
         with stage_run("trial", main_cfg, run_name=f"trial-{trial.number}") as run:
             trial.set_user_attr(TRIAL_RUN_ATTR, run.info.run_id)
@@ -353,8 +372,12 @@ def make_objective(cfg: DictConfig, space: SearchSpace):
             except Exception as error:  # the trial's run records it (mygo.error, logs/trial.log); Optuna too
                 trial.set_user_attr("error", error_text(error)[:1000])
                 raise
-            stage_run_id = dict((stage, run_id) for stage, run_id, _, _ in rows)[space.objective["stage"]]
-            value = objective_value(stage_run_id, space.objective["metric"])
+            stage_runs = {stage: run_id for stage, run_id, _, _ in rows}
+            if control:
+                run_controls(main_cfg, stage_runs)  # logs the deltas on this trial's run
+                value = objective_value(run.info.run_id, metric)
+            else:
+                value = objective_value(stage_runs[space.objective["stage"]], metric)
             mlflow.log_metric("objective", value)
             return value
 

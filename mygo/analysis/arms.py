@@ -1,0 +1,86 @@
+"""Arms of a comparison (the selection, its controls), each evaluated over seeds: means, standard errors, deltas.
+
+Pure: metric dictionaries in, numbers out. The standard error is over seeds (sample standard deviation over
+sqrt(n)); with one seed there is none, so a difference from one seed is reported without a claim of
+significance. Deltas pair the arms seed by seed (the same fine-tuning seed, so the seed's own luck cancels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# eval/<task>/<split>/<metric>: the figures an evaluate run logs (subject accuracies and stderrs left out)
+EVAL_DEPTH = 3
+
+
+def eval_figures(metrics: dict[str, float]) -> dict[str, float]:
+    """An evaluate run's headline figures: `eval/<task>/<split>/<metric>` without the per-subject and stderr ones."""
+    return {
+        key: value
+        for key, value in metrics.items()
+        if key.startswith("eval/") and key.count("/") == EVAL_DEPTH and not key.endswith("_stderr")
+    }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    stderr: float  # NaN with fewer than two values
+    n: int
+
+    def text(self, digits: int = 4) -> str:
+        if math.isnan(self.stderr):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.stderr:.{digits}f}"
+
+    def ratio(self) -> float:
+        """The mean in standard errors (how far from zero a delta is); NaN without a standard error."""
+        if math.isnan(self.stderr):
+            return math.nan
+        if self.stderr == 0:
+            return math.copysign(math.inf, self.mean) if self.mean else 0.0
+        return self.mean / self.stderr
+
+
+def estimate(values: list[float]) -> Estimate:
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values to estimate from")
+    mean = sum(values) / n
+    if n < 2:
+        return Estimate(mean, math.nan, n)
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return Estimate(mean, math.sqrt(variance / n), n)
+
+
+def arm_estimates(arms: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, Estimate]]:
+    """arm -> seed -> figures  =>  arm -> figure -> estimate over the seeds that logged it."""
+    out: dict[str, dict[str, Estimate]] = {}
+    for arm, by_seed in arms.items():
+        keys = sorted({key for figures in by_seed.values() for key in figures})
+        out[arm] = {key: estimate([f[key] for f in by_seed.values() if key in f]) for key in keys}
+    return out
+
+
+def paired_deltas(arms: dict[str, dict[int, dict[str, float]]], of: str, against: str) -> dict[str, Estimate]:
+    """figure -> estimate of (arm `of` minus arm `against`), paired by seed.
+
+    An arm with a single entry (the base model, evaluated once) pairs with every seed of the other."""
+    mine, theirs = arms[of], arms[against]
+    deltas: dict[str, Estimate] = {}
+    for key in sorted({k for figures in mine.values() for k in figures}):
+        differences = []
+        for seed, figures in mine.items():
+            other = theirs.get(seed) if len(theirs) > 1 else next(iter(theirs.values()), None)
+            if other is not None and key in figures and key in other:
+                differences.append(figures[key] - other[key])
+        if differences:
+            deltas[key] = estimate(differences)
+    return deltas
+
+
+def lower_is_better(figure: str) -> bool:
+    """Likelihood figures (bits per byte, NLL, perplexity) fall as the model gets better; accuracies rise."""
+    metric = figure.rsplit("/", 1)[-1]
+    return metric in {"bpb", "nll", "bits_per_byte", "perplexity", "word_perplexity", "byte_perplexity"}

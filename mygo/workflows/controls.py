@@ -1,0 +1,101 @@
+"""Control arms: beside the selection, what the same fine-tuning buys from other data of the same size.
+
+Each arm is fine-tuned and evaluated with the pipeline's own finetune and evaluate settings, once per seed of
+`pipeline.seeds` (the finetune's `training.seed`; a random arm's draw too). Arm runs are stage runs like any
+other, tagged `mygo.arm` and `mygo.seed`, and reused when a finished one matches. The pipeline's own finetune
+and evaluate are the selection arm's first seed.
+
+- random: a random selection of the same size (LESS's and MyGO's baseline);
+- quality_topk: the highest-quality samples, no clustering (what diversity adds);
+- full: the whole pool (what selecting at all costs or buys; slow on a real pool);
+- base: the target without fine-tuning, evaluated once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+from omegaconf import DictConfig
+
+from mygo.config import load_config
+from mygo.stages.table import STAGES
+from mygo.tracking.reuse import run_or_reuse
+from mygo.workflows.compare import ARM_TAG, REFERENCE_ARM, SEED_TAG, ArmRuns, format_comparison, log_comparison
+from mygo.workflows.stage_configs import seed_overrides, stage_overrides_of
+
+logger = logging.getLogger(__name__)
+
+# The select overrides of each control arm (placed after the pipeline's own, so they win).
+CONTROL_SELECTIONS: dict[str, list[str]] = {
+    "random": ["selection.strategy=random"],
+    "quality_topk": ["selection.strategy=quality_topk"],
+    "full": ["selection.strategy=random", "selection.percentage=1.0"],
+}
+CONTROLS = (*CONTROL_SELECTIONS, "base")
+SEEDED_SELECTIONS = ("random",)  # arms whose selection is drawn anew for each seed
+
+
+def check_controls(pipeline: DictConfig) -> None:
+    unknown = [c for c in pipeline.controls or [] if c not in CONTROLS]
+    if unknown:
+        raise ValueError(f"pipeline.controls: {unknown} not valid; choose from {list(CONTROLS)}")
+    seeds = list(pipeline.seeds or [])
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"pipeline.seeds: {seeds} repeats a seed")
+
+
+def has_arms(cfg: DictConfig) -> bool:
+    return bool(cfg.pipeline.controls) or len(cfg.pipeline.seeds or []) > 1
+
+
+def _tag(run_id: str, arm: str, seed: int | None) -> None:
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, ARM_TAG, arm)
+    if seed is not None:
+        client.set_tag(run_id, SEED_TAG, str(seed))
+
+
+def _stage(cfg: DictConfig, stage: str, upstream: str, extra: list[str], runner, arm: str, seed: int | None) -> str:
+    run_id, reused = run_or_reuse(stage, load_config(stage, stage_overrides_of(cfg, stage, upstream) + extra), runner)
+    logger.info("arm %s, seed %s: %s run %s (%s)", arm, seed, stage, run_id, "reused" if reused else "new")
+    _tag(run_id, arm, seed)
+    return run_id
+
+
+def run_arms(cfg: DictConfig, stage_runs: dict[str, str]) -> ArmRuns:
+    """Fine-tune and evaluate every arm over every seed; `stage_runs`: the pipeline's own run of each stage."""
+    runners = {entry.name: entry.load_runner() for entry in STAGES}
+    seeds = [int(seed) for seed in cfg.pipeline.seeds or []] or [None]
+    arms: ArmRuns = {}
+
+    def finetune_and_evaluate(arm: str, select_run: str, seed: int | None) -> None:
+        finetune = _stage(
+            cfg, "finetune", select_run, seed_overrides(cfg, "finetune", seed), runners["finetune"], arm, seed
+        )
+        evaluate = _stage(cfg, "evaluate", finetune, [], runners["evaluate"], arm, seed)
+        arms.setdefault(arm, {})[seed or 0] = evaluate
+
+    for seed in seeds:
+        finetune_and_evaluate(REFERENCE_ARM, stage_runs["select"], seed)
+    for arm in cfg.pipeline.controls or []:
+        if arm == "base":  # as the selection arm's first finetune was evaluated (its chat template), adapter off
+            first = mlflow.get_run(arms[REFERENCE_ARM][seeds[0] or 0]).data.tags["mygo.upstream_run"]
+            arms["base"] = {
+                0: _stage(cfg, "evaluate", first, ["evaluation.base_only=true"], runners["evaluate"], arm, None)
+            }
+            continue
+        for seed in seeds:
+            extra = CONTROL_SELECTIONS[arm] + (
+                [f"selection.seed={seed}"] if arm in SEEDED_SELECTIONS and seed is not None else []
+            )
+            select = _stage(cfg, "select", stage_runs["score"], extra, runners["select"], arm, seed)
+            finetune_and_evaluate(arm, select, seed)
+    return arms
+
+
+def run_controls(cfg: DictConfig, stage_runs: dict[str, str]) -> str:
+    """The arms, their comparison logged on the active run, and the comparison as text (for the summary)."""
+    arms = run_arms(cfg, stage_runs)
+    rows = log_comparison(arms, f"selection against {', '.join(cfg.pipeline.controls) or 'itself'} over seeds")
+    return format_comparison(rows)

@@ -1,0 +1,59 @@
+"""The arithmetic of a comparison: estimates over seeds, deltas paired by seed, and how they are printed."""
+
+import math
+
+import pytest
+
+from mygo.analysis.arms import arm_estimates, estimate, eval_figures, lower_is_better, paired_deltas
+from mygo.workflows.compare import comparison_rows, format_comparison
+
+BPB = "eval/qa/val/bpb"
+ACC = "eval/mc/val/acc"
+
+
+def test_an_estimate_is_the_mean_with_the_standard_error_over_seeds():
+    found = estimate([1.0, 2.0, 3.0])
+    assert found.mean == 2.0 and found.n == 3
+    assert found.stderr == pytest.approx(1.0 / math.sqrt(3))  # sample std 1, over sqrt(3)
+    one = estimate([5.0])
+    assert one.mean == 5.0 and math.isnan(one.stderr) and math.isnan(one.ratio())
+    with pytest.raises(ValueError, match="no values"):
+        estimate([])
+
+
+def test_eval_figures_keep_headline_metrics_only():
+    metrics = {BPB: 1.0, f"{BPB}_stderr": 0.1, "eval/mc/val/history/acc": 0.3, ACC: 0.5, "evaluate/seconds": 3.0}
+    assert eval_figures(metrics) == {BPB: 1.0, ACC: 0.5}
+
+
+def test_deltas_pair_seeds_and_a_single_base_pairs_with_every_seed():
+    arms = {
+        "selection": {0: {BPB: 1.00}, 1: {BPB: 1.10}, 2: {BPB: 0.90}},
+        "random": {0: {BPB: 1.20}, 1: {BPB: 1.25}, 2: {BPB: 1.15}},
+        "base": {0: {BPB: 2.0}},
+    }
+    vs_random = paired_deltas(arms, "selection", "random")[BPB]
+    differences = [-0.20, -0.15, -0.25]
+    assert vs_random.mean == pytest.approx(sum(differences) / 3)
+    assert vs_random.stderr == pytest.approx(estimate(differences).stderr)
+    # Paired, the seed-to-seed spread the two arms share cancels: far smaller than the unpaired spread.
+    assert vs_random.stderr < arm_estimates(arms)["selection"][BPB].stderr
+    vs_base = paired_deltas(arms, "selection", "base")[BPB]
+    assert vs_base.mean == pytest.approx(-1.0) and vs_base.n == 3
+
+
+def test_the_printed_comparison_says_which_way_is_better():
+    assert lower_is_better(BPB) and not lower_is_better(ACC)
+    arms = {
+        "selection": {0: {BPB: 1.0, ACC: 0.30}, 1: {BPB: 1.1, ACC: 0.32}},
+        "random": {0: {BPB: 1.2, ACC: 0.31}, 1: {BPB: 1.3, ACC: 0.35}},
+    }
+    rows = comparison_rows(arms)
+    assert {(row["figure"], row["arm"]) for row in rows} == {
+        (f, a) for f in (BPB, ACC) for a in ("selection", "random")
+    }
+    text = format_comparison(rows)
+    bpb_block, acc_block = text.split("\n\n")[1], text.split("\n\n")[0]
+    assert "lower is better" in bpb_block and "selection better" in bpb_block  # 0.2 lower in both seeds
+    assert "higher is better" in acc_block and "selection not better" in acc_block
+    assert "-0.2000 ± 0.0000" in bpb_block
