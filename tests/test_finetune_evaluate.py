@@ -65,7 +65,7 @@ def test_finetune_trains_lora_and_records_everything(store):
     assert metrics["data/injected_noise"] >= 1  # the demo pool's noise is counted, not hidden
     assert metrics["train/tokens_per_s"] > 0 and metrics["target/heldout_perplexity"] > 0
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/loss")) == 12  # 48 / 8 x 2 epochs
-    assert run.data.params["target.lora.r"] == "16" and run.data.params["target.training.epochs"] == "2"
+    assert run.data.params["target.lora.r"] == "32" and run.data.params["target.training.epochs"] == "2"
     paths = artifact_paths(run.info.run_id)
     assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/tokenizer.json"} <= paths
     assert {"plots/loss.png", "config/resolved.yaml", "target/config.json", "target/model.safetensors"} <= paths
@@ -75,7 +75,7 @@ def test_finetune_trains_lora_and_records_everything(store):
     adapter_dir = model_dir_of(run, "adapter", "mygo.adapter_path", marker="adapter_config.json")
     weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
     lora_b = [w for name, w in weights.items() if "lora_B" in name]
-    assert len(lora_b) == 4 * 2 and all(w.abs().max() > 0 for w in lora_b)  # q/k/v/o in both layers
+    assert len(lora_b) == 7 * 2 and all(w.abs().max() > 0 for w in lora_b)  # every linear layer of both blocks
     base = AutoModelForCausalLM.from_pretrained(run.data.tags[TARGET_PATH_TAG]).eval()
     ids = torch.tensor([[5, 17, 42, 99, 7]])
     with torch.no_grad():

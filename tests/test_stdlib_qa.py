@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from mygo.config import config_dir
+from mygo.data.demo_pool.build import generate_demo_records
 from mygo.data.stdlib_corpus import stdlib_documents
 from mygo.data.stdlib_mmlu import write_splits
-from mygo.data.stdlib_qa import build_pairs, pool_text
+from mygo.data.stdlib_qa import DEFAULT_POOL, build_pairs, held_out_documents, pool_text
 from mygo.stages.evaluate import SplitTaskManager, chat_template_choice, eval_splits, task_dir, task_manager
 from mygo.workflows.sweep import load_space
 
@@ -34,12 +35,18 @@ def test_the_committed_files_are_what_the_builder_writes(documents, tmp_path):
 
 def test_no_pair_is_about_a_document_the_default_pool_names_or_quotes(documents):
     text = pool_text(documents)
+    held_out = held_out_documents(documents)
+    assert len(held_out) >= 200
+    for doc in held_out:
+        assert doc.title not in text, doc.title
     records = [record for split in SPLIT_FILES for record in _records(split)]
-    assert len(records) >= 300 and len({r["id"] for r in records}) == len(records)  # splits never share one
-    for record in records:
-        title = record["id"].split("/", 1)[1]
-        assert title not in text, title
-        assert record["answer"][:40] not in text, title
+    assert len(records) == 500 and len({r["question"] for r in records}) == len(records)  # splits never share one
+    assert {r["kind"] for r in records} == {"cot", "dolly", "flan_v2"}  # the pool's single-turn styles
+    pool_answers = {
+        m["content"] for r in generate_demo_records(documents, **DEFAULT_POOL) for m in r.record["messages"]
+    }
+    long_answers = [r["answer"] for r in records if len(r["answer"]) >= 40]
+    assert len(long_answers) > 300 and not [a for a in long_answers if a in pool_answers]
 
 
 def test_lm_eval_scores_validation_and_test_apart():
