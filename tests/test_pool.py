@@ -139,6 +139,16 @@ def test_noise_labels_are_kept_when_present(tmp_path):
     ]
     pool = load_pool(write_pool(tmp_path, {"cot": records}))
     assert pool.has_noise_labels and list(pool.records["mygo_noise"]) == [None, "random_chars"]
+    assert "mygo_topic" not in pool.records.column_names  # no record has one
+
+
+def test_topic_labels_are_kept_when_any_record_has_one(tmp_path):
+    records = [
+        conversation("cot_0", "cot", ("user", "q"), ("assistant", "a"), mygo_topic="json"),
+        conversation("cot_1", "cot", ("user", "q"), ("assistant", "b")),
+    ]
+    pool = load_pool(write_pool(tmp_path, {"cot": records}))
+    assert list(pool.records["mygo_topic"]) == ["json", None] and not pool.has_noise_labels
 
 
 def test_digest_follows_the_content(pool_dir):
