@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +213,23 @@ def take_subset(records: datasets.Dataset, ratio: float, seed: int, shuffle: boo
     if not shuffle:
         indices = np.sort(indices)
     return records.select(indices)
+
+
+def records_at(locations: Sequence[tuple[str, int]]) -> list[dict]:
+    """The records at (file, line) locations, parsed, in the order given; each file is read once."""
+    wanted: dict[str, dict[int, list[int]]] = {}
+    for position, (file, line) in enumerate(locations):
+        wanted.setdefault(str(file), {}).setdefault(int(line), []).append(position)
+    found: list[dict | None] = [None] * len(locations)
+    for file, lines in wanted.items():
+        with open(file, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                for position in lines.get(number, ()):
+                    found[position] = json.loads(raw)
+    missing = [locations[i] for i, record in enumerate(found) if record is None]
+    if missing:
+        raise PoolError(f"pool file {missing[0][0]} has no line {missing[0][1]}: changed since it was scored?")
+    return found  # type: ignore[return-value]  # every position was filled
 
 
 DEMO_DATA_DIR = "builtin:demo"
