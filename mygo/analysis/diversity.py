@@ -40,9 +40,9 @@ def cluster_entropy_ratio(labels: np.ndarray, selected: np.ndarray) -> float | N
     return entropy(labels[selected]) / pool if pool > 0 else None
 
 
-def coverage_rows(n: int, seed: int, size: int = COVERAGE_SAMPLE) -> np.ndarray:
-    """The pool rows coverage is measured on: all of them, or a seeded sample of `size` (the same for every
-    selection of the run, so that their distances compare)."""
+def coverage_rows(n: int, seed: int = 0, size: int = COVERAGE_SAMPLE) -> np.ndarray:
+    """The pool rows coverage is measured on: all of them, or a fixed seeded sample of `size` (the same for
+    every selection of a pool, whatever its settings, so that their distances compare)."""
     if n <= size:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))

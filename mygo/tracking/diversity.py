@@ -50,7 +50,7 @@ def selection_diversity(
     locations = list(zip(index["file"].iloc[union], index["line"].iloc[union], strict=True))
     text_of = {row: _answers(record) for row, record in zip(union.tolist(), records_at(locations), strict=True)}
     topics = index[TOPIC_FIELD].tolist() if TOPIC_FIELD in index.columns else None
-    sources, rows = index["dataset"].to_numpy(), coverage_rows(n, seed)
+    sources, rows = index["dataset"].to_numpy(), coverage_rows(n)
     metrics = {}
     for name, mask in masks.items():
         answers = [text for row in np.flatnonzero(mask) for text in text_of[int(row)]]
