@@ -151,6 +151,12 @@ def test_every_select_run_measures_its_selection_beside_random_and_topk(store):
             assert metrics[f"diversity/{measure}/{suffix}"] == pytest.approx(baseline[f"diversity/{measure}"])
 
 
+def test_coverage_is_averaged_over_the_configured_fixed_sample(store):
+    full = selected_with(store).data.metrics["diversity/coverage_distance"]
+    sampled = [selected_with(store, "diversity.coverage_sample=7").data.metrics for _ in range(2)]
+    assert sampled[0]["diversity/coverage_distance"] == sampled[1]["diversity/coverage_distance"] != full
+
+
 def test_a_pool_without_topics_logs_no_topic_metrics(store):
     metrics = selected_with(store, score_run=store["no_topics_run"]).data.metrics
     assert "diversity/coverage_distance" in metrics and "diversity/distinct_bigrams/topk" in metrics

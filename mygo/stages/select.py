@@ -212,7 +212,7 @@ def run_select(cfg: DictConfig) -> str:
 
         score = silhouette(features, clustering.labels, cfg.clustering.silhouette_sample, cfg.clustering.seed)
         # The selection beside random and quality top-k ones of its size; plots/diversity.png.
-        diversity = selection_diversity(data.index, features, quality, clustering.labels, selected, cfg.selection.seed)
+        diversity = selection_diversity(data.index, features, quality, clustering.labels, selected, cfg)
         metrics = {
             "clustering/num_clusters": float(clustering.num_clusters),
             "clustering/noise_points": float((clustering.labels < 0).sum()),

@@ -11,6 +11,7 @@ import logging
 import mlflow
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from mygo.analysis.diversity import MIN_SELECTED, coverage_rows, diversity_metrics
 from mygo.analysis.selection import select
@@ -33,10 +34,12 @@ def selection_diversity(
     quality: np.ndarray,
     labels: np.ndarray,
     selected: np.ndarray,
-    seed: int,
+    cfg: DictConfig,
 ) -> dict[str, float]:
     """`diversity/<metric>` of the selection, `diversity/<metric>/random` and `/topk` of the baselines; logs the
-    picture (`plots/diversity.png`). A selection of fewer than MIN_SELECTED samples gets none and says why."""
+    picture (`plots/diversity.png`). From the select config: `selection.seed` draws the random baseline (as
+    strategy=random would), `diversity.coverage_sample` pool rows average the coverage distance. A selection of
+    fewer than MIN_SELECTED samples gets none and says why."""
     n, count = len(selected), int(selected.sum())
     if count < MIN_SELECTED:
         reason = f"the selection has {count} sample(s); diversity needs at least {MIN_SELECTED}: none logged"
@@ -45,12 +48,12 @@ def selection_diversity(
         return {}
     masks = {"selection": selected}
     for suffix, strategy in BASELINES.items():
-        masks[suffix] = select(strategy, quality, labels, count / n, seed).rounds >= 0
+        masks[suffix] = select(strategy, quality, labels, count / n, cfg.selection.seed).rounds >= 0
     union = np.flatnonzero(np.logical_or.reduce(list(masks.values())))
     locations = list(zip(index["file"].iloc[union], index["line"].iloc[union], strict=True))
     text_of = {row: _answers(record) for row, record in zip(union.tolist(), records_at(locations), strict=True)}
     topics = index[TOPIC_FIELD].tolist() if TOPIC_FIELD in index.columns else None
-    sources, rows = index["dataset"].to_numpy(), coverage_rows(n)
+    sources, rows = index["dataset"].to_numpy(), coverage_rows(n, size=cfg.diversity.coverage_sample)
     metrics = {}
     for name, mask in masks.items():
         answers = [text for row in np.flatnonzero(mask) for text in text_of[int(row)]]
