@@ -6,7 +6,8 @@ selections of the same size, with the noise each keeps.
 Without --score_run the tuned default warms up and scores the demo pool (IFD on, as in
 `benchmarks/selection_quality.py`; reused when the store holds the same runs); the demo pool must name its
 topics (`mygo_topic`, demo pool format 2). Select then runs each strategy by the default signal, random with
-more seeds (one random draw is one sample of a spread) and round robin with more clusters than the elbow picks.
+more seeds (one random draw is one sample of a spread), round robin with more clusters than the elbow picks and
+round robin by each other quality signal.
 Prints a markdown table (the README's "Diversity" section) and the issue's targets. Topic and noise labels are only
 read to measure.
 """
@@ -44,12 +45,9 @@ def default_score_run() -> str:
     return score
 
 
-def select_metrics(
-    score_run: str, percentage: float, strategy: str, seed: int = 42, k: int | None = None
-) -> dict[str, float]:
+def select_metrics(score_run: str, percentage: float, strategy: str, *extra: str) -> dict[str, float]:
     overrides = [f"upstream.score_run={score_run}", f"selection.percentage={percentage}"]
-    overrides += [f"selection.strategy={strategy}", f"selection.seed={seed}"]
-    overrides += [f"clustering.kmeans.k={k}"] if k else []
+    overrides += [f"selection.strategy={strategy}", *extra]
     run, _ = run_or_reuse("select", load_config("select", overrides), run_select)
     return mlflow.get_run(run).data.metrics
 
@@ -70,6 +68,7 @@ def main() -> None:
     parser.add_argument("--percentage", type=float, default=0.05)
     parser.add_argument("--random_seeds", type=int, default=5, help="random selections beyond seed 42")
     parser.add_argument("--ks", default="100,200", help="round robin with these fixed k too (comma-separated)")
+    parser.add_argument("--signals", default="gate,nll,ifd", help="round robin by these quality signals too")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ["MLFLOW_TRACKING_URI"] = args.store
@@ -79,7 +78,10 @@ def main() -> None:
     if "diversity/topic_coverage" not in by_strategy["round_robin"]:
         print(f"score run {score_run}: its pool names no topics (mygo_topic): topic coverage is not measured")
     draws = [by_strategy["random"]]
-    draws += [select_metrics(score_run, args.percentage, "random", seed) for seed in range(args.random_seeds)]
+    draws += [
+        select_metrics(score_run, args.percentage, "random", f"selection.seed={seed}")
+        for seed in range(args.random_seeds)
+    ]
     mean = {key: float(np.mean([d[key] for d in draws])) for key in COLUMNS.values() if key in draws[0]}
     std = {key: float(np.std([d[key] for d in draws])) for key in mean}
 
@@ -92,7 +94,15 @@ def main() -> None:
     print(row(f"random (mean ± sd of {len(draws)} seeds)", mean, std))
     print(row("quality top-k", by_strategy["quality_topk"]))
     for k in [int(k) for k in args.ks.split(",") if k]:
-        print(row(f"round robin, k = {k}", select_metrics(score_run, args.percentage, "round_robin", k=k)))
+        print(
+            row(
+                f"round robin, k = {k}",
+                select_metrics(score_run, args.percentage, "round_robin", f"clustering.kmeans.k={k}"),
+            )
+        )
+    for signal in [s for s in args.signals.split(",") if s]:
+        by_signal = select_metrics(score_run, args.percentage, "round_robin", f"selection.quality_signal={signal}")
+        print(row(f"round robin by {signal}", by_signal))
 
     robin, rand, topk = by_strategy["round_robin"], by_strategy["random"], by_strategy["quality_topk"]
     measured = [key for key in COLUMNS.values() if key.startswith("diversity/") and key in robin]
