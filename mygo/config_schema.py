@@ -227,6 +227,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "clustering.hdbscan.min_samples": "int >= 1 or null",
         "clustering.hdbscan.auto_tune": "bool",
         "plots.projection_sample": "int >= 0",
+        "diversity.coverage_sample": "int >= 1",
     },
     "finetune": TRACKING
     | TARGET

@@ -65,7 +65,7 @@ def test_layout_and_record_schema(pool_dir: Path, records: list[dict]) -> None:
         assert all(json.loads(line)["dataset"] == source for line in lines)
         assert abs(len(lines) - ARGS["num_samples"] / len(DEMO_SOURCES)) < 1
     for record in records:
-        assert list(record) == ["dataset", "id", "messages", "mygo_noise"]
+        assert list(record) == ["dataset", "id", "messages", "mygo_noise", "mygo_topic"]
         assert record["id"].startswith(record["dataset"] + "_")
         assert record["mygo_noise"] is None or record["mygo_noise"] in NOISE_KINDS
         roles = [m["role"] for m in record["messages"]]
@@ -75,6 +75,18 @@ def test_layout_and_record_schema(pool_dir: Path, records: list[dict]) -> None:
             assert set(message) == {"role", "content"}
             assert isinstance(message["content"], str) and message["content"].strip()
     assert len({record["id"] for record in records}) == len(records)
+
+
+def test_every_record_names_the_stdlib_module_or_topic_it_is_about(records: list[dict], documents) -> None:
+    modules = {d.title for d in documents if d.source == "module_doc"}
+    topics = Counter(record["mygo_topic"] for record in records)
+    assert all(isinstance(topic, str) and topic for topic in topics)
+    assert len(topics) >= 100  # hundreds of modules: enough for a selection's coverage of them to mean something
+    assert sum(count for topic, count in topics.items() if topic in modules) > 0.5 * len(records)
+    for record in records:  # a question that names a dotted object names one of the topic's module
+        question = record["messages"][-2]["content"]
+        if record["dataset"] == "cot" and question.startswith("In which module is `"):
+            assert question.split("`")[1].startswith(record["mygo_topic"] + ".")
 
 
 def test_manifest_matches_the_files(pool_dir: Path, records: list[dict]) -> None:

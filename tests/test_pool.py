@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mygo.data.pool import PoolError, load_pool, take_subset
+from mygo.data.pool import PoolError, load_pool, records_at, take_subset
 
 
 def conversation(record_id: str, dataset: str, *turns: tuple[str, str], **extra) -> dict:
@@ -139,6 +139,16 @@ def test_noise_labels_are_kept_when_present(tmp_path):
     ]
     pool = load_pool(write_pool(tmp_path, {"cot": records}))
     assert pool.has_noise_labels and list(pool.records["mygo_noise"]) == [None, "random_chars"]
+    assert "mygo_topic" not in pool.records.column_names  # no record has one
+
+
+def test_topic_labels_are_kept_when_any_record_has_one(tmp_path):
+    records = [
+        conversation("cot_0", "cot", ("user", "q"), ("assistant", "a"), mygo_topic="json"),
+        conversation("cot_1", "cot", ("user", "q"), ("assistant", "b")),
+    ]
+    pool = load_pool(write_pool(tmp_path, {"cot": records}))
+    assert list(pool.records["mygo_topic"]) == ["json", None] and not pool.has_noise_labels
 
 
 def test_digest_follows_the_content(pool_dir):
@@ -184,3 +194,14 @@ def test_a_huge_record_loads_and_is_truncated_when_encoded(tmp_path):
     tokenizer = train_bpe_tokenizer(["the answer goes on and on"] * 50, vocab_size=300)
     encoded = encode_messages(tokenizer, pool.records[0]["messages"], ChatEncoding(max_sequence_length=256))
     assert encoded["truncated"] and encoded["length"] == 256 and encoded["num_label_tokens"] > 0
+
+
+def test_records_at_reads_the_records_at_their_locations_in_the_order_asked(tmp_path):
+    cot = [conversation(f"cot_{i}", "cot", ("user", "q"), ("assistant", f"a{i}")) for i in range(3)]
+    dolly = [conversation("dolly_0", "dolly", ("user", "q"), ("assistant", "d"))]
+    pool = load_pool(write_pool(tmp_path, {"cot": cot, "dolly": dolly}))
+    where = {r["id"]: (r["file"], r["line"]) for r in pool.records}
+    asked = ["dolly_0", "cot_2", "cot_0", "cot_2"]
+    assert [r["id"] for r in records_at([where[i] for i in asked])] == asked
+    with pytest.raises(PoolError, match=r"cot_data.jsonl has no line 9"):
+        records_at([(where["cot_0"][0], 9)])

@@ -1,7 +1,8 @@
 """The instruction pool, as LESS distributes it: `<data_dir>/<name>/*.jsonl`, one conversation a line.
 
 A record is `{"dataset": str, "id": str, "messages": [{"role": ..., "content": str}, ...]}`; the demo
-pool adds `mygo_noise` (which injected corruption a record carries), kept for evaluating the selector.
+pool adds `mygo_noise` (which injected corruption a record carries) and `mygo_topic` (the document it is
+about), kept for evaluating the selector and never read by it.
 Each record also keeps where it came from (`file`, `line`) so that a selection can hand back the
 records exactly as they were written.
 
@@ -21,6 +22,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
 LESS_DATASETS = ("cot", "dolly", "flan_v2", "oasst1")
 NOISE_FIELD = "mygo_noise"
+TOPIC_FIELD = "mygo_topic"
+# Labels a pool may carry for measuring a selection (never for making it); kept where any record has one.
+LABEL_FIELDS = (NOISE_FIELD, TOPIC_FIELD)
 
 
 class PoolError(ValueError):
@@ -60,7 +65,7 @@ class PoolStats:
 
 @dataclass
 class Pool:
-    records: datasets.Dataset  # columns: id, dataset, messages, file, line (+ mygo_noise when present)
+    records: datasets.Dataset  # columns: id, dataset, messages, file, line (+ LABEL_FIELDS when present)
     data_dir: Path  # the pool's directory, or the file it was read from
     dataset_names: list[str]
     digest: str  # sha256 of the files read, in order: equal digests mean the same pool
@@ -138,7 +143,8 @@ def _read_file(path: Path, dataset_name: str | None, skip_bad_lines: bool, stats
                 source = dataset_name or str(record.get("dataset") or path.stem)
                 kept = {"id": record["id"], "dataset": source, "messages": messages}
                 # Absolute: a selection made from another working directory still finds the record.
-                kept |= {"file": str(path.resolve()), "line": line_number, NOISE_FIELD: record.get(NOISE_FIELD)}
+                kept |= {"file": str(path.resolve()), "line": line_number}
+                kept |= {name: record.get(name) for name in LABEL_FIELDS}
                 records.append(kept)
     return records
 
@@ -180,9 +186,10 @@ def load_records_file(path: str | Path, skip_bad_lines: bool = False) -> Pool:
 def _as_pool(records: list[dict], location: Path, names: list[str], digest, stats: PoolStats) -> Pool:
     _check_unique_ids(records)
     stats.records.update(record["dataset"] for record in records)
-    if all(record[NOISE_FIELD] is None for record in records):
-        for record in records:
-            del record[NOISE_FIELD]
+    for name in LABEL_FIELDS:
+        if all(record[name] is None for record in records):
+            for record in records:
+                del record[name]
     return Pool(datasets.Dataset.from_list(records), location, names, digest.hexdigest(), stats)
 
 
@@ -206,6 +213,23 @@ def take_subset(records: datasets.Dataset, ratio: float, seed: int, shuffle: boo
     if not shuffle:
         indices = np.sort(indices)
     return records.select(indices)
+
+
+def records_at(locations: Sequence[tuple[str, int]]) -> list[dict]:
+    """The records at (file, line) locations, parsed, in the order given; each file is read once."""
+    wanted: dict[str, dict[int, list[int]]] = {}
+    for position, (file, line) in enumerate(locations):
+        wanted.setdefault(str(file), {}).setdefault(int(line), []).append(position)
+    found: list[dict | None] = [None] * len(locations)
+    for file, lines in wanted.items():
+        with open(file, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                for position in lines.get(number, ()):
+                    found[position] = json.loads(raw)
+    missing = [locations[i] for i, record in enumerate(found) if record is None]
+    if missing:
+        raise PoolError(f"pool file {missing[0][0]} has no line {missing[0][1]}: changed since it was scored?")
+    return found  # type: ignore[return-value]  # every position was filled
 
 
 DEMO_DATA_DIR = "builtin:demo"

@@ -31,7 +31,7 @@ from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
-from mygo.data.pool import NOISE_FIELD
+from mygo.data.pool import LABEL_FIELDS, NOISE_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights
 from mygo.tracking import plots
@@ -162,7 +162,7 @@ def scoring_key(cfg: DictConfig, warmup_run_id: str, pool_digest: str) -> str:
 
 
 def _index_frame(tokenized) -> pd.DataFrame:  # noqa: F821 - pandas comes with datasets
-    columns = [c for c in (*INDEX_COLUMNS, NOISE_FIELD) if c in tokenized.column_names]
+    columns = [c for c in (*INDEX_COLUMNS, *LABEL_FIELDS) if c in tokenized.column_names]
     return tokenized.select_columns(columns).to_pandas()
 
 

@@ -26,6 +26,7 @@ from mygo.analysis.selection import STRATEGIES, Selection, select, target_count
 from mygo.atomic import atomic_path
 from mygo.data.pool import NOISE_FIELD
 from mygo.tracking import plots
+from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
 from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
@@ -210,11 +211,14 @@ def run_select(cfg: DictConfig) -> str:
         mlflow.log_artifact(str(run_dir / "samples.parquet"), "selection")
 
         score = silhouette(features, clustering.labels, cfg.clustering.silhouette_sample, cfg.clustering.seed)
+        # The selection beside random and quality top-k ones of its size; plots/diversity.png.
+        diversity = selection_diversity(data.index, features, quality, clustering.labels, selected, cfg)
         metrics = {
             "clustering/num_clusters": float(clustering.num_clusters),
             "clustering/noise_points": float((clustering.labels < 0).sum()),
             "clustering/seconds": clustering_seconds,
             **selection_metrics(data, quality, selected),
+            **diversity,
             "select/seconds": time.perf_counter() - started,
         }
         if clustering.chosen_k is not None:

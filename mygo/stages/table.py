@@ -150,7 +150,13 @@ STAGES: tuple[Stage, ...] = (
         artifacts={"selected_data": "selection/selected_data.jsonl"},
         tags={"selected_ids": "mygo.selected_ids_sha256"},
         key_params=("selection.percentage", "selection.strategy", "clustering.method", "clustering.kmeans.k"),
-        key_metrics=("selection/num_selected", "clustering/chosen_k", "noise/fraction_selected"),
+        key_metrics=(
+            "selection/num_selected",
+            "clustering/chosen_k",
+            "noise/fraction_selected",
+            "diversity/coverage_distance",
+            "diversity/topic_coverage",
+        ),
         script="select_data.py",  # entrypoints/select.py would shadow the standard library's `select`
     ),
     Stage(

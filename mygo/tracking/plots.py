@@ -198,5 +198,32 @@ def arm_comparison(estimates: dict[str, dict[str, tuple[float, float]]], title: 
     for panel in list(axes.flat)[len(figures) :]:
         panel.axis("off")
     figure.suptitle(title)
+
+
+def selection_vs_pool(groupings: dict[str, np.ndarray], selections: dict[str, np.ndarray], most: int = 40):
+    """Each grouping's share of the pool (grey bars, largest first) and of each selection (one line each):
+    a selection that follows the bars mirrors the pool; one that stays flat spreads evenly; zeros are what it
+    missed. groupings: name -> [n] label per sample; selections: name -> [n] boolean mask. Groupings with more
+    than `most` values show the `most` largest."""
+    figure, all_axes = plt.subplots(len(groupings), 1, figsize=(10, 3.2 * len(groupings)), squeeze=False)
+    for axes, (name, values) in zip(all_axes[:, 0], groupings.items(), strict=True):
+        values = np.asarray(values).astype(str)
+        names, counts = np.unique(values, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:most]
+        shown = names[order]
+        x = np.arange(len(shown))
+        axes.bar(x, counts[order] / len(values), color="tab:gray", alpha=0.5, label="pool")
+        for (label, mask), marker in zip(selections.items(), "os^vD", strict=False):
+            chosen = values[mask]
+            share = np.array([(chosen == value).mean() for value in shown]) if len(chosen) else np.zeros(len(shown))
+            present = len(np.unique(chosen)) / len(names)
+            axes.plot(x, share, marker=marker, markersize=3, linewidth=1, label=f"{label} ({present:.0%} present)")
+        labels = [value if len(value) <= 18 else value[:17] + "…" for value in shown]
+        axes.set_xticks(x, labels, rotation=90 if len(shown) > 8 else 0, fontsize="x-small")
+        more = f", the {len(shown)} largest of {len(names)}" if len(names) > len(shown) else ""
+        axes.set_title(f"by {name}{more}", fontsize="small")
+        axes.set_ylabel("share")
+        axes.legend(fontsize="x-small")
+    figure.suptitle("selection vs pool")
     figure.tight_layout()
     return figure

@@ -6,6 +6,10 @@ its warmup and score runs. Several workers (`mygo sweep` processes on one machin
 study through Optuna's RDB storage and the MLflow tracking store: the worker that creates the study
 creates its parent run, the others nest their trials under it. A trial whose worker died is failed
 by the heartbeat and retried (`RetryHeartbeatStaleTrialCallback`); a stopped study resumes where it stopped.
+
+An objective may carry constraints (`objective.constraints: [{metric, at_most | at_least}]`, bounds a number or
+another metric of the same run), e.g. the least noise among selections at least as diverse as a random one: each
+trial records them (`Trial.set_constraint`), TPE samples with them and the best trial is the best that meets them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ PARAM_TYPES = ("float", "int", "categorical")
 PARENT_RUN_ATTR = "mlflow_parent_run"
 SPACE_DIGEST_ATTR = "space_digest"
 TRIAL_RUN_ATTR = "mlflow_run"
+BOUNDS = ("at_most", "at_least")
 
 
 class SpaceError(ValueError):
@@ -69,7 +74,7 @@ class SearchParam:
 @dataclass
 class SearchSpace:
     path: Path
-    objective: dict[str, str]
+    objective: dict[str, Any]  # metric, direction, stage and optional constraints
     sampler: dict[str, Any] = field(default_factory=dict)
     pruner: dict[str, Any] = field(default_factory=dict)
     params: list[SearchParam] = field(default_factory=list)
@@ -154,6 +159,7 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(f"{path}: objective.stage must be one of {list(PIPELINE_STAGES)}")
     if delta_control(objective["metric"]) and objective["stage"] != "evaluate":
         raise SpaceError(f"{path}: a delta_vs_<arm> objective needs objective.stage evaluate")
+    _check_constraints(path, objective)
     if not merged["params"]:
         raise SpaceError(f"{path}: params is empty")
     stage_configs: dict[str, DictConfig] = {}
@@ -163,6 +169,25 @@ def load_space(path: str | Path) -> SearchSpace:
             if condition not in merged["params"]:
                 raise SpaceError(f"{path}: params.{param.name}.when names unknown parameter {condition!r}")
     return SearchSpace(path, objective, merged["sampler"], merged["pruner"], params)
+
+
+def _check_constraints(path: Path, objective: dict[str, Any]) -> None:
+    constraints = objective.get("constraints")
+    if constraints is None:
+        return
+    form = "a list of {metric: <name>, at_most: <number or metric>} (or at_least)"
+    if not isinstance(constraints, list) or not constraints:
+        raise SpaceError(f"{path}: objective.constraints must be {form}")
+    for number, constraint in enumerate(constraints):
+        bounds = [key for key in BOUNDS if key in (constraint if isinstance(constraint, dict) else {})]
+        if (
+            len(bounds) != 1
+            or set(constraint) != {"metric", bounds[0]}
+            or not isinstance(constraint["metric"], str)
+            or isinstance(constraint[bounds[0]], bool)
+            or not isinstance(constraint[bounds[0]], int | float | str)
+        ):
+            raise SpaceError(f"{path}: objective.constraints[{number}] must be {form}, got {constraint!r}")
 
 
 def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -345,6 +370,18 @@ def delta_control(metric: str) -> str | None:
     return control
 
 
+def constraint_values(run_id: str, constraints: list[dict[str, Any]]) -> list[float]:
+    """Each constraint as Optuna takes it, <= 0 where it holds: value - bound (at_most), bound - value (at_least)."""
+    values = []
+    for constraint in constraints:
+        value = objective_value(run_id, constraint["metric"])
+        kind = "at_most" if "at_most" in constraint else "at_least"
+        bound = constraint[kind]
+        bound = objective_value(run_id, bound) if isinstance(bound, str) else float(bound)
+        values.append(value - bound if kind == "at_most" else bound - value)
+    return values
+
+
 def make_objective(cfg: DictConfig, space: SearchSpace):
     def objective(trial: optuna.Trial) -> float:
         values = sample(trial, space)
@@ -379,6 +416,12 @@ def make_objective(cfg: DictConfig, space: SearchSpace):
             else:
                 value = objective_value(stage_runs[space.objective["stage"]], metric)
             mlflow.log_metric("objective", value)
+            if constraints := space.objective.get("constraints"):
+                holder = run.info.run_id if control else stage_runs[space.objective["stage"]]
+                held = constraint_values(holder, constraints)
+                for number, (constraint, excess) in enumerate(zip(constraints, held, strict=True)):
+                    trial.set_constraint(f"{number}:{constraint['metric']}", excess)
+                mlflow.log_metric("objective/feasible", float(all(v <= 0 for v in held)))
             return value
 
     return objective
@@ -391,7 +434,12 @@ def log_study_results(study: optuna.Study) -> None:
     mlflow.log_metrics({f"trials/{state}": float(count) for state, count in counts.items()})
     if not complete:
         return
-    best = study.best_trial
+    try:
+        best = study.best_trial
+    except ValueError:  # constrained, and no complete trial meets the constraints
+        logger.warning("study %s: no complete trial meets the objective's constraints", study.study_name)
+        mlflow.set_tag("mygo.best_trial", "none: no trial meets the objective's constraints")
+        return
     mlflow.log_metrics({"best/objective": best.value, "best/trial_number": float(best.number)})
     mlflow.set_tags(
         {"mygo.best_trial_run": best.user_attrs.get(TRIAL_RUN_ATTR, ""), "mygo.best_trial": str(best.number)}
@@ -442,5 +490,10 @@ def run_sweep(cfg: DictConfig) -> str:
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     print(f"study {study_name}: {complete} complete trials; parent run {parent}")
     if complete:
-        print(f"best trial {study.best_trial.number}: {study.best_value:.4g} with {study.best_trial.params}")
+        try:
+            best = study.best_trial
+        except ValueError:  # constrained, none feasible
+            print("no complete trial meets the objective's constraints")
+        else:
+            print(f"best trial {best.number}: {best.value:.4g} with {best.params}")
     return parent

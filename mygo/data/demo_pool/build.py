@@ -5,6 +5,9 @@ The demo pool stands in for it on machines with no network: the same four folder
 records with `messages`, and real English text, because every question and clean answer is built from the Python
 standard library's own documentation (`stdlib_corpus`), styled after the source it imitates.
 
+Each record names the stdlib module (or language-reference topic) it is about in `mygo_topic`, so that the
+diversity of a selection can be measured against the pool's topics; like `mygo_noise`, selection never reads it.
+
 A known fraction of the records is corrupted on purpose (random characters, shuffled words, an answer to another
 question, one repeated word, an answer cut off after a few words) and marked in `mygo_noise`. Selection never reads
 that field; only the evaluation of the selector does, to measure how much of the noise a selection keeps out.
@@ -35,7 +38,7 @@ from mygo.data.stdlib_corpus import Document, stdlib_documents
 
 logger = logging.getLogger(__name__)
 
-DEMO_POOL_VERSION = 1
+DEMO_POOL_VERSION = 2  # 2: records carry `mygo_topic`
 DEMO_SOURCES = ("cot", "dolly", "flan_v2", "oasst1")
 MANIFEST_NAME = "manifest.json"
 MIN_SAMPLES = 20
@@ -54,7 +57,7 @@ class DemoPoolReport:
 class DemoRecord:
     """One pool line plus what was lost to the noise, so tests can check a corruption against its original."""
 
-    record: dict[str, Any]  # exactly what is written: dataset, id, messages, mygo_noise
+    record: dict[str, Any]  # exactly what is written: dataset, id, messages, mygo_noise, mygo_topic
     clean_answer: str  # the last assistant turn before any corruption (equal to it in clean records)
 
 
@@ -71,23 +74,23 @@ def _is_valid(messages: list[Message]) -> bool:
 
 def _clean_conversations(
     corpus: Corpus, source: str, count: int, rng: random.Random, limit: int
-) -> list[list[Message]]:
-    """`count` distinct conversations in the style of `source` (repeats allowed only if the corpus runs dry)."""
-    found: list[list[Message]] = []
+) -> list[tuple[str, list[Message]]]:
+    """`count` distinct (topic, conversation) pairs in the style of `source` (repeats only if the corpus runs dry)."""
+    found: list[tuple[str, list[Message]]] = []
     seen: set[str] = set()
     attempts = 0
     while len(found) < count:
         attempts += 1
         if attempts > 100 * count + 1000:  # every template declines: a bug, never a reason to spin forever
             raise RuntimeError(f"could not generate {count} {source} samples ({len(found)} after {attempts} tries)")
-        messages = rng.choice(TEMPLATES[source])(corpus, rng, limit)
-        if messages is None or not _is_valid(messages):
+        drawn = rng.choice(TEMPLATES[source])(corpus, rng, limit)
+        if drawn is None or not _is_valid(drawn[1]):
             continue
-        key = json.dumps(messages)
+        key = json.dumps(drawn[1])
         if key in seen and attempts <= 20 * count:
             continue
         seen.add(key)
-        found.append(messages)
+        found.append(drawn)
     return found
 
 
@@ -99,10 +102,12 @@ def generate_demo_records(
     rng = random.Random(seed)
     corpus = Corpus(documents)
     sources: list[str] = []
-    conversations: list[list[Message]] = []
+    drawn: list[tuple[str, list[Message]]] = []
     for source, count in _source_counts(num_samples).items():
-        conversations += _clean_conversations(corpus, source, count, rng, max_answer_chars)
+        drawn += _clean_conversations(corpus, source, count, rng, max_answer_chars)
         sources += [source] * count
+    topics = [topic for topic, _ in drawn]
+    conversations = [messages for _, messages in drawn]
     answers = [messages[-1]["content"] for messages in conversations]
 
     noise = assign_noise(answers, round(noise_fraction * num_samples), rng)
@@ -117,6 +122,7 @@ def generate_demo_records(
             messages = [*messages[:-1], {"role": "assistant", "content": corrupted}]
         number = index - first_index[source]
         record = {"dataset": source, "id": f"{source}_{number}", "messages": messages, "mygo_noise": kind}
+        record["mygo_topic"] = topics[index]
         records.append(DemoRecord(record, answers[index]))
     return records
 

@@ -1,6 +1,7 @@
 """The demo pool's conversation templates: questions and clean answers in the style of each LESS source.
 
-Every question and answer is built from a prepared stdlib document (`Corpus`); a template returns None
+Every question and answer is built from a prepared stdlib document (`Corpus`); a template returns the
+conversation with its topic (the module, or language-reference topic, of the document it is about), or None
 when the document it drew cannot make a good sample, and the builder draws again.
 """
 
@@ -19,7 +20,8 @@ LEAD_CHARS = 200
 COT_SUFFIX = "Let's think step by step."
 
 Message = dict[str, str]
-Template = Callable[["Corpus", random.Random, int], "list[Message] | None"]
+Drawn = tuple[str, list[Message]]  # (topic, messages)
+Template = Callable[["Corpus", random.Random, int], "Drawn | None"]
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 
@@ -40,6 +42,11 @@ class _Doc:
             return f"`{self.title}`"
         heading = self.title
         return heading[0].lower() + heading[1:] if heading[1:2].islower() else heading
+
+    @property
+    def topic(self) -> str:
+        """What a sample about this document is about: its module, or the heading of a language-reference topic."""
+        return self.module or self.title
 
     @property
     def first_sentence(self) -> str:
@@ -135,6 +142,10 @@ def _lead(doc: _Doc, limit: int, start: int = 0) -> str:
     return _truncate("\n\n".join(taken), limit)
 
 
+def _about(doc: _Doc, messages: list[Message] | None) -> Drawn | None:
+    return None if messages is None else (doc.topic, messages)
+
+
 def _turns(*pairs: tuple[str, str], system: str | None = None) -> list[Message]:
     messages = [{"role": "system", "content": system}] if system else []
     for question, answer in pairs:
@@ -177,29 +188,31 @@ _RETURNS = (
 )
 
 
-def _dolly_open_qa(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _dolly_open_qa(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.docs)
-    return _turns((rng.choice(_OPEN_QA[doc.kind]).format(name=doc.name), _lead(doc, limit)))
+    return _about(doc, _turns((rng.choice(_OPEN_QA[doc.kind]).format(name=doc.name), _lead(doc, limit))))
 
 
-def _dolly_summarize(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _dolly_summarize(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.docs)
-    return _turns((rng.choice(_SUMMARIZE).format(name=doc.name), _truncate(doc.first_sentence, limit)))
+    return _about(doc, _turns((rng.choice(_SUMMARIZE).format(name=doc.name), _truncate(doc.first_sentence, limit))))
 
 
-def _dolly_summarize_passage(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _dolly_summarize_passage(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.multi_paragraph)
     passage = _truncate("\n\n".join(doc.paragraphs), limit)
-    return _turns((rng.choice(_SUMMARIZE_PASSAGE).format(passage=passage), _truncate(doc.first_sentence, limit)))
+    return _about(
+        doc, _turns((rng.choice(_SUMMARIZE_PASSAGE).format(passage=passage), _truncate(doc.first_sentence, limit)))
+    )
 
 
-def _dolly_returns(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _dolly_returns(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.returning)
     passage = _truncate("\n\n".join(doc.paragraphs), limit)
     answer = next((s for s in SENTENCE_BREAK.split(passage) if s.startswith("Return")), None)
     if answer is None:  # the returns sentence fell past the cut
         return None
-    return _turns((rng.choice(_RETURNS).format(name=doc.name, passage=passage), answer))
+    return _about(doc, _turns((rng.choice(_RETURNS).format(name=doc.name, passage=passage), answer)))
 
 
 # -------------------------------------------------------------------------------------------- flan_v2
@@ -239,36 +252,37 @@ def _flan(rng: random.Random, question: str, answer: str) -> list[Message]:
     return _turns((question, answer), system=rng.choice(_FLAN_SYSTEMS) if rng.random() < 0.3 else None)
 
 
-def _flan_module_of(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _flan_module_of(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.members)
-    return _flan(rng, rng.choice(_MODULE_OF).format(name=doc.name), doc.module)
+    return _about(doc, _flan(rng, rng.choice(_MODULE_OF).format(name=doc.name), doc.module))
 
 
-def _flan_complete(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
-    words = rng.choice(rng.choice(corpus.quotable).sentences).split()
+def _flan_complete(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
+    doc = rng.choice(corpus.quotable)
+    words = rng.choice(doc.sentences).split()
     cut = rng.randint(max(1, len(words) // 3), max(1, 2 * len(words) // 3))
     head, rest = " ".join(words[:cut]), _truncate(" ".join(words[cut:]), limit)
-    return _flan(rng, rng.choice(_COMPLETE).format(head=head), rest)
+    return _about(doc, _flan(rng, rng.choice(_COMPLETE).format(head=head), rest))
 
 
-def _flan_title(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _flan_title(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.docs)
-    return _flan(rng, rng.choice(_TITLE).format(passage=_truncate(doc.paragraphs[0], limit)), doc.title)
+    return _about(doc, _flan(rng, rng.choice(_TITLE).format(passage=_truncate(doc.paragraphs[0], limit)), doc.title))
 
 
-def _flan_which_doc(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _flan_which_doc(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.quotable)
     other = corpus.other(rng, doc, corpus.quotable, _has_sentences)
     sentence = rng.choice(doc.sentences)
     if other is None or sentence in other.sentences:
         return None
     a, b = (doc, other) if rng.random() < 0.5 else (other, doc)
-    return _flan(rng, rng.choice(_WHICH_DOC).format(a=a.name, b=b.name, sentence=sentence), doc.title)
+    return _about(doc, _flan(rng, rng.choice(_WHICH_DOC).format(a=a.name, b=b.name, sentence=sentence), doc.title))
 
 
-def _flan_classify(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _flan_classify(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.coded)
-    return _flan(rng, rng.choice(_CLASSIFY).format(passage=_truncate(doc.paragraphs[0], limit)), doc.kind)
+    return _about(doc, _flan(rng, rng.choice(_CLASSIFY).format(passage=_truncate(doc.paragraphs[0], limit)), doc.kind))
 
 
 # ------------------------------------------------------------------------------------------------ cot
@@ -296,7 +310,7 @@ def _cot(question: str, steps: list[str], conclusion: str, limit: int) -> list[M
     return _turns((f"{question}\n\n{COT_SUFFIX}", " ".join([*steps, final])))
 
 
-def _cot_describes(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _cot_describes(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.quotable)
     quote = _truncate(doc.first_sentence, max(limit // 3, 20))
     steps = [f'The documentation of {doc.name} begins: "{quote}"']
@@ -315,10 +329,12 @@ def _cot_describes(corpus: Corpus, rng: random.Random, limit: int) -> list[Messa
             return None
         steps.append(f"The statement is not part of it; it comes from the documentation of {other.name}.")
         conclusion = "no"
-    return _cot(rng.choice(_DESCRIBES).format(name=doc.name, statement=statement), steps, conclusion, limit)
+    return _about(
+        doc, _cot(rng.choice(_DESCRIBES).format(name=doc.name, statement=statement), steps, conclusion, limit)
+    )
 
 
-def _cot_which_of_two(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _cot_which_of_two(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.members)
     other = corpus.other(rng, doc, corpus.by_kind[doc.kind], lambda d: d.kind == doc.kind)
     if other is None or other.first_sentence == doc.first_sentence:
@@ -331,10 +347,10 @@ def _cot_which_of_two(corpus: Corpus, rng: random.Random, limit: int) -> list[Me
         f'{other.name} is documented differently: "{quote}"',
         f"So {doc.name} is the one that does it, and it is option {'A' if a is doc else 'B'}.",
     ]
-    return _cot(question, steps, f"({'A' if a is doc else 'B'})", limit)
+    return _about(doc, _cot(question, steps, f"({'A' if a is doc else 'B'})", limit))
 
 
-def _cot_module(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _cot_module(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     doc = rng.choice(corpus.members)
     last = doc.title.rpartition(".")[2]
     parent = doc.title.rpartition(".")[0]
@@ -345,7 +361,7 @@ def _cot_module(corpus: Corpus, rng: random.Random, limit: int) -> list[Message]
     else:
         steps.append(f"Its last part, `{last}`, is the {doc.kind} itself.")
         steps.append(f"What comes before it, `{doc.module}`, is the module that defines it.")
-    return _cot(rng.choice(_COT_MODULE).format(name=doc.name), steps, doc.module, limit)
+    return _about(doc, _cot(rng.choice(_COT_MODULE).format(name=doc.name), steps, doc.module, limit))
 
 
 # --------------------------------------------------------------------------------------------- oasst1
@@ -366,7 +382,7 @@ def _oasst(rng: random.Random, *pairs: tuple[str, str]) -> list[Message]:
     return _turns(*pairs, system=rng.choice(_OASST_SYSTEMS) if rng.random() < 0.25 else None)
 
 
-def _oasst_children(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _oasst_children(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     """Ask about a module or class, then about one or two of its functions, classes or methods."""
     parent = rng.choice(corpus.parents)
     children = corpus.children[parent.title]
@@ -375,10 +391,10 @@ def _oasst_children(corpus: Corpus, rng: random.Random, limit: int) -> list[Mess
     pairs += [(rng.choice(_CHILD_QA).format(name=child.name), _lead(child, limit)) for child in picked]
     if len(pairs) == 2 and rng.random() < 0.5:
         pairs.append((rng.choice(_ONE_SENTENCE), _truncate(picked[0].first_sentence, limit)))
-    return _oasst(rng, *pairs)
+    return _about(parent, _oasst(rng, *pairs))
 
 
-def _oasst_detail(corpus: Corpus, rng: random.Random, limit: int) -> list[Message] | None:
+def _oasst_detail(corpus: Corpus, rng: random.Random, limit: int) -> Drawn | None:
     """Ask about anything with more than one paragraph, then for more detail, sometimes for a summary."""
     doc = rng.choice(corpus.multi_paragraph)
     pairs = [
@@ -387,7 +403,7 @@ def _oasst_detail(corpus: Corpus, rng: random.Random, limit: int) -> list[Messag
     ]
     if rng.random() < 0.4:
         pairs.append((rng.choice(_ONE_SENTENCE), _truncate(doc.first_sentence, limit)))
-    return _oasst(rng, *pairs)
+    return _about(doc, _oasst(rng, *pairs))
 
 
 TEMPLATES: dict[str, tuple[Template, ...]] = {
