@@ -214,6 +214,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "selection.quality_signal": "one of gate, nll, ifd, rank_mean",
         "selection.rank_mean_of": "list of str or null",
         "selection.quality_floor": "float in [0, 1)",
+        "selection.within_cluster": "one of quality, random",
+        "selection.floor_scope": "one of pool, cluster",
         "clustering.method": "one of kmeans, hdbscan",
         "clustering.pca_components": "int >= 1 or null",
         "clustering.seed": "int",

@@ -118,3 +118,34 @@ def test_round_robin_at_the_real_pool_size():
     # 61 groups of ~4400: rounds 0..220 are full, round 221 is cut by quality.
     assert (np.bincount(chosen.rounds[chosen.rounds >= 0]) <= 61).all()
     assert np.array_equal(np.sort(chosen.indices), np.flatnonzero(chosen.rounds >= 0))
+
+
+def test_round_robin_in_random_order_within_clusters_keeps_the_cluster_balance_and_ignores_quality():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    quality = rng.normal(size=200)
+    best_first = select("round_robin", quality, labels, 0.2)
+    shuffled = select("round_robin", quality, labels, 0.2, seed=1, within_cluster="random")
+    # Every cluster gives 10 either way (round robin's balance)...
+    assert np.bincount(labels[shuffled.indices], minlength=4).tolist() == [10, 10, 10, 10]
+    assert np.bincount(labels[best_first.indices], minlength=4).tolist() == [10, 10, 10, 10]
+    # ...but best-first takes the top 10 of each cluster and random order does not rank by quality at all.
+    assert quality[best_first.indices].min() > np.median(quality)
+    assert abs(quality[shuffled.indices].mean() - quality.mean()) < 0.3
+    again = select("round_robin", quality, labels, 0.2, seed=1, within_cluster="random")
+    other = select("round_robin", quality, labels, 0.2, seed=2, within_cluster="random")
+    assert np.array_equal(again.indices, shuffled.indices) and not np.array_equal(other.indices, shuffled.indices)
+    with pytest.raises(ValueError, match="within_cluster='best' is not valid"):
+        select("round_robin", quality, labels, 0.2, within_cluster="best")
+
+
+def test_a_floor_per_cluster_drops_each_clusters_worst_not_a_whole_harder_cluster():
+    from mygo.stages.select import above_floor
+
+    labels = np.repeat([0, 1], 10)
+    quality = np.r_[np.arange(10.0), np.arange(10.0) - 100]  # cluster 1 is all "worse", as a harder task would be
+    pool_wide = above_floor(quality, labels, 0.5, "pool")
+    per_cluster = above_floor(quality, labels, 0.5, "cluster")
+    assert set(labels[pool_wide]) == {0}  # the pool-wide floor drops the whole harder cluster
+    assert np.bincount(labels[per_cluster]).tolist() == [5, 5]  # per cluster: each keeps its better half
+    assert set(per_cluster) == set(range(5, 10)) | set(range(15, 20))

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 STRATEGIES = ("round_robin", "quality_topk", "random")
+# In which order a cluster gives its members to round robin: best quality first (MyGO), or in a seeded random
+# order (quality then only filters, through `quality_floor`: a likelihood-based signal ranks short, easy answers
+# first, so best-first fills a budget with what teaches least).
+WITHIN_CLUSTER = ("quality", "random")
 
 
 @dataclass
@@ -32,17 +36,30 @@ def target_count(n: int, percentage: float) -> int:
     return max(1, round(n * percentage))
 
 
-def select(strategy: str, quality: np.ndarray, labels: np.ndarray, percentage: float, seed: int = 0) -> Selection:
+def select(
+    strategy: str,
+    quality: np.ndarray,
+    labels: np.ndarray,
+    percentage: float,
+    seed: int = 0,
+    within_cluster: str = "quality",
+) -> Selection:
     """Choose target_count(n, percentage) rows with `strategy`; the same inputs and seed give the same selection.
 
     quality: [n] higher is better; labels: [n] cluster ids >= 0, or -1 for HDBSCAN noise (see `round_robin`).
-    `seed` is used by `random` only.
+    `seed` is used by `random`, and by round robin with `within_cluster="random"`.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
+    if within_cluster not in WITHIN_CLUSTER:
+        raise ValueError(f"within_cluster={within_cluster!r} is not valid; choose one of {list(WITHIN_CLUSTER)}")
     quality, labels = _check_inputs(quality, labels)
     count = target_count(len(quality), percentage)
     if strategy == "round_robin":
+        if within_cluster == "random":  # a cluster's members in a seeded random order: quality is not a ranking
+            order = np.random.default_rng(seed).permutation(len(quality)).astype(np.float64)
+            selection = round_robin(-order, labels, count)
+            return Selection(selection.indices, selection.rounds, strategy)
         return round_robin(quality, labels, count)
     if strategy == "quality_topk":
         chosen = _by_quality(quality, np.arange(len(quality)))[:count]

@@ -121,13 +121,28 @@ def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
     return signal_values(options.quality_signal, data.sample_quality, data.signals, rank_mean_of)
 
 
+def above_floor(quality: np.ndarray, labels: np.ndarray, floor: float, scope: str) -> np.ndarray:
+    """Rows at or above the `floor` quantile of quality: of the whole pool, or of each row's own cluster.
+
+    Per cluster, every kind of sample loses its own worst: a likelihood signal rates whole tasks (long answers,
+    reasoning) as harder than others, and a pool-wide floor would drop those tasks rather than the bad samples."""
+    if scope == "pool":
+        return np.flatnonzero(quality >= np.quantile(quality, floor))
+    keep = np.zeros(len(quality), dtype=bool)
+    for label in np.unique(labels):
+        rows = labels == label
+        keep[rows] = quality[rows] >= np.quantile(quality[rows], floor)
+    return np.flatnonzero(keep)
+
+
 def select_above_floor(quality: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Selection:
     """The strategy over the samples above the quality floor (`selection.quality_floor`: the share of the pool,
     lowest quality first, that no strategy may pick; 0 keeps everyone). Filter first, then diversify: round
     robin would otherwise give a cluster made of bad samples as many picks as any other."""
     options = cfg.selection
     count = target_count(len(quality), options.percentage)
-    eligible = np.flatnonzero(quality >= np.quantile(quality, options.quality_floor)) if options.quality_floor else None
+    floor = options.quality_floor
+    eligible = above_floor(quality, labels, floor, options.floor_scope) if floor else None
     if eligible is None or len(eligible) < count:
         if eligible is not None:
             logger.warning(
@@ -136,8 +151,9 @@ def select_above_floor(quality: np.ndarray, labels: np.ndarray, cfg: DictConfig)
                 len(eligible),
                 count,
             )
-        return select(options.strategy, quality, labels, options.percentage, options.seed)
-    inner = select(options.strategy, quality[eligible], labels[eligible], count / len(eligible), options.seed)
+        return select(options.strategy, quality, labels, options.percentage, options.seed, options.within_cluster)
+    share = count / len(eligible)
+    inner = select(options.strategy, quality[eligible], labels[eligible], share, options.seed, options.within_cluster)
     inner_indices = inner.indices[:count]
     rounds = np.full(len(quality), -1, dtype=np.int64)
     rounds[eligible[inner_indices]] = inner.rounds[inner_indices]
