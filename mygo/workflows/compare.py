@@ -23,7 +23,7 @@ ARM_TAG = "mygo.arm"
 SEED_TAG = "mygo.seed"
 ARMS_ARTIFACT = "comparison/arms.json"  # arm -> seed -> evaluate run ID, on a pipeline (or trial) run
 REFERENCE_ARM = "selection"
-PLOTTED = ("/acc", "/bpb")  # the headline figure of each kind of task; the table has all of them
+PLOTTED = ("/acc", "/bpb")  # the headline figure of each kind of task: plotted and printed; the CSV has all
 
 ArmRuns = dict[str, dict[int, str]]  # arm -> seed -> evaluate run ID
 ArmFigures = dict[str, dict[int, dict[str, float]]]  # arm -> seed -> eval figures
@@ -96,10 +96,12 @@ def comparison_rows(figures: ArmFigures, reference: str = REFERENCE_ARM) -> list
     return rows
 
 
-def format_comparison(rows: list[dict], reference: str = REFERENCE_ARM) -> str:
-    """A block per figure: each arm's mean ± standard error (seeds), and `reference − arm` in standard errors."""
+def format_comparison(rows: list[dict], reference: str = REFERENCE_ARM, headline: bool = True) -> str:
+    """A block per figure: each arm's mean ± standard error (seeds), and `reference − arm` in standard errors.
+
+    `headline`: accuracies and bits per byte only (the CSV has every figure)."""
     lines: list[str] = []
-    for key in dict.fromkeys(row["figure"] for row in rows):
+    for key in dict.fromkeys(row["figure"] for row in rows if not headline or row["figure"].endswith(PLOTTED)):
         direction = "lower" if lower_is_better(key) else "higher"
         lines += ["", f"{key} ({direction} is better)", f"  {'arm':<22}{'mean ± se (seeds)':<30}{reference} − arm"]
         for row in (r for r in rows if r["figure"] == key):
