@@ -84,7 +84,8 @@ def prepare_data(cfg: DictConfig, data_file: Path, tokenizer, is_main: bool):
             f"target.max_sequence_length={cfg.target.max_sequence_length}"
         )
     if is_main:
-        log_pool_input(records, context="training", name=f"finetune_data:{data_file.name}")
+        name = f"finetune_data:{data_file.name}"  # data.path decides reuse; a selection is its run's artifact
+        log_pool_input(records, context="training", name=name, decides_reuse=bool(cfg.data.path))
         metrics = records.stats.metrics()
         metrics = {key.replace("data/pool_records", "data/records"): value for key, value in metrics.items()}
         metrics |= {

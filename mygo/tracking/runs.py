@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from mygo.config import config_hash, config_yaml, flatten_config
+from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
 from mygo.tracking.failures import recording_failures
@@ -29,6 +31,8 @@ UPSTREAM_TAG = "mygo.upstream_run"
 CONFIG_HASH_TAG = "mygo.config_hash"
 HOST_TAG = "mygo.host"
 PID_TAG = "mygo.pid"
+POOL_DIGEST_TAG = "mygo.pool_digest"  # the content digest of the pool (or data file) the run read
+POOL_SOURCE_TAG = "mygo.pool_source"  # where it was read from (JSON), so that reuse can digest it again
 FOLLOWS_TAG = "mygo.follows"  # unfinished runs of the same stage and config that this run comes after
 # What `mygo.stage` may say: a stage of the table, or a workflow's run (a pipeline, a sweep, one of its trials).
 STAGES = (*STAGE_NAMES, "pipeline", "sweep", "trial")
@@ -167,7 +171,18 @@ def log_dataset_input(name: str, location: str, digest: str, context: str) -> No
     mlflow.log_input(MetaDataset(source=source, name=name, digest=digest[:16]), context=context)
 
 
-def log_pool_input(pool, context: str, name: str | None = None) -> None:
-    """The pool (or a data file) as a dataset input: its name, location and content digest."""
+def log_pool_input(pool, context: str, name: str | None = None, decides_reuse: bool = True) -> None:
+    """The pool (or a data file) as a dataset input: its name, location and content digest.
+
+    `decides_reuse`: the run also records the digest and where the pool lies (`mygo.pool_digest`,
+    `mygo.pool_source`), and is reused only while that pool still has that digest; False for a file
+    that is another run's artifact (a selection), which changes only with that run.
+    """
     name = name or f"pool:{','.join(pool.dataset_names)}"
     log_dataset_input(name, str(pool.data_dir.resolve()), pool.digest, context)
+    if decides_reuse:
+        tag_pool(pool.digest, pool_source(pool))
+
+
+def tag_pool(digest: str, source: dict) -> None:
+    mlflow.set_tags({POOL_DIGEST_TAG: digest, POOL_SOURCE_TAG: json.dumps(source, sort_keys=True)})
