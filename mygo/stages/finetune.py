@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, Trainer, set_seed
 
+from mygo.atomic import atomic_directory
 from mygo.data.chat import ChatEncoding, tokenize_pool, tokenizing_processes
 from mygo.data.pool import load_records_file
 from mygo.stages.target import load_target_tokenizer, target_location
@@ -166,8 +167,9 @@ def run_finetune(cfg: DictConfig) -> str | None:
             return None
 
         adapter_dir = output_dir / ADAPTER_ARTIFACT
-        trainer.model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
+        with atomic_directory(adapter_dir) as saving:
+            trainer.model.save_pretrained(saving)
+            tokenizer.save_pretrained(saving)
         mlflow.log_artifacts(str(adapter_dir), ADAPTER_ARTIFACT)
         mlflow.set_tag(ADAPTER_PATH_TAG, str(adapter_dir.resolve()))
         plots.log_figure(plots.metric_curve(metrics.history, "train/loss", "fine-tuning loss"), "plots/loss.png")

@@ -238,7 +238,8 @@ def run_select(cfg: DictConfig) -> str:
         table = data.index[["id", "dataset"]].assign(
             quality=quality, cluster=clustering.labels, selected=selected, round=chosen.rounds
         )
-        table.to_parquet(run_dir / "samples.parquet", index=False)
+        with atomic_path(run_dir / "samples.parquet") as temporary:
+            table.to_parquet(temporary, index=False)
         mlflow.log_artifact(str(selected_file), "selection")
         mlflow.log_artifact(str(run_dir / "samples.parquet"), "selection")
 
