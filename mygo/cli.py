@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from mygo.config import load_config, override_of, split_overrides
 from mygo.stages.table import STAGES, Knob, Stage
 from mygo.tracking.failures import LOG_FORMAT, recording_failures
+from mygo.tracking.redaction import redact_text
 from mygo.workflows.reproduce import ReproductionMismatch
 
 
@@ -166,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(command.config, command_overrides(command, args))
             command.load_runner()(cfg)
     except (ValueError, FileNotFoundError, StrictDataclassError) as error:
-        print(f"mygo {args.command}: error: {error}", file=sys.stderr)
+        print(f"mygo {args.command}: error: {redact_text(str(error))}", file=sys.stderr)
         return 2
     except ReproductionMismatch as error:
-        print(f"mygo {args.command}: {error}", file=sys.stderr)
+        print(f"mygo {args.command}: {redact_text(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"mygo {args.command}: interrupted; the runs in progress are marked KILLED", file=sys.stderr)

@@ -67,3 +67,54 @@ def test_only_keys_that_name_a_secret_are_masked():
         assert redact_value(key, "value") == MASK, key
     for key in ("model.build.training.max_train_tokens", "data.num_label_tokens", "tokenizer"):
         assert redact_value(key, 20000) == 20000, key
+
+
+SECRETS = ("hf_zz1", "hf_zz2", "sk_zz3", "aws_zz4", "tv_zz5", "ghp_zz6", "q_zz7", "p/w@zz8")
+
+
+def secret_config():
+    """Every shape a secret took that the redaction let through before: each value holds one of SECRETS."""
+    return OmegaConf.create(
+        {
+            "tracking": {"uri": None, "experiment": "mygo"},
+            "stage_overrides": {"finetune": "target.hf_token=hf_zz1 target.training.epochs=2"},
+            "upstream": {"convert_overrides": "'model.hf_token=\"hf_zz2\" convert.dtype=float32'"},
+            "auth": {"secret_key": "sk_zz3", "aws_secret_access_key": "aws_zz4", "token_value": "tv_zz5"},
+            "model": {"source": "https://ghp_zz6@github.example/org/model", "max_train_tokens": 20000},
+            "data": {"url": "https://data.example/pool?user=me&password=q_zz7", "pad_token_id": 3},
+            "sweep": {"storage": "postgresql+psycopg://mygo:p/w@zz8@db-host/optuna"},
+        }
+    )
+
+
+def test_secrets_in_overrides_strings_odd_keys_tokens_queries_and_passwords_are_masked(tracking_store):
+    with stage_run("convert", secret_config(), run_name="secrets") as run:
+        pass
+    logged = mlflow.get_run(run.info.run_id)
+    text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/resolved.yaml")
+    everything = " ".join([*logged.data.params.values(), *logged.data.tags.values(), text])
+    assert [secret for secret in SECRETS if secret in everything] == []
+    params = logged.data.params
+    assert params["stage_overrides.finetune"] == "target.hf_token=*** target.training.epochs=2"
+    assert params["upstream.convert_overrides"] == "'model.hf_token=*** convert.dtype=float32'"
+    assert params["model.source"] == "https://***@github.example/org/model"
+    assert params["data.url"] == "https://data.example/pool?user=me&password=***"
+    assert params["sweep.storage"] == "postgresql+psycopg://mygo:***@db-host/optuna"
+    assert params["model.max_train_tokens"] == "20000" and params["data.pad_token_id"] == "3"  # counts stay
+
+
+def test_error_texts_are_masked_in_the_run_and_on_the_console(tracking_store, capsys):
+    from mygo.cli import main as mygo_main
+    from mygo.tracking.failures import ERROR_TAG
+
+    cfg = OmegaConf.create({"tracking": {"uri": None, "experiment": "mygo"}})
+    with pytest.raises(ValueError), stage_run("convert", cfg) as run:
+        raise ValueError("cannot reach https://alice:hunter2@models.example with target.hf_token=hf_zz1")
+    failed = mlflow.get_run(run.info.run_id)
+    log = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/logs/convert.log")
+    for text in (failed.data.tags[ERROR_TAG], log):
+        assert "hunter2" not in text and "hf_zz1" not in text and "alice:***@" in text
+
+    assert mygo_main(["lineage", "https://alice:hunter2@example.org"]) == 2
+    error = capsys.readouterr().err
+    assert "hunter2" not in error and "https://alice:***@example.org" in error

@@ -148,7 +148,7 @@ def get_run(run_id: str) -> Run:
         return mlflow.get_run(run_id)
     except MlflowException as error:
         raise ValueError(
-            f"run {run_id!r} not found in tracking store {mlflow.get_tracking_uri()}: {error.message}"
+            f"run {run_id!r} not found in tracking store {redact_text(mlflow.get_tracking_uri())}: {error.message}"
         ) from error
 
 

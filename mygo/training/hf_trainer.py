@@ -22,6 +22,7 @@ from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArgume
 
 from mygo.config import config_hash
 from mygo.data.corruption import Vocabulary, check_corruptions, corrupt_batch
+from mygo.tracking.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +244,9 @@ class MlflowMetrics(TrainerCallback):
         deadline = time.monotonic() + self.flush_timeout_s
         while not self._send_pending():
             if time.monotonic() > deadline:
+                uri = redact_text(mlflow.get_tracking_uri())
                 raise TrackingUnavailable(
-                    f"the tracking store {mlflow.get_tracking_uri()} stayed unreachable: {len(self.pending)} metric "
+                    f"the tracking store {uri} stayed unreachable: {len(self.pending)} metric "
                     f"logs of steps {self.pending[0][1]}-{self.pending[-1][1]} were not recorded; the checkpoints "
                     f"in {args.output_dir} are intact"
                 )

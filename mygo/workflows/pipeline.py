@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from mygo.config import load_config, split_overrides
 from mygo.stages.table import STAGE_NAMES, STAGES
+from mygo.tracking.redaction import redact_text
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import stage_run, tracking_overrides
 from mygo.workflows.lineage import key_metrics
@@ -106,5 +107,6 @@ def run_pipeline(cfg: DictConfig) -> str:
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
         rows = run_stages(cfg)
         print("\n" + summary_table(rows))
-        print(f"Compare runs with: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()} --host 127.0.0.1")
+        uri = redact_text(mlflow.get_tracking_uri())
+        print(f"Compare runs with: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
         return parent.info.run_id

@@ -28,7 +28,7 @@ from mygo.config import flatten_config
 from mygo.stages.table import STAGES, upstream_keys
 from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
-from mygo.tracking.redaction import MASK
+from mygo.tracking.redaction import MASK, redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def check_upstream_runs(cfg: DictConfig, run: Run) -> None:
         if found is None or found.info.lifecycle_stage == "deleted":
             raise ValueError(
                 f"cannot reproduce run {run.info.run_id}: its upstream run {upstream} ({key}) is missing "
-                f"or deleted in tracking store {mlflow.get_tracking_uri()}"
+                f"or deleted in tracking store {redact_text(mlflow.get_tracking_uri())}"
             )
 
 
