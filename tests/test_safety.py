@@ -118,3 +118,50 @@ def test_error_texts_are_masked_in_the_run_and_on_the_console(tracking_store, ca
     assert mygo_main(["lineage", "https://alice:hunter2@example.org"]) == 2
     error = capsys.readouterr().err
     assert "hunter2" not in error and "https://alice:***@example.org" in error
+
+
+@pytest.mark.timeout(300)
+def test_a_password_in_a_p_value_fails_at_once_and_says_how_to_purge_it(tracking_store, tmp_path):
+    """MLflow records `-P` values raw before mygo runs: the command stops before any work and names the remedy."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import REPO
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": tracking_store, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "sweep", "--experiment-name", "mygo"]
+    command += ["-P", "storage=postgresql+psycopg://mygo:pw_zz9@127.0.0.1:1/optuna"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.data.params["storage"].endswith("mygo:pw_zz9@127.0.0.1:1/optuna")  # what MLflow itself recorded
+    assert "-P storage carries a password or token, and MLflow has already recorded it" in result.stderr
+    assert f"mlflow runs delete --run-id {run.info.run_id}" in result.stderr and "mlflow gc" in result.stderr
+    assert "PGPASSWORD" in result.stderr and "MYGO_OPTUNA_STORAGE" in result.stderr
+    assert run.info.status == "FAILED" and "pw_zz9" not in run.data.tags["mygo.error"]
+    assert "sweep.storage" not in run.data.params  # mygo stopped before composing (and logging) its config
+
+
+def test_the_sweep_storage_url_can_come_from_the_environment(tracking_store, tmp_path, monkeypatch):
+    from mygo.config import load_config
+    from mygo.workflows.sweep import STORAGE_ENV, run_sweep
+
+    monkeypatch.setenv(STORAGE_ENV, "postgresql+psycopg://mygo:pw_zz9@127.0.0.1:1/optuna")
+    with pytest.raises(ValueError, match=r"cannot open the Optuna storage postgresql\+psycopg://mygo:\*\*\*@127"):
+        run_sweep(load_config("sweep", ["sweep.connect_timeout=2", "sweep.space=sweeps/selection_noise.yaml"]))
+    assert STORAGE_ENV == "MYGO_OPTUNA_STORAGE"
+
+
+def test_which_p_values_count_as_carrying_a_secret():
+    from mygo.tracking.redaction import secret_params
+
+    params = {
+        "storage": "postgresql+psycopg://user@db-host/optuna",  # the documented way: password in PGPASSWORD
+        "k": "8",
+        "overrides": "target.hf_token=hf_zz1 selection.percentage=0.1",
+        "source": "https://alice:hunter2@models.example/olmoe",
+        "hf_token": "hf_zz2",
+    }
+    assert secret_params(params) == ["hf_token", "overrides", "source"]

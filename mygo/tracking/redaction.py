@@ -50,10 +50,12 @@ def _mask_assignments(text: str) -> str:
     return "".join(parts) + text[position:]
 
 
-def redact_text(text: str) -> str:
-    """The text with every URL password, bare URL token and `secret_key=value` masked."""
+def redact_text(text: str, bare_user: bool = True) -> str:
+    """The text with every URL password, bare URL user (`bare_user`: it may be a token) and `secret_key=value`
+    masked."""
     text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = URL_TOKEN.sub(lambda m: m[0] if m["token"] == MASK else f"{m['scheme']}{MASK}@", text)
+    if bare_user:
+        text = URL_TOKEN.sub(lambda m: m[0] if m["token"] == MASK else f"{m['scheme']}{MASK}@", text)
     return _mask_assignments(text)
 
 
@@ -61,6 +63,14 @@ def redact_value(key: str, value: Any) -> Any:
     if value is not None and is_secret_key(key):
         return MASK
     return redact_text(value) if isinstance(value, str) else value
+
+
+def secret_params(params: dict[str, str]) -> list[str]:
+    """The params that carry a password or secret: a URL's bare user (`postgresql://mygo@db`, the way to name
+    a database user whose password is in PGPASSWORD) is masked when logged but does not count here."""
+    return sorted(
+        key for key, value in params.items() if value and (is_secret_key(key) or redact_text(value, False) != value)
+    )
 
 
 def _redact_node(node: Any, key: str) -> Any:

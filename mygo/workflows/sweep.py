@@ -44,6 +44,9 @@ PARAM_TYPES = ("float", "int", "categorical")
 PARENT_RUN_ATTR = "mlflow_parent_run"
 SPACE_DIGEST_ATTR = "space_digest"
 TRIAL_RUN_ATTR = "mlflow_run"
+# The storage URL from the environment, so that its password is never a command-line value (which `mlflow run`
+# records raw as a param).
+STORAGE_ENV = "MYGO_OPTUNA_STORAGE"
 
 
 class SpaceError(ValueError):
@@ -446,7 +449,7 @@ def run_sweep(cfg: DictConfig) -> str:
     space = load_space(cfg.sweep.space)
     check_sweep_configs(cfg, space)  # before the storage, the study and any run
     study_name = cfg.sweep.study or space.path.stem
-    storage_url = cfg.sweep.storage or default_storage()
+    storage_url = cfg.sweep.storage or os.environ.get(STORAGE_ENV) or default_storage()
     storage = open_storage(storage_url, cfg)
     study, parent = open_study(cfg, space, storage, study_name)
     logger.info("study %s (%s): parent run %s", study_name, redact_text(storage_url), parent)
