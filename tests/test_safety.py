@@ -165,3 +165,23 @@ def test_which_p_values_count_as_carrying_a_secret():
         "hf_token": "hf_zz2",
     }
     assert secret_params(params) == ["hf_token", "overrides", "source"]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "tracking.experiment=${oc.env:AWS_SECRET_ACCESS_KEY}",
+        "stage_overrides.select='tracking.experiment=${oc.env:AWS_SECRET_ACCESS_KEY}'",
+    ],
+)
+def test_env_interpolation_in_an_override_is_refused_before_anything_is_logged(
+    tracking_store, monkeypatch, capsys, override
+):
+    from mygo.cli import main as mygo_main
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_zz4")
+    assert mygo_main(["main", override]) == 2
+    error = capsys.readouterr().err
+    assert f"override {override.split('=')[0]}:" in error and "reads an environment variable (oc.env)" in error
+    assert "aws_zz4" not in error
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
