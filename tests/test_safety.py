@@ -185,3 +185,23 @@ def test_env_interpolation_in_an_override_is_refused_before_anything_is_logged(
     assert f"override {override.split('=')[0]}:" in error and "reads an environment variable (oc.env)" in error
     assert "aws_zz4" not in error
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_mygo_itself_writes_no_pickle_format_and_loads_torch_files_only_with_weights_only():
+    """What the README's safety note claims of mygo's own code (Trainer checkpoints are transformers' files)."""
+    import re
+
+    from tests.helpers import REPO
+
+    writes_pickle = re.compile(
+        r"torch\.save\(|import (c?pickle|joblib|dill)|pickle\.dump|allow_pickle\s*=\s*True|to_pickle\("
+    )
+    problems = []
+    for path in sorted((REPO / "mygo").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if writes_pickle.search(code):
+                problems.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+            if "torch.load(" in code and "weights_only=True" not in code:
+                problems.append(f"{path.relative_to(REPO)}:{number}: torch.load without weights_only=True")
+    assert problems == []

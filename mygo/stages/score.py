@@ -138,8 +138,8 @@ def score_rows(
 
 
 def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, pad_id: int):
-    """Score the planned shards in `todo` one by one, each written as soon as it is done: memory stays
-    at one shard's worth however large the pool. Returns (samples, tokens) scored."""
+    """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
+    are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens)."""
     feature_dtype = getattr(torch, cfg.score.feature_dtype)
     samples = tokens = 0
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
