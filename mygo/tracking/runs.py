@@ -22,6 +22,7 @@ from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
 from mygo.tracking.failures import recording_failures
+from mygo.tracking.process_identity import Liveness, liveness, process_token
 from mygo.tracking.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ UPSTREAM_TAG = "mygo.upstream_run"
 CONFIG_HASH_TAG = "mygo.config_hash"
 HOST_TAG = "mygo.host"
 PID_TAG = "mygo.pid"
+PROCESS_TAG = "mygo.process"  # boot/namespace/pid/start time: tells a live process from a reused PID or a container
 POOL_DIGEST_TAG = "mygo.pool_digest"  # the content digest of the pool (or data file) the run read
 POOL_SOURCE_TAG = "mygo.pool_source"  # where it was read from (JSON), so that reuse can digest it again
 FOLLOWS_TAG = "mygo.follows"  # unfinished runs of the same stage and config that this run comes after
@@ -85,7 +87,7 @@ def stage_run(
             mlflow.set_experiment(cfg.tracking.experiment)
     with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
         tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
-        tags |= code_tags() | {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+        tags |= code_tags() | {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), PROCESS_TAG: process_token()}
         if upstream_run:
             tags[UPSTREAM_TAG] = upstream_run
         if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
@@ -111,11 +113,22 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> list[str]:
-    """Mark RUNNING runs whose process on this host is gone (SIGKILL, a crash) as KILLED.
+def process_gone(run: Run) -> bool:
+    """Whether the run's process has ended: by its process token (`mygo.process`), else, for runs recorded before
+    it, by its PID on this host."""
+    token = run.data.tags.get(PROCESS_TAG)
+    if token:
+        return liveness(token) is Liveness.GONE
+    pid = run.data.tags.get(PID_TAG, "")
+    return pid.isdigit() and not _process_alive(int(pid))
 
-    Returns those of the same stage and config, which the new run follows (`mygo.follows`). Runs on
-    other hosts are left alone: whether their process lives cannot be told from here.
+
+def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> list[str]:
+    """Mark RUNNING runs whose process is gone (SIGKILL, a crash) as KILLED.
+
+    Returns those of the same stage and config, which the new run follows (`mygo.follows`). Runs of
+    other hosts, containers (a shared host name aside) or boots are left alone: whether their process
+    lives cannot be told from here (`mygo.tracking.process_identity`).
     """
     running = mlflow.search_runs(
         search_all_experiments=True,
@@ -125,7 +138,7 @@ def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> lis
     client, followed = mlflow.MlflowClient(), []
     for run in running:
         pid = run.data.tags.get(PID_TAG, "")
-        if run.info.run_id == current_run or not pid.isdigit() or _process_alive(int(pid)):
+        if run.info.run_id == current_run or not process_gone(run):
             continue
         if run.data.tags.get(STAGE_TAG) == "sweep":  # resumed by every worker of the study: not one process's
             continue
