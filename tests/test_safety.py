@@ -23,7 +23,10 @@ class Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_pickle_payload_is_refused_and_plain_tensors_load(olmoe_model, tmp_path):
+def test_a_pickle_payload_is_refused_and_plain_tensors_load(olmoe_model, tmp_path, monkeypatch):
+    # torch >= 2.6 defaults to weights_only=True; this makes a call without the explicit flag unpickle freely, so
+    # the test fails unless mygo passes weights_only=True itself.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     model = convert_olmoe_to_select_moe(olmoe_model)
     marker = tmp_path / "pwned"
     evil = tmp_path / "router.pt"
