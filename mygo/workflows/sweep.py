@@ -314,7 +314,9 @@ def ensure_parent_run(cfg: DictConfig, space: SearchSpace, study: optuna.Study, 
     key = study_key(study, storage_url)
     existing = _parent_runs(key)
     mine = None if existing else _create_parent_run(cfg, space, study.study_name, storage_url, key)
-    chosen = _parent_runs(key)[0].info.run_id if mine else existing[0].info.run_id
+    if mine:
+        existing = _parent_runs(key) or [mlflow.get_run(mine)]
+    chosen = existing[0].info.run_id
     if mine and mine != chosen:
         mlflow.MlflowClient().set_tag(mine, "mygo.duplicate_of", chosen)
     study.set_user_attr(PARENT_RUN_ATTR, chosen)
