@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from mygo.config import load_config, override_of, split_overrides
 from mygo.stages.table import STAGES, Knob, Stage
-from mygo.tracking.failures import LOG_FORMAT, recording_failures
+from mygo.tracking.failures import LOG_FORMAT, TrackingUnavailable, recording_failures
 from mygo.tracking.redaction import redact_text, secret_params
 from mygo.workflows.reproduce import ReproductionMismatch
 
@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, StrictDataclassError) as error:
         print(f"mygo {args.command}: error: {redact_text(str(error))}", file=sys.stderr)
         return 2
+    except TrackingUnavailable as error:
+        print(f"mygo {args.command}: error: {redact_text(str(error))}", file=sys.stderr)
+        return 3
     except ReproductionMismatch as error:
         print(f"mygo {args.command}: {redact_text(str(error))}", file=sys.stderr)
         return 1

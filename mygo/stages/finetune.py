@@ -153,7 +153,7 @@ def run_finetune(cfg: DictConfig) -> str | None:
             train_set = prepare_data(cfg, Path(data_file), tokenizer, is_main)
         set_seed(settings.seed)  # LoRA's initial weights are random: the same seed, the same start
         model = lora_model(location, cfg, precision)
-        metrics = MlflowMetrics()
+        metrics = MlflowMetrics(cfg.training.tracking_flush_s)
         trainer = Trainer(
             model=model,
             args=args,
@@ -170,6 +170,7 @@ def run_finetune(cfg: DictConfig) -> str | None:
         with atomic_directory(adapter_dir) as saving:
             trainer.model.save_pretrained(saving)
             tokenizer.save_pretrained(saving)
+        metrics.flush(adapter_dir)  # the adapter is on disk before anything that needs the tracking store
         mlflow.log_artifacts(str(adapter_dir), ADAPTER_ARTIFACT)
         mlflow.set_tag(ADAPTER_PATH_TAG, str(adapter_dir.resolve()))
         plots.log_figure(plots.metric_curve(metrics.history, "train/loss", "fine-tuning loss"), "plots/loss.png")

@@ -21,7 +21,7 @@ from mygo.config import config_hash, config_yaml, flatten_config
 from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
-from mygo.tracking.failures import recording_failures
+from mygo.tracking.failures import TrackingUnavailable, recording_failures
 from mygo.tracking.process_identity import Liveness, liveness, process_token
 from mygo.tracking.redaction import redact_config, redact_text
 
@@ -85,22 +85,34 @@ def stage_run(
         start = {}
         if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` created the run and chose its experiment
             mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
-        tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
-        tags |= code_tags() | {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), PROCESS_TAG: process_token()}
-        if upstream_run:
-            tags[UPSTREAM_TAG] = upstream_run
-        if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
-            tags[FOLLOWS_TAG] = ",".join(abandoned)
-        mlflow.set_tags({key: redact_text(value) for key, value in tags.items()})
-        logged = redact_config(cfg)
-        mlflow.log_params(flatten_config(logged))
-        mlflow.log_text(config_yaml(logged), "config/resolved.yaml")
-        try:
-            yield run
-        except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
-            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-            raise
+    try:
+        with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
+            tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
+            tags |= code_tags() | {
+                HOST_TAG: socket.gethostname(),
+                PID_TAG: str(os.getpid()),
+                PROCESS_TAG: process_token(),
+            }
+            if upstream_run:
+                tags[UPSTREAM_TAG] = upstream_run
+            if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
+                tags[FOLLOWS_TAG] = ",".join(abandoned)
+            mlflow.set_tags({key: redact_text(value) for key, value in tags.items()})
+            logged = redact_config(cfg)
+            mlflow.log_params(flatten_config(logged))
+            mlflow.log_text(config_yaml(logged), "config/resolved.yaml")
+            try:
+                yield run
+            except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
+                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+                raise
+    except MlflowException as closing:  # the store is down: closing the run failed after the stage's own error
+        cause = closing.__context__
+        while cause is not None and not isinstance(cause, TrackingUnavailable):
+            cause = cause.__context__
+        if cause is not None:
+            raise cause from None  # that error says where the results are; the next stage run closes the run
+        raise
 
 
 def _process_alive(pid: int) -> bool:
