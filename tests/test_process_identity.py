@@ -64,3 +64,14 @@ def test_a_live_process_is_left_alone_and_closed_once_it_ended(tracking_store, s
     sleeper.wait()
     next_stage_run()
     assert status(live) == "KILLED" and liveness(token) is Liveness.GONE
+
+
+def test_without_proc_the_pid_on_this_host_decides(tracking_store, sleeper):
+    """A token with unreadable parts (no /proc, e.g. macOS) falls back to the PID check, as before tokens."""
+    live = running_run(f"-/-/{sleeper.pid}/-", sleeper.pid)
+    next_stage_run()
+    assert status(live) == "RUNNING"
+    sleeper.kill()
+    sleeper.wait()
+    next_stage_run()
+    assert status(live) == "KILLED"

@@ -50,12 +50,17 @@ def process_token(pid: int | None = None) -> str:
     return "/".join(part or "-" for part in (boot, _namespace(), str(pid), _start_time(pid)))
 
 
+def is_complete(token: str) -> bool:
+    """Whether every part could be read (not so without /proc, e.g. on macOS)."""
+    parts = token.split("/")
+    return len(parts) == 4 and "-" not in parts and parts[2].isdigit()
+
+
 def liveness(token: str) -> Liveness:
     """Whether the process a token names is alive, seen from this process."""
-    parts = token.split("/")
-    if len(parts) != 4 or "-" in parts or not parts[2].isdigit():
+    if not is_complete(token):
         return Liveness.UNKNOWN
-    boot, namespace, pid, started = parts
+    boot, namespace, pid, started = token.split("/")
     here = process_token().split("/")
     if (boot, namespace) != (here[0], here[1]):
         return Liveness.UNKNOWN

@@ -22,7 +22,7 @@ from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
 from mygo.tracking.failures import TrackingUnavailable, recording_failures
-from mygo.tracking.process_identity import Liveness, liveness, process_token
+from mygo.tracking.process_identity import Liveness, is_complete, liveness, process_token
 from mygo.tracking.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
@@ -126,10 +126,10 @@ def _process_alive(pid: int) -> bool:
 
 
 def process_gone(run: Run) -> bool:
-    """Whether the run's process has ended: by its process token (`mygo.process`), else, for runs recorded before
-    it, by its PID on this host."""
+    """Whether the run's process has ended: by its process token (`mygo.process`), else (runs recorded before it,
+    or where /proc cannot be read) by its PID on this host."""
     token = run.data.tags.get(PROCESS_TAG)
-    if token:
+    if token and is_complete(token):
         return liveness(token) is Liveness.GONE
     pid = run.data.tags.get(PID_TAG, "")
     return pid.isdigit() and not _process_alive(int(pid))
