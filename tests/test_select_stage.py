@@ -10,14 +10,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from sklearn.metrics import silhouette_score
 
+from mygo.analysis.clustering import prepare_features
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
 from mygo.stages.score import run_score
 from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
-from mygo.tracking.handoffs import SELECTED_IDS_TAG
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import REPO, artifact_paths, quick_warmup_overrides
@@ -69,7 +71,6 @@ def test_round_robin_selection_writes_pool_records_and_records_everything(store)
     metrics = run.data.metrics
     assert metrics["selection/num_selected"] == 12 and 2 <= metrics["clustering/chosen_k"] <= 8
     assert metrics["clustering/num_clusters"] == metrics["clustering/chosen_k"]
-    assert -1 <= metrics["clustering/silhouette"] <= 1
     assert {"noise/auroc", "noise/fraction_pool", "noise/fraction_selected"} <= set(metrics)
     assert sum(v for k, v in metrics.items() if k.startswith("selection/source_fraction/")) == pytest.approx(1.0)
     assert {
@@ -98,6 +99,10 @@ def test_round_robin_selection_writes_pool_records_and_records_everything(store)
     # Round robin: round 0 holds the best sample of every cluster.
     best = table.loc[table.groupby("cluster")["quality"].idxmax()]
     assert (best["round"] == 0).all()
+    # The logged silhouette is the cosine silhouette of these clusters on the scored features (all 120 rows).
+    features = prepare_features(router_data_of(mlflow.get_run(store["score_run"])).features)
+    expected = silhouette_score(features, table["cluster"], metric="cosine")
+    assert metrics["clustering/silhouette"] == pytest.approx(expected, rel=1e-4)
 
     again = mlflow.get_run(run_select(select_config(store)))
     assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]
