@@ -15,12 +15,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import mlflow
 from huggingface_hub.errors import StrictDataclassError
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from mygo.config import load_config, override_of, split_overrides
 from mygo.stages.table import STAGES, Knob, Stage
-from mygo.tracking.failures import LOG_FORMAT, recording_failures
+from mygo.tracking.failures import LOG_FORMAT, TrackingUnavailable, recording_failures
+from mygo.tracking.redaction import redact_text, secret_params
 from mygo.workflows.reproduce import ReproductionMismatch
 
 
@@ -168,6 +171,28 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def refuse_recorded_secrets(run_id: str | None) -> None:
+    """Under `mlflow run`, MLflow logged every `-P` value raw before this process started: one carrying a password
+    is in the store already. Stop at once and say how to purge it, rather than run with it."""
+    if not run_id:
+        return
+    try:
+        params = mlflow.MlflowClient().get_run(run_id).data.params
+    except MlflowException:  # the store is unreachable: the command fails on it soon enough, with its own error
+        return
+    leaked = secret_params(params)
+    if not leaked:
+        return
+    store = redact_text(mlflow.get_tracking_uri())
+    raise ValueError(
+        f"-P {', '.join(leaked)} carries a password or token, and MLflow has already recorded it, unmasked, in "
+        f"the params of run {run_id}. Purge it: `mlflow runs delete --run-id {run_id}`, then "
+        f"`mlflow gc --backend-store-uri {store} --run-ids {run_id}`. Pass secrets through the environment "
+        "instead: a storage URL without its password plus PGPASSWORD or ~/.pgpass, or the whole URL in "
+        "MYGO_OPTUNA_STORAGE; MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD for a tracking server; HF_TOKEN"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # `mlflow run` stops its command with SIGTERM on Ctrl-C: treat it as Ctrl-C, so runs end KILLED.
@@ -178,13 +203,17 @@ def main(argv: list[str] | None = None) -> int:
         # Under `mlflow run` the command's run exists before anything here runs: a failure before any stage run
         # started (a bad override, a missing upstream run) is recorded on it too.
         with recording_failures(command.name, os.environ.get("MLFLOW_RUN_ID"), overwrite=False):
+            refuse_recorded_secrets(os.environ.get("MLFLOW_RUN_ID"))
             cfg = load_config(command.config, command_overrides(command, args))
             command.load_runner()(cfg)
     except (ValueError, FileNotFoundError, StrictDataclassError) as error:
-        print(f"mygo {args.command}: error: {error}", file=sys.stderr)
+        print(f"mygo {args.command}: error: {redact_text(str(error))}", file=sys.stderr)
         return 2
+    except TrackingUnavailable as error:
+        print(f"mygo {args.command}: error: {redact_text(str(error))}", file=sys.stderr)
+        return 3
     except ReproductionMismatch as error:
-        print(f"mygo {args.command}: {error}", file=sys.stderr)
+        print(f"mygo {args.command}: {redact_text(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"mygo {args.command}: interrupted; the runs in progress are marked KILLED", file=sys.stderr)

@@ -77,6 +77,22 @@ def override_of(key: str, value: str) -> str:
     return f"{key}={value}" if plain else f"{key}={quoted(value)}"
 
 
+ENV_INTERPOLATION = re.compile(r"\$\{\s*oc\.(env|decode)\s*:")
+
+
+def check_no_env_interpolation(overrides: list[str]) -> None:
+    """Refuse `${oc.env:VAR}` in a given override: the resolved config is logged, so it would copy any environment
+    variable (`AWS_SECRET_ACCESS_KEY`) into the tracking store under an innocent key (`tracking.experiment`)."""
+    for override in overrides:
+        if ENV_INTERPOLATION.search(override):
+            key = override.partition("=")[0]
+            raise ValueError(
+                f"override {key}: {override.partition('=')[2]!r} reads an environment variable (oc.env), whose value "
+                "would be logged with the config; give the value itself (secrets go in the environment variables "
+                "mygo and its libraries read: PGPASSWORD, MYGO_OPTUNA_STORAGE, MLFLOW_TRACKING_PASSWORD, HF_TOKEN)"
+            )
+
+
 def load_config(stage: str, overrides: str | list[str] | None = None) -> DictConfig:
     """Compose `configs/<stage>.yaml` with overrides, resolved and checked against `mygo.config_schema`.
 
@@ -84,6 +100,7 @@ def load_config(stage: str, overrides: str | list[str] | None = None) -> DictCon
     key the config does not declare, so a typo is never logged as a setting that did nothing.
     """
     overrides = split_overrides(overrides)
+    check_no_env_interpolation(overrides)
     directory = config_dir()
     try:
         with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
@@ -189,7 +206,7 @@ def config_yaml(cfg: DictConfig) -> str:
 
 # Settings that change how a run gets done, not what it computes: left out of the config hash, so that
 # a resumed run matches the one it continues and is reused like any other.
-RESULT_NEUTRAL_KEYS = ("training.resume",)
+RESULT_NEUTRAL_KEYS = ("training.resume", "training.tracking_flush_s")
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -186,6 +186,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "training.logging_steps": "int >= 1",
         "training.resume": "bool",
         "training.save_steps": "int >= 0",
+        "training.tracking_flush_s": "float >= 0",
         "training.probe_samples": "int >= 0",
         "training.probe_every": "int >= 1",
         "training.probe_batch_size": "int >= 1",
@@ -243,6 +244,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "training.logging_steps": "int >= 1",
         "training.resume": "bool",
         "training.save_steps": "int >= 0",
+        "training.tracking_flush_s": "float >= 0",
     },
     "evaluate": TRACKING
     | TARGET

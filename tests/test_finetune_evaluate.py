@@ -118,6 +118,13 @@ def test_evaluate_with_the_adapter_and_the_base_alone(store):
             results = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/eval/results_{split}.json"))
             assert results["results"]["stdlib_mmlu"]["acc,none"] == metrics[f"eval/stdlib_mmlu/{split}/acc"]
             assert results["n-samples"]["stdlib_mmlu_topics"]["effective"] == 4  # evaluation.limit
+            # An accuracy is a count of right answers out of the questions asked, and the group's is their mean
+            # (checks that a bound of [0, 1] cannot make).
+            accuracies = [metrics[f"eval/stdlib_mmlu/{split}/{subject}/acc"] for subject in SUBJECTS]
+            for subject, accuracy in zip(SUBJECTS, accuracies, strict=True):
+                asked = results["n-samples"][f"stdlib_mmlu_{subject}"]["effective"]
+                assert asked == 4 and accuracy * asked == pytest.approx(round(accuracy * asked)), subject
+            assert metrics[f"eval/stdlib_mmlu/{split}/acc"] == pytest.approx(sum(accuracies) / len(accuracies))
         # The two splits are different questions, so (with 4 examples of bpb each) different figures.
         assert metrics["eval/stdlib_qa/val/nll"] != metrics["eval/stdlib_qa/test/nll"]
     assert adapter.data.params["evaluation.base_only"] == "False" and base.data.params["evaluation.base_only"] == "True"

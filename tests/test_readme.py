@@ -16,7 +16,7 @@ from mlflow.projects._project_spec import load_project
 from mygo.cli import COMMANDS, build_parser, command_overrides
 from mygo.config import load_config
 from mygo.workflows.pipeline import check_stage_configs, stages_until
-from mygo.workflows.sweep import check_sweep_configs, load_space
+from mygo.workflows.sweep import STORAGE_ENV, check_sweep_configs, load_space
 from tests.helpers import REPO
 
 RUN_ID = "0123456789abcdef0123456789abcdef"  # stands for <run id>
@@ -82,6 +82,8 @@ def test_readme_command_parses_and_composes(line, tmp_path):
         launched(words)
     elif tool == "bash":
         assert (REPO / words[1]).is_file(), line
+    elif tool == "export":  # only variables that mygo, or libpq under it, reads
+        assert words[1].split("=", 1)[0] in (STORAGE_ENV, "PGPASSWORD"), line
     elif words[:3] == ["python", "-m", "pytest"] or tool == "ruff":
         pass  # the suite and the linters run in CI themselves
     else:

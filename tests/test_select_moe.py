@@ -4,7 +4,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from mygo.models import SelectMoeConfig, SelectMoeForCausalLM, register_select_moe, register_trash_expert
+from mygo.models import (
+    SelectMoeConfig,
+    SelectMoeForCausalLM,
+    convert_olmoe_to_select_moe,
+    register_select_moe,
+    register_trash_expert,
+)
 from mygo.models.modeling_select_moe import noise_trash
 from tests.conftest import TINY_ARCH
 
@@ -48,12 +54,16 @@ def test_output_mixes_moe_and_trash_by_good_ratio():
     torch.testing.assert_close(mixed, good_ratio * moe_only)
 
 
-def test_bypass_makes_good_ratio_exactly_one(padded_batch):
-    model = make_model(quality_gate_init_mean=-5.0, quality_gate_init_std=0.0)
-    gated = model(**padded_batch).logits
-    model.config.quality_gate_bypass = True
-    bypassed = model(**padded_batch).logits
-    assert not torch.allclose(gated, bypassed)
+def test_bypass_makes_good_ratio_exactly_one(olmoe_model, padded_batch):
+    """Bypassed, every layer outputs the MoE alone (good_ratio exactly 1): the source OLMoE's logits."""
+    model = convert_olmoe_to_select_moe(olmoe_model, quality_gate_init_mean=-5.0, quality_gate_init_std=0.0).eval()
+    with torch.no_grad():
+        source = olmoe_model(**padded_batch).logits
+        gated = model(**padded_batch).logits
+        model.config.quality_gate_bypass = True
+        bypassed = model(**padded_batch).logits
+    torch.testing.assert_close(bypassed, source, rtol=0, atol=1e-6)
+    assert (gated - source).abs().max() > 1e-3  # and without it the gate (good_ratio ~ 0.007) does change them
 
 
 def test_noise_trash_matches_per_token_statistics():

@@ -10,13 +10,17 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from sklearn.metrics import silhouette_score
 
+from mygo.analysis.clustering import prepare_features
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
+from mygo.data.pool import PoolError
 from mygo.stages.score import run_score
 from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
-from mygo.tracking.handoffs import SELECTED_IDS_TAG
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
+from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import REPO, artifact_paths, quick_warmup_overrides
 
@@ -67,7 +71,6 @@ def test_round_robin_selection_writes_pool_records_and_records_everything(store)
     metrics = run.data.metrics
     assert metrics["selection/num_selected"] == 12 and 2 <= metrics["clustering/chosen_k"] <= 8
     assert metrics["clustering/num_clusters"] == metrics["clustering/chosen_k"]
-    assert -1 <= metrics["clustering/silhouette"] <= 1
     assert {"noise/auroc", "noise/fraction_pool", "noise/fraction_selected"} <= set(metrics)
     assert sum(v for k, v in metrics.items() if k.startswith("selection/source_fraction/")) == pytest.approx(1.0)
     assert {
@@ -96,6 +99,10 @@ def test_round_robin_selection_writes_pool_records_and_records_everything(store)
     # Round robin: round 0 holds the best sample of every cluster.
     best = table.loc[table.groupby("cluster")["quality"].idxmax()]
     assert (best["round"] == 0).all()
+    # The logged silhouette is the cosine silhouette of these clusters on the scored features (all 120 rows).
+    features = prepare_features(router_data_of(mlflow.get_run(store["score_run"])).features)
+    expected = silhouette_score(features, table["cluster"], metric="cosine")
+    assert metrics["clustering/silhouette"] == pytest.approx(expected, rel=1e-4)
 
     again = mlflow.get_run(run_select(select_config(store)))
     assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]
@@ -155,3 +162,32 @@ def test_mlflow_run_select_entry_point(store, tmp_path):
     )
     assert len(runs) == 1 and runs[0].data.metrics["selection/num_selected"] == 24
     assert runs[0].data.metrics["clustering/chosen_k"] == 3
+
+
+def test_a_pool_edited_after_scoring_is_refused_by_select_and_reruns_warmup_and_score(store):
+    """One line inserted at the top of every pool file: no stage reuses a run that read the old pool, and select
+    (on the old score run) refuses instead of writing the records that now sit at the scored lines."""
+    root, files = store["root"], sorted((store["root"] / "cache" / "demo_pool").glob("*/*/*.jsonl"))
+    warmup_cfg = load_config("warmup", quick_warmup_overrides(root))
+    score_run = mlflow.get_run(store["score_run"])
+    score_cfg = load_config("score", score_cfg_overrides(score_run, root))
+    assert run_or_reuse("score", score_cfg, lambda cfg: "new") == (store["score_run"], True)
+    select_run = run_select(select_config(store))
+    assert run_or_reuse("select", select_config(store), lambda cfg: "new") == (select_run, True)
+    originals = {path: path.read_bytes() for path in files}
+    try:
+        for path in files:
+            first = json.loads(originals[path].splitlines()[0])
+            path.write_bytes(json.dumps(first | {"id": f"inserted-{path.stem}"}).encode() + b"\n" + originals[path])
+        for stage, cfg in (("warmup", warmup_cfg), ("score", score_cfg), ("select", select_config(store))):
+            assert run_or_reuse(stage, cfg, lambda cfg: "new") == ("new", False), stage
+        with pytest.raises(PoolError, match=r"\.jsonl:\d+: the score run's index has record '.+' there, the file now"):
+            run_select(select_config(store))
+    finally:
+        for path, content in originals.items():
+            path.write_bytes(content)
+    assert run_or_reuse("score", score_cfg, lambda cfg: "new") == (store["score_run"], True)
+
+
+def score_cfg_overrides(score_run, root: Path) -> list[str]:
+    return [f"upstream.warmup_run={score_run.data.tags[UPSTREAM_TAG]}", f"score.output_dir={root / 'score'}"]

@@ -17,11 +17,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG
 from mygo.workflows.pipeline import run_pipeline
-from mygo.workflows.sweep import PARENT_RUN_ATTR, SpaceError, load_space, run_sweep
+from mygo.workflows.sweep import PARENT_RUN_ATTR, SpaceError, ensure_parent_run, load_space, run_sweep
 from tests.helpers import REPO, artifact_paths, pipeline_overrides, use_store
 from tests.servers import TrackingServer, free_port
 
@@ -187,3 +188,55 @@ def test_two_workers_share_one_study_on_postgresql_and_a_tracking_server(postgre
         assert len({r.data.tags["mygo.worker"] for r in runs}) == 2  # both workers ran trials
         assert len({r.data.tags["mygo.run.score"] for r in runs}) == 1  # and reused the same scores
         assert mlflow.get_run(parent).data.tags[STAGE_TAG] == "sweep"
+
+
+# ------------------------------------------------------------------------------------- failing studies
+@pytest.fixture
+def failing_sweep(tracking_store, tmp_path):
+    """A sweep whose every trial fails in seconds: convert is pointed at a local Llama (refused: not OLMoE)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama_dir = tmp_path / "llama"
+    LlamaForCausalLM(
+        LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(llama_dir)
+    space = tmp_path / "convert_space.yaml"
+    space.write_text(
+        "objective: {metric: parity/bypass_logits_max_abs_diff, direction: minimize, stage: convert}\n"
+        "params:\n  convert.select_moe.trash_expert_mode: {type: categorical, choices: [zero, noise]}\n"
+    )
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    overrides = [
+        f"sweep.space={space}",
+        f"sweep.storage={storage}",
+        "sweep.n_trials=2",
+        "sweep.max_retry=0",
+        f"stage_overrides.convert='model.source={llama_dir} convert.output_dir={tmp_path / 'convert'}'",
+    ]
+    return {"overrides": overrides, "storage": storage, "study": "convert_space"}
+
+
+def test_a_sweep_whose_every_trial_failed_exits_non_zero_with_the_count_and_first_error(failing_sweep, capsys):
+    assert mygo_main(["sweep", *failing_sweep["overrides"]]) == 2
+    error = capsys.readouterr().err
+    assert "all 2 trials failed and none completed" in error and "found model_type 'llama'" in error
+    study = optuna.load_study(study_name=failing_sweep["study"], storage=failing_sweep["storage"])
+    parent = mlflow.get_run(study.user_attrs[PARENT_RUN_ATTR])
+    assert parent.info.status == "FAILED" and "all 2 trials failed" in parent.data.tags["mygo.error"]
+
+
+def test_a_study_left_without_its_parent_run_gets_one_from_the_next_worker(failing_sweep):
+    """The creator made the study but not its parent run (MLflow unreachable): a later worker makes it, at once."""
+    optuna.create_study(study_name=failing_sweep["study"], storage=failing_sweep["storage"], direction="minimize")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="all 2 trials failed"):
+        run_sweep(load_config("sweep", failing_sweep["overrides"]))
+    assert time.monotonic() - started < 100  # it used to wait 120 s for a parent run, then give up
+    study = optuna.load_study(study_name=failing_sweep["study"], storage=failing_sweep["storage"])
+    parent = study.user_attrs[PARENT_RUN_ATTR]
+    assert {run.info.run_id for run in trial_runs(parent)} == {t.user_attrs["mlflow_run"] for t in study.trials}
+
+    # Idempotent: a worker that again finds no parent recorded (the attribute lost) takes the same run.
+    study.set_user_attr(PARENT_RUN_ATTR, None)
+    cfg = load_config("sweep", failing_sweep["overrides"])
+    assert ensure_parent_run(cfg, load_space(cfg.sweep.space), study, failing_sweep["storage"]) == parent

@@ -28,6 +28,7 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
+from mygo.atomic import atomic_directory
 from mygo.builtin.tokenizer import train_bpe_tokenizer
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 
@@ -162,9 +163,9 @@ def build_tiny_model(
     curve = pretrain(model, train_blocks, model_cfg.training, model_cfg.seed, desc=f"pretrain tiny {prefix}")
     trained = perplexity(model, heldout_blocks, eval_batch)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    with atomic_directory(output_dir) as saving:
+        model.save_pretrained(saving)
+        tokenizer.save_pretrained(saving)
     metrics = {
         f"{prefix}/heldout_perplexity": trained,
         f"{prefix}/heldout_perplexity_untrained": untrained,

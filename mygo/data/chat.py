@@ -35,7 +35,7 @@ TULU_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
-ENCODING_VERSION = 1  # bump when the encoding below changes: cached tokenized pools are keyed by it
+ENCODING_VERSION = 2  # bump when the encoding below changes: cached tokenized pools are keyed by it
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 A record is `{"dataset": str, "id": str, "messages": [{"role": ..., "content": str}, ...]}`; the demo
 pool adds `mygo_noise` (which injected corruption a record carries) and `mygo_topic` (the document it is
 about), kept for evaluating the selector and never read by it.
-Each record also keeps where it came from (`file`, `line`) so that a selection can hand back the
-records exactly as they were written.
+Each record also keeps where it came from (`file`, `line`) and a digest of its line (`record_digest`)
+so that a selection can hand back the records exactly as they were written, and can tell when a
+pool file changed after scoring.
 
 What is wrong with the input decides what happens to it:
 - a line that is not JSON (or not UTF-8): an error naming file and line, or skipped and counted
@@ -37,6 +38,7 @@ NOISE_FIELD = "mygo_noise"
 TOPIC_FIELD = "mygo_topic"
 # Labels a pool may carry for measuring a selection (never for making it); kept where any record has one.
 LABEL_FIELDS = (NOISE_FIELD, TOPIC_FIELD)
+RECORD_DIGEST_FIELD = "record_digest"
 
 
 class PoolError(ValueError):
@@ -65,7 +67,7 @@ class PoolStats:
 
 @dataclass
 class Pool:
-    records: datasets.Dataset  # columns: id, dataset, messages, file, line (+ LABEL_FIELDS when present)
+    records: datasets.Dataset  # columns: id, dataset, messages, file, line, record_digest (+ LABEL_FIELDS when present)
     data_dir: Path  # the pool's directory, or the file it was read from
     dataset_names: list[str]
     digest: str  # sha256 of the files read, in order: equal digests mean the same pool
@@ -143,10 +145,50 @@ def _read_file(path: Path, dataset_name: str | None, skip_bad_lines: bool, stats
                 source = dataset_name or str(record.get("dataset") or path.stem)
                 kept = {"id": record["id"], "dataset": source, "messages": messages}
                 # Absolute: a selection made from another working directory still finds the record.
-                kept |= {"file": str(path.resolve()), "line": line_number}
+                kept |= {"file": str(path.resolve()), "line": line_number, RECORD_DIGEST_FIELD: record_digest(raw)}
                 kept |= {name: record.get(name) for name in LABEL_FIELDS}
                 records.append(kept)
     return records
+
+
+def record_digest(raw: bytes) -> str:
+    """A digest of one pool line as written (its line ending aside): what a selection checks before copying it."""
+    return hashlib.sha256(raw.rstrip(b"\r\n")).hexdigest()[:32]
+
+
+def _hash_file(path: Path, digest) -> None:
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+
+
+def pool_source(pool: Pool) -> dict:
+    """Where a pool was read from, enough to digest it again later (`source_digest`) without parsing it."""
+    if pool.data_dir.is_file():
+        return {"file": str(pool.data_dir.resolve())}
+    return {"data_dir": str(pool.data_dir.resolve()), "datasets": list(pool.dataset_names)}
+
+
+def source_digest(source: dict) -> str | None:
+    """The content digest `load_pool`/`load_records_file` would give the source now; None when it is gone.
+
+    The same bytes in the same order as loading hashes, so it equals `Pool.digest` for unchanged files.
+    """
+    digest = hashlib.sha256()
+    try:
+        if "file" in source:
+            _hash_file(Path(source["file"]), digest)
+            return digest.hexdigest()
+        found = discover_datasets(Path(source["data_dir"]))
+        for name in source["datasets"]:
+            if name not in found:  # a dataset folder gone: loading would refuse the pool
+                return None
+            for path in found[name]:
+                digest.update(f"{name}/{path.name}\n".encode())
+                _hash_file(path, digest)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
 
 
 def load_pool(data_dir: str | Path, dataset_names: list[str] | None = None, skip_bad_lines: bool = False) -> Pool:

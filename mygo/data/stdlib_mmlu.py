@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mygo.atomic import atomic_path
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 from mygo.data.stdlib_text import SENTENCE_BREAK, prose_paragraphs, topic_heading
 
@@ -198,7 +199,8 @@ def write_splits(splits: dict[str, list[dict[str, Any]]], output_dir: Path) -> d
     for split, records in splits.items():
         lines = (json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n" for record in records)
         paths[split] = output_dir / f"{split}.jsonl"
-        paths[split].write_text("".join(lines), encoding="utf-8")
+        with atomic_path(paths[split]) as temporary:
+            temporary.write_text("".join(lines), encoding="utf-8")
     return paths
 
 

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
+from mygo.atomic import atomic_directory
 from mygo.builtin.store import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
 from mygo.models import (
     SelectMoeConfig,
@@ -77,8 +78,9 @@ def run_convert(cfg: DictConfig) -> str:
         check_parity(parity, cfg.convert.parity_tolerance[cfg.convert.dtype])
 
         model_dir = run_dir / "model"
-        converted.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
+        with atomic_directory(model_dir) as saving:  # a killed save leaves no half model to be loaded later
+            converted.save_pretrained(saving)
+            tokenizer.save_pretrained(saving)
         mlflow.set_tag(MODEL_PATH_TAG, str(model_dir.resolve()))
         log_artifact = cfg.convert.log_model_artifact
         if log_artifact == "auto":

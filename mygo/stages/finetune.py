@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, Trainer, set_seed
 
+from mygo.atomic import atomic_directory
 from mygo.data.chat import ChatEncoding, tokenize_pool, tokenizing_processes
 from mygo.data.pool import load_records_file
 from mygo.stages.target import load_target_tokenizer, target_location
@@ -84,7 +85,8 @@ def prepare_data(cfg: DictConfig, data_file: Path, tokenizer, is_main: bool):
             f"target.max_sequence_length={cfg.target.max_sequence_length}"
         )
     if is_main:
-        log_pool_input(records, context="training", name=f"finetune_data:{data_file.name}")
+        name = f"finetune_data:{data_file.name}"  # data.path decides reuse; a selection is its run's artifact
+        log_pool_input(records, context="training", name=name, decides_reuse=bool(cfg.data.path))
         metrics = records.stats.metrics()
         metrics = {key.replace("data/pool_records", "data/records"): value for key, value in metrics.items()}
         metrics |= {
@@ -151,7 +153,7 @@ def run_finetune(cfg: DictConfig) -> str | None:
             train_set = prepare_data(cfg, Path(data_file), tokenizer, is_main)
         set_seed(settings.seed)  # LoRA's initial weights are random: the same seed, the same start
         model = lora_model(location, cfg, precision)
-        metrics = MlflowMetrics()
+        metrics = MlflowMetrics(cfg.training.tracking_flush_s)
         trainer = Trainer(
             model=model,
             args=args,
@@ -165,8 +167,10 @@ def run_finetune(cfg: DictConfig) -> str | None:
             return None
 
         adapter_dir = output_dir / ADAPTER_ARTIFACT
-        trainer.model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
+        with atomic_directory(adapter_dir) as saving:
+            trainer.model.save_pretrained(saving)
+            tokenizer.save_pretrained(saving)
+        metrics.flush(adapter_dir)  # the adapter is on disk before anything that needs the tracking store
         mlflow.log_artifacts(str(adapter_dir), ADAPTER_ARTIFACT)
         mlflow.set_tag(ADAPTER_PATH_TAG, str(adapter_dir.resolve()))
         plots.log_figure(plots.metric_curve(metrics.history, "train/loss", "fine-tuning loss"), "plots/loss.png")

@@ -31,7 +31,7 @@ from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
-from mygo.data.pool import LABEL_FIELDS, NOISE_FIELD
+from mygo.data.pool import LABEL_FIELDS, NOISE_FIELD, RECORD_DIGEST_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights
 from mygo.tracking import plots
@@ -41,7 +41,7 @@ from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, sta
 logger = logging.getLogger(__name__)
 
 WARMUP_ONLY_KEYS = ("subset_ratio", "seed", "shuffle")  # how warmup sampled the pool; scoring takes all of it
-INDEX_COLUMNS = ("id", "dataset", "length", "file", "line", "num_label_tokens")
+INDEX_COLUMNS = ("id", "dataset", "length", "file", "line", RECORD_DIGEST_FIELD, "num_label_tokens")
 
 
 def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
@@ -138,8 +138,8 @@ def score_rows(
 
 
 def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, pad_id: int):
-    """Score the planned shards in `todo` one by one, each written as soon as it is done: memory stays
-    at one shard's worth however large the pool. Returns (samples, tokens) scored."""
+    """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
+    are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens)."""
     feature_dtype = getattr(torch, cfg.score.feature_dtype)
     samples = tokens = 0
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:

@@ -9,6 +9,7 @@ records exactly as they are in the pool files, in the order they were chosen.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -24,11 +25,11 @@ from mygo.analysis.quality_signals import SIGNALS, signal_values
 from mygo.analysis.score_shards import RouterData
 from mygo.analysis.selection import STRATEGIES, Selection, select, target_count
 from mygo.atomic import atomic_path
-from mygo.data.pool import NOISE_FIELD
+from mygo.data.pool import NOISE_FIELD, RECORD_DIGEST_FIELD, PoolError, record_digest
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
-from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
+from mygo.tracking.runs import POOL_DIGEST_TAG, POOL_SOURCE_TAG, check_upstream, log_dataset_input, stage_run, tag_pool
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,12 @@ def _cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
 
 
 def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
-    """The chosen records, byte for byte as in the pool files, in selection order."""
+    """The chosen records, byte for byte as in the pool files, in selection order.
+
+    Each line is checked against the score run's index first (its id, and its digest where the index
+    has one): a pool file edited after scoring would otherwise hand back other records under the
+    selected ids.
+    """
     wanted = index.iloc[chosen]
     lines: dict[int, bytes] = {}
     for file, group in wanted.groupby("file"):
@@ -101,17 +107,41 @@ def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) 
             with open(file, "rb") as handle:
                 for number, raw in enumerate(handle, start=1):
                     if number in by_line:
+                        _check_line(index.loc[by_line[number]], raw)
                         lines[by_line[number]] = raw if raw.endswith(b"\n") else raw + b"\n"
         except OSError as error:
             raise FileNotFoundError(f"pool file {file} (from the score run) cannot be read here: {error}") from error
     missing = [i for i in wanted.index if i not in lines]
     if missing:
         first = index.loc[missing[0]]
-        raise ValueError(f"pool file {first['file']} has no line {first['line']} (record {first['id']!r}): changed?")
+        raise PoolError(
+            f"{first['file']}:{first['line']}: the score run's index has record {first['id']!r} there, "
+            "but the file has no such line: it changed after scoring; score the pool again"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, temporary.open("wb") as handle:
         for row in wanted.index:
             handle.write(lines[row])
+
+
+def _check_line(expected: pd.Series, raw: bytes) -> None:
+    """The pool line is the record the index says it is, unchanged since scoring."""
+    where = f"{expected['file']}:{expected['line']}"
+    try:
+        found = json.loads(raw.decode("utf-8")).get("id")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        found = None
+    if found != expected["id"]:
+        raise PoolError(
+            f"{where}: the score run's index has record {expected['id']!r} there, the file now has "
+            f"{'no record' if found is None else repr(found)}: the pool changed after scoring; score it again"
+        )
+    recorded = expected.get(RECORD_DIGEST_FIELD)
+    if isinstance(recorded, str) and record_digest(raw) != recorded:
+        raise PoolError(
+            f"{where}: record {found!r} changed after scoring (digest {record_digest(raw)[:12]}, "
+            f"scored {recorded[:12]}); score the pool again"
+        )
 
 
 def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
@@ -207,6 +237,9 @@ def run_select(cfg: DictConfig) -> str:
         # The router data's directory is named by the digest of what decided the scores.
         recorded = router_data_path_of(score_run)
         log_dataset_input("router_data", str(recorded), recorded.name, context="selection")
+        if POOL_DIGEST_TAG in score_run.data.tags:  # select reads the records from the pool's files
+            pool_tags = score_run.data.tags
+            tag_pool(pool_tags[POOL_DIGEST_TAG], json.loads(pool_tags[POOL_SOURCE_TAG]))
         count = target_count(len(data.index), cfg.selection.percentage)
         quality = quality_of(data, cfg)
         features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)
@@ -222,7 +255,8 @@ def run_select(cfg: DictConfig) -> str:
         table = data.index[["id", "dataset"]].assign(
             quality=quality, cluster=clustering.labels, selected=selected, round=chosen.rounds
         )
-        table.to_parquet(run_dir / "samples.parquet", index=False)
+        with atomic_path(run_dir / "samples.parquet") as temporary:
+            table.to_parquet(temporary, index=False)
         mlflow.log_artifact(str(selected_file), "selection")
         mlflow.log_artifact(str(run_dir / "samples.parquet"), "selection")
 

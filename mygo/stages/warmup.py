@@ -168,7 +168,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
         model = prepare_router_training(model, cfg.training)
         collator = PoolCollator(tokenizer)
         train_collator = training_collator(cfg, tokenizer)
-        metrics = MlflowMetrics()
+        metrics = MlflowMetrics(cfg.training.tracking_flush_s)
         callbacks = [metrics]
         probe = None
         if probe_set is not None:
@@ -188,7 +188,9 @@ def run_warmup(cfg: DictConfig) -> str | None:
         if not is_main:
             return None
 
+        # The weights go to disk before anything that needs the tracking store (which may be down by now).
         weights = save_router_weights(merged_model(trainer.model), output_dir / "router" / ROUTER_WEIGHTS_FILE)
+        metrics.flush(weights)
         mlflow.log_artifact(str(weights), "router")
         log_router_plots(probe, probe_noise, metrics.history)
         seconds = time.perf_counter() - started

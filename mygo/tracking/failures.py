@@ -29,6 +29,10 @@ MAX_ERROR_CHARS = 5000
 logger = logging.getLogger(__name__)
 
 
+class TrackingUnavailable(RuntimeError):
+    """The tracking store stayed unreachable: some results could not be recorded (the local ones are kept)."""
+
+
 def error_text(error: BaseException) -> str:
     """`ValueError: selection.percentage ...`: the type and message, passwords in URLs masked."""
     message = str(error).strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -17,9 +18,11 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from mygo.config import config_hash, config_yaml, flatten_config
+from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
-from mygo.tracking.failures import recording_failures
+from mygo.tracking.failures import TrackingUnavailable, recording_failures
+from mygo.tracking.process_identity import Liveness, is_complete, liveness, process_token
 from mygo.tracking.redaction import redact_config, redact_text
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ UPSTREAM_TAG = "mygo.upstream_run"
 CONFIG_HASH_TAG = "mygo.config_hash"
 HOST_TAG = "mygo.host"
 PID_TAG = "mygo.pid"
+PROCESS_TAG = "mygo.process"  # boot/namespace/pid/start time: tells a live process from a reused PID or a container
+POOL_DIGEST_TAG = "mygo.pool_digest"  # the content digest of the pool (or data file) the run read
+POOL_SOURCE_TAG = "mygo.pool_source"  # where it was read from (JSON), so that reuse can digest it again
 FOLLOWS_TAG = "mygo.follows"  # unfinished runs of the same stage and config that this run comes after
 # What `mygo.stage` may say: a stage of the table, or a workflow's run (a pipeline, a sweep, one of its trials).
 STAGES = (*STAGE_NAMES, "pipeline", "sweep", "trial")
@@ -79,22 +85,34 @@ def stage_run(
         start = {}
         if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` created the run and chose its experiment
             mlflow.set_experiment(cfg.tracking.experiment)
-    with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
-        tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
-        tags |= code_tags() | {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-        if upstream_run:
-            tags[UPSTREAM_TAG] = upstream_run
-        if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
-            tags[FOLLOWS_TAG] = ",".join(abandoned)
-        mlflow.set_tags({key: redact_text(value) for key, value in tags.items()})
-        logged = redact_config(cfg)
-        mlflow.log_params(flatten_config(logged))
-        mlflow.log_text(config_yaml(logged), "config/resolved.yaml")
-        try:
-            yield run
-        except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
-            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-            raise
+    try:
+        with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
+            tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
+            tags |= code_tags() | {
+                HOST_TAG: socket.gethostname(),
+                PID_TAG: str(os.getpid()),
+                PROCESS_TAG: process_token(),
+            }
+            if upstream_run:
+                tags[UPSTREAM_TAG] = upstream_run
+            if abandoned := close_abandoned_runs(stage, tags[CONFIG_HASH_TAG], run.info.run_id):
+                tags[FOLLOWS_TAG] = ",".join(abandoned)
+            mlflow.set_tags({key: redact_text(value) for key, value in tags.items()})
+            logged = redact_config(cfg)
+            mlflow.log_params(flatten_config(logged))
+            mlflow.log_text(config_yaml(logged), "config/resolved.yaml")
+            try:
+                yield run
+            except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
+                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+                raise
+    except MlflowException as closing:  # the store is down: closing the run failed after the stage's own error
+        cause = closing.__context__
+        while cause is not None and not isinstance(cause, TrackingUnavailable):
+            cause = cause.__context__
+        if cause is not None:
+            raise cause from None  # that error says where the results are; the next stage run closes the run
+        raise
 
 
 def _process_alive(pid: int) -> bool:
@@ -107,11 +125,22 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> list[str]:
-    """Mark RUNNING runs whose process on this host is gone (SIGKILL, a crash) as KILLED.
+def process_gone(run: Run) -> bool:
+    """Whether the run's process has ended: by its process token (`mygo.process`), else (runs recorded before it,
+    or where /proc cannot be read) by its PID on this host."""
+    token = run.data.tags.get(PROCESS_TAG)
+    if token and is_complete(token):
+        return liveness(token) is Liveness.GONE
+    pid = run.data.tags.get(PID_TAG, "")
+    return pid.isdigit() and not _process_alive(int(pid))
 
-    Returns those of the same stage and config, which the new run follows (`mygo.follows`). Runs on
-    other hosts are left alone: whether their process lives cannot be told from here.
+
+def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> list[str]:
+    """Mark RUNNING runs whose process is gone (SIGKILL, a crash) as KILLED.
+
+    Returns those of the same stage and config, which the new run follows (`mygo.follows`). Runs of
+    other hosts, containers (a shared host name aside) or boots are left alone: whether their process
+    lives cannot be told from here (`mygo.tracking.process_identity`).
     """
     running = mlflow.search_runs(
         search_all_experiments=True,
@@ -121,7 +150,7 @@ def close_abandoned_runs(stage: str, config_hash_: str, current_run: str) -> lis
     client, followed = mlflow.MlflowClient(), []
     for run in running:
         pid = run.data.tags.get(PID_TAG, "")
-        if run.info.run_id == current_run or not pid.isdigit() or _process_alive(int(pid)):
+        if run.info.run_id == current_run or not process_gone(run):
             continue
         if run.data.tags.get(STAGE_TAG) == "sweep":  # resumed by every worker of the study: not one process's
             continue
@@ -144,7 +173,7 @@ def get_run(run_id: str) -> Run:
         return mlflow.get_run(run_id)
     except MlflowException as error:
         raise ValueError(
-            f"run {run_id!r} not found in tracking store {mlflow.get_tracking_uri()}: {error.message}"
+            f"run {run_id!r} not found in tracking store {redact_text(mlflow.get_tracking_uri())}: {error.message}"
         ) from error
 
 
@@ -167,7 +196,18 @@ def log_dataset_input(name: str, location: str, digest: str, context: str) -> No
     mlflow.log_input(MetaDataset(source=source, name=name, digest=digest[:16]), context=context)
 
 
-def log_pool_input(pool, context: str, name: str | None = None) -> None:
-    """The pool (or a data file) as a dataset input: its name, location and content digest."""
+def log_pool_input(pool, context: str, name: str | None = None, decides_reuse: bool = True) -> None:
+    """The pool (or a data file) as a dataset input: its name, location and content digest.
+
+    `decides_reuse`: the run also records the digest and where the pool lies (`mygo.pool_digest`,
+    `mygo.pool_source`), and is reused only while that pool still has that digest; False for a file
+    that is another run's artifact (a selection), which changes only with that run.
+    """
     name = name or f"pool:{','.join(pool.dataset_names)}"
     log_dataset_input(name, str(pool.data_dir.resolve()), pool.digest, context)
+    if decides_reuse:
+        tag_pool(pool.digest, pool_source(pool))
+
+
+def tag_pool(digest: str, source: dict) -> None:
+    mlflow.set_tags({POOL_DIGEST_TAG: digest, POOL_SOURCE_TAG: json.dumps(source, sort_keys=True)})

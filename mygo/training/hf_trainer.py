@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -16,12 +17,15 @@ import mlflow
 import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments
 
 from mygo.config import config_hash
 from mygo.data.corruption import Vocabulary, check_corruptions, corrupt_batch
+from mygo.tracking.failures import TrackingUnavailable
+from mygo.tracking.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -181,41 +185,55 @@ TRAINER_METRICS = {
 }
 
 
-class TrackingUnavailable(RuntimeError):
-    """The tracking store stayed unreachable: some metrics could not be recorded (the local results are kept)."""
-
-
 class MlflowMetrics(TrainerCallback):
-    """Sends the Trainer's logs to the active MLflow run (main process only) and keeps their history.
+    """Sends the Trainer's logs to the MLflow run (main process only) and keeps their history.
 
-    An unreachable tracking store does not stop training: metrics wait in a buffer and go with the next
-    log once it answers again; what is still unsent when training ends is retried for `flush_timeout_s`,
-    then reported as `TrackingUnavailable`.
+    Logs are sent by a thread of their own, in order, so training never waits on the tracking store: an
+    unreachable one (whatever MLflow's HTTP retry settings, which retry a call for minutes by default)
+    only makes the logs wait in a buffer until it answers again. After training the stage saves its
+    weights to disk first, then `flush`es: what is still unsent after `flush_timeout_s` is reported as
+    `TrackingUnavailable`, naming where the weights are.
     """
 
-    def __init__(self, flush_timeout_s: float = 120.0):
+    def __init__(self, flush_timeout_s: float = 120.0, retry_every_s: float = 2.0):
         self.history: list[dict[str, float]] = []
         # (metrics, step, timestamp in ms): the timestamp is fixed when the log is made, so a resend of a log
         # that did arrive (the answer was lost) is the same row and SQL stores drop it as a duplicate.
         self.pending: list[tuple[dict[str, float], int, int]] = []
-        self.flush_timeout_s = flush_timeout_s
+        self.flush_timeout_s, self.retry_every_s = flush_timeout_s, retry_every_s
+        self.run_id: str | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._sender: threading.Thread | None = None
         self._failing = False
 
-    def _send_pending(self) -> bool:
-        try:
-            while self.pending:
+    def _send_pending(self, client: mlflow.MlflowClient) -> bool:
+        while True:
+            with self._lock:
+                if not self.pending:
+                    break
                 metrics, step, timestamp = self.pending[0]
-                mlflow.log_metrics(metrics, step=step, timestamp=timestamp)
+            try:
+                rows = [Metric(key, value, timestamp, step) for key, value in metrics.items()]
+                client.log_batch(self.run_id, metrics=rows, synchronous=True)
+            except (MlflowException, OSError) as error:
+                if not self._failing:
+                    logger.warning("tracking store unreachable, buffering metrics and training on: %s", error)
+                self._failing = True
+                return False
+            with self._lock:
                 self.pending.pop(0)
-        except (MlflowException, OSError) as error:
-            if not self._failing:
-                logger.warning("tracking store unreachable, buffering metrics and training on: %s", error)
-            self._failing = True
-            return False
         if self._failing:
             logger.info("tracking store reachable again: buffered metrics sent")
         self._failing = False
         return True
+
+    def _send_forever(self) -> None:
+        client = mlflow.MlflowClient()
+        while True:
+            self._wake.wait(timeout=self.retry_every_s)
+            self._wake.clear()
+            self._send_pending(client)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -233,19 +251,41 @@ class MlflowMetrics(TrainerCallback):
             self.log(metrics, state.global_step)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        """Record metrics now, or as soon as the tracking store answers again."""
-        self.pending.append((metrics, step, int(time.time() * 1000)))
-        self._send_pending()
+        """Record metrics as soon as the tracking store takes them; never waits for it."""
+        if self.run_id is None:  # the sender has no active run of its own: MLflow's is per thread
+            self.run_id = mlflow.active_run().info.run_id
+        with self._lock:
+            self.pending.append((metrics, step, int(time.time() * 1000)))
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._send_forever, name="mygo-metrics", daemon=True)
+            self._sender.start()
+        self._wake.set()
 
-    def on_train_end(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
+    def flush(self, weights: Path) -> None:
+        """Wait up to `flush_timeout_s` for the buffered logs to reach the store; else `TrackingUnavailable`,
+        naming the weights (saved before this) and what is missing."""
         deadline = time.monotonic() + self.flush_timeout_s
-        while not self._send_pending():
+        while True:
+            with self._lock:
+                unsent = list(self.pending)
+            if not unsent:
+                return
             if time.monotonic() > deadline:
-                raise TrackingUnavailable(
-                    f"the tracking store {mlflow.get_tracking_uri()} stayed unreachable: {len(self.pending)} metric "
-                    f"logs of steps {self.pending[0][1]}-{self.pending[-1][1]} were not recorded; the checkpoints "
-                    f"in {args.output_dir} are intact"
-                )
-            time.sleep(2)
+                break
+            self._wake.set()
+            time.sleep(0.2)
+        give_up_on_tracking()
+        uri = redact_text(mlflow.get_tracking_uri())
+        raise TrackingUnavailable(
+            f"the tracking store {uri} stayed unreachable for {self.flush_timeout_s:.0f} s after training: "
+            f"{len(unsent)} metric logs of steps {unsent[0][1]}-{unsent[-1][1]} were not recorded. The trained "
+            f"weights are saved at {weights}; the run {self.run_id} stays RUNNING until the next stage run "
+            "on this machine closes it"
+        )
+
+
+def give_up_on_tracking() -> None:
+    """The store is down and this process is about to fail: its last calls (the failure tag, closing the run)
+    try once each instead of retrying for minutes."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"

@@ -15,6 +15,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.stages.table import STAGE_NAMES, STAGES
+from mygo.tracking.redaction import redact_text
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import stage_run
 from mygo.workflows.controls import check_controls, has_arms, run_controls
@@ -86,5 +87,6 @@ def run_pipeline(cfg: DictConfig) -> str:
         if has_arms(cfg) and stages[-1] == "evaluate":
             comparison = run_controls(cfg, {stage: run_id for stage, run_id, _, _ in rows})
             print("\nThe selection against its controls (fine-tuned and evaluated alike):\n" + comparison)
-        print(f"Compare runs with: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()} --host 127.0.0.1")
+        uri = redact_text(mlflow.get_tracking_uri())
+        print(f"Compare runs with: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
         return parent.info.run_id

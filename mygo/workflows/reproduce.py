@@ -4,6 +4,8 @@ The new run is tagged `mygo.reproduces=<id>`. What must match: for select, the s
 exactly; for convert, warmup, score and finetune, the weights (or router data) within
 `reproduce.weights_atol`; for every stage, its metrics within `reproduce.metrics_rtol` (timings
 aside). A comparison table is printed, and `ReproductionMismatch` (exit status 1) says where they differ.
+Nothing is skipped quietly: weights that neither run has, or a metric only one of them logged, is a
+difference; a logged config holding masked secrets (`***`) is refused, since re-running it would use the mask.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.numpy import load_file
 
+from mygo.builtin.store import BUILTIN_KINDS
+from mygo.config import flatten_config
 from mygo.stages.table import STAGES, upstream_keys
 from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
+from mygo.tracking.redaction import MASK, redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
 
 logger = logging.getLogger(__name__)
@@ -65,6 +70,12 @@ def original_config(run: Run) -> DictConfig:
     return OmegaConf.create(text)
 
 
+def masked_keys(cfg: DictConfig) -> list[str]:
+    """Keys whose logged value holds the redaction mask: the secret was never recorded, so it cannot be replayed."""
+    flat = flatten_config(cfg)
+    return sorted(key for key, value in flat.items() if value is not None and MASK in str(value))
+
+
 def check_upstream_runs(cfg: DictConfig, run: Run) -> None:
     """Every run the original built on still exists (and is not deleted) in this store."""
     for key in UPSTREAM_KEYS:
@@ -78,7 +89,7 @@ def check_upstream_runs(cfg: DictConfig, run: Run) -> None:
         if found is None or found.info.lifecycle_stage == "deleted":
             raise ValueError(
                 f"cannot reproduce run {run.info.run_id}: its upstream run {upstream} ({key}) is missing "
-                f"or deleted in tracking store {mlflow.get_tracking_uri()}"
+                f"or deleted in tracking store {redact_text(mlflow.get_tracking_uri())}"
             )
 
 
@@ -111,10 +122,10 @@ def compare_weights(stage: str, original: str, reproduced: str, atol: float) -> 
     with tempfile.TemporaryDirectory() as tmp:
         first = _download(original, artifact, Path(tmp) / "original")
         second = _download(reproduced, artifact, Path(tmp) / "reproduced")
-        if first is None and second is None:  # a large model recorded only by path
-            return []
-        if first is None or second is None:
-            return [Check(artifact, str(first is not None), str(second is not None), np.inf, atol)]
+        if first is None or second is None:  # neither: a large model recorded only by path, or a lost artifact
+            found = {True: "present", False: "missing"}
+            item = f"{artifact} (cannot compare)"
+            return [Check(item, found[first is not None], found[second is not None], np.inf, atol)]
         a, b = load_file(first), load_file(second)
     if set(a) != set(b):
         return [Check(f"{artifact} tensor names", str(len(a)), str(len(b)), np.inf, atol)]
@@ -139,8 +150,14 @@ def compare_router_data(original: Run, reproduced: Run, atol: float) -> list[Che
 def compare_metrics(original: Run, reproduced: Run, rtol: float) -> list[Check]:
     first, second = original.data.metrics, reproduced.data.metrics
     checks = []
-    for name in sorted(set(first) & set(second)):
+    for name in sorted(set(first) | set(second)):
         if any(word in name for word in TIMING_WORDS):
+            continue
+        if name not in first or name not in second:  # a metric one run logged and the other did not
+            if name.split("/", 1)[0] in BUILTIN_KINDS:  # the embedded model's build: logged by whichever built it
+                continue
+            shown = {True: "logged", False: "missing"}
+            checks.append(Check(name, shown[name in first], shown[name in second], np.inf, rtol))
             continue
         a, b = first[name], second[name]
         relative = abs(a - b) / max(abs(a), abs(b), 1e-12) if a != b else 0.0
@@ -152,7 +169,8 @@ def compare(stage: str, original: Run, reproduced: Run, cfg: DictConfig) -> list
     checks = []
     if stage == "select":
         a, b = original.data.tags.get(SELECTED_IDS_TAG), reproduced.data.tags.get(SELECTED_IDS_TAG)
-        checks.append(Check("selected ids sha256", str(a)[:16], str(b)[:16], 0.0 if a == b else np.inf, 0.0))
+        same = a is not None and a == b  # a hash neither run recorded is no evidence
+        checks.append(Check("selected ids sha256", str(a)[:16], str(b)[:16], 0.0 if same else np.inf, 0.0))
     if stage in WEIGHT_ARTIFACTS:
         checks += compare_weights(stage, original.info.run_id, reproduced.info.run_id, cfg.reproduce.weights_atol)
     if stage == "score":
@@ -183,6 +201,11 @@ def run_reproduce(cfg: DictConfig) -> str:
     if stage not in runners:
         raise ValueError(f"run {run_id} is a {stage or 'non-mygo'} run; reproduce one of the stages {list(runners)}")
     stage_cfg = original_config(original)
+    if masked := masked_keys(stage_cfg):
+        raise ValueError(
+            f"cannot reproduce run {run_id}: its logged config holds masked secrets ({MASK}) at {', '.join(masked)}; "
+            "the values were never recorded, and re-running with the mask in their place would not be this run"
+        )
     check_upstream_runs(stage_cfg, original)
     if notice := code_notice(original):
         logger.warning(notice)

@@ -147,7 +147,7 @@ def _write_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the whole new one, even while another process builds the same pool."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # open(), unlike tempfile.mkstemp, leaves the file readable per the umask, as a shared cache needs.
-    with atomic_path(path, unique=True) as temporary, open(temporary, "xb") as file:
+    with atomic_path(path) as temporary, open(temporary, "xb") as file:
         file.write(text.encode("utf-8"))
 
 
