@@ -198,6 +198,8 @@ def arm_comparison(estimates: dict[str, dict[str, tuple[float, float]]], title: 
     for panel in list(axes.flat)[len(figures) :]:
         panel.axis("off")
     figure.suptitle(title)
+    figure.tight_layout()
+    return figure
 
 
 def selection_vs_pool(groupings: dict[str, np.ndarray], selections: dict[str, np.ndarray], most: int = 40):
