@@ -62,7 +62,7 @@ def clean_env(uri: str, **extra: str) -> dict[str, str]:
 
 
 def test_each_checkout_runs_its_own_code_and_records_its_own_tree(tmp_path):
-    """Two checkouts at different commits, each with the other one installed (on PYTHONPATH) and /work/main's
+    """Two checkouts at different commits, each with the other one installed (on PYTHONPATH) and this repository's
     editable install besides: each run's params, code digest and commit are its own checkout's."""
     first = copy_project(tmp_path / "first")
     git(first, "init", "-q")
