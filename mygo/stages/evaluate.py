@@ -30,12 +30,11 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from mygo.config import config_dir
 from mygo.stages.target import load_target_tokenizer, target_location
 from mygo.tracking import plots
-from mygo.tracking.handoffs import adapter_of
+from mygo.tracking.handoffs import BASE_ONLY_TAG, adapter_of
 from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
 
-BASE_ONLY_TAG = "mygo.eval_base_only"
 CHAT_TEMPLATE_TAG = "mygo.eval_chat_template"
 SPLITS = ("val", "test")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

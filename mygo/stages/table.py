@@ -193,6 +193,7 @@ STAGES: tuple[Stage, ...] = (
             Knob("limit", "evaluation.limit", "float"),
             Knob("target", "target"),
         ),
+        tags={"base_only": "mygo.eval_base_only"},  # true: the target alone (a control arm of its own)
         key_params=("evaluation.base_only", "evaluation.tasks", "evaluation.splits", "evaluation.num_fewshot"),
         key_metrics=(),  # eval/<task>/<split>/acc and /bpb, whichever ran (see mygo.workflows.lineage.key_metrics)
     ),

@@ -28,6 +28,7 @@ SELECTED_IDS_TAG = stage("select").tags["selected_ids"]
 ADAPTER_ARTIFACT = stage("finetune").artifacts["adapter"]
 ADAPTER_PATH_TAG = stage("finetune").tags["adapter_path"]
 TARGET_PATH_TAG = stage("finetune").tags["target_path"]
+BASE_ONLY_TAG = stage("evaluate").tags["base_only"]
 
 
 def model_dir_of(

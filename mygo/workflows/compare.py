@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from mygo.analysis.arms import Estimate, arm_estimates, eval_figures, lower_is_better, paired_deltas
 from mygo.tracking import plots
+from mygo.tracking.handoffs import BASE_ONLY_TAG
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
 
 ARM_TAG = "mygo.arm"
@@ -43,7 +44,7 @@ def arms_of(run: Run) -> ArmRuns:
             return {REFERENCE_ARM: {0: evaluate}}
         return {arm: {int(seed): rid for seed, rid in seeds.items()} for arm, seeds in recorded.items()}
     if stage == "evaluate":
-        base = tags.get("mygo.eval_base_only") == "true"
+        base = tags.get(BASE_ONLY_TAG) == "true"
         arm = tags.get(ARM_TAG) or ("base" if base else run.info.run_name or run_id[:8])
         return {arm: {int(tags.get(SEED_TAG, 0)): run_id}}
     raise ValueError(f"run {run_id} is a {stage or 'non-mygo'} run; compare takes pipeline, trial or evaluate runs")

@@ -19,8 +19,9 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.config import load_config
-from mygo.stages.table import STAGES
+from mygo.stages.table import stage as stage_entry
 from mygo.tracking.reuse import run_or_reuse
+from mygo.tracking.runs import UPSTREAM_TAG
 from mygo.workflows.compare import ARM_TAG, REFERENCE_ARM, SEED_TAG, ArmRuns, format_comparison, log_comparison
 from mygo.workflows.stage_configs import seed_overrides, stage_overrides_of
 
@@ -56,8 +57,9 @@ def _tag(run_id: str, arm: str, seed: int | None) -> None:
         client.set_tag(run_id, SEED_TAG, str(seed))
 
 
-def _stage(cfg: DictConfig, stage: str, upstream: str, extra: list[str], runner, arm: str, seed: int | None) -> str:
-    run_id, reused = run_or_reuse(stage, load_config(stage, stage_overrides_of(cfg, stage, upstream) + extra), runner)
+def _stage(cfg: DictConfig, stage: str, upstream: str, extra: list[str], arm: str, seed: int | None) -> str:
+    config = load_config(stage, stage_overrides_of(cfg, stage, upstream) + extra)
+    run_id, reused = run_or_reuse(stage, config, stage_entry(stage).load_runner())
     logger.info("arm %s, seed %s: %s run %s (%s)", arm, seed, stage, run_id, "reused" if reused else "new")
     _tag(run_id, arm, seed)
     return run_id
@@ -65,31 +67,26 @@ def _stage(cfg: DictConfig, stage: str, upstream: str, extra: list[str], runner,
 
 def run_arms(cfg: DictConfig, stage_runs: dict[str, str]) -> ArmRuns:
     """Fine-tune and evaluate every arm over every seed; `stage_runs`: the pipeline's own run of each stage."""
-    runners = {entry.name: entry.load_runner() for entry in STAGES}
     seeds = [int(seed) for seed in cfg.pipeline.seeds or []] or [None]
     arms: ArmRuns = {}
 
     def finetune_and_evaluate(arm: str, select_run: str, seed: int | None) -> None:
-        finetune = _stage(
-            cfg, "finetune", select_run, seed_overrides(cfg, "finetune", seed), runners["finetune"], arm, seed
-        )
-        evaluate = _stage(cfg, "evaluate", finetune, [], runners["evaluate"], arm, seed)
+        finetune = _stage(cfg, "finetune", select_run, seed_overrides(cfg, "finetune", seed), arm, seed)
+        evaluate = _stage(cfg, "evaluate", finetune, [], arm, seed)
         arms.setdefault(arm, {})[seed or 0] = evaluate
 
     for seed in seeds:
         finetune_and_evaluate(REFERENCE_ARM, stage_runs["select"], seed)
     for arm in cfg.pipeline.controls or []:
         if arm == "base":  # as the selection arm's first finetune was evaluated (its chat template), adapter off
-            first = mlflow.get_run(arms[REFERENCE_ARM][seeds[0] or 0]).data.tags["mygo.upstream_run"]
-            arms["base"] = {
-                0: _stage(cfg, "evaluate", first, ["evaluation.base_only=true"], runners["evaluate"], arm, None)
-            }
+            first = mlflow.get_run(arms[REFERENCE_ARM][seeds[0] or 0]).data.tags[UPSTREAM_TAG]
+            arms["base"] = {0: _stage(cfg, "evaluate", first, ["evaluation.base_only=true"], arm, None)}
             continue
         for seed in seeds:
             extra = CONTROL_SELECTIONS[arm] + (
                 [f"selection.seed={seed}"] if arm in SEEDED_SELECTIONS and seed is not None else []
             )
-            select = _stage(cfg, "select", stage_runs["score"], extra, runners["select"], arm, seed)
+            select = _stage(cfg, "select", stage_runs["score"], extra, arm, seed)
             finetune_and_evaluate(arm, select, seed)
     return arms
 
