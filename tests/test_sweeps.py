@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from glob import glob
 from pathlib import Path
@@ -22,7 +23,14 @@ from mygo.config import load_config
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG
 from mygo.workflows.pipeline import run_pipeline
-from mygo.workflows.sweep import PARENT_RUN_ATTR, SpaceError, ensure_parent_run, load_space, run_sweep
+from mygo.workflows.sweep import (
+    PARENT_RUN_ATTR,
+    SpaceError,
+    ensure_parent_run,
+    load_space,
+    open_storage,
+    run_sweep,
+)
 from tests.helpers import REPO, artifact_paths, pipeline_overrides, use_store
 from tests.servers import TrackingServer, free_port
 
@@ -148,6 +156,34 @@ def postgres_url():
     finally:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def open_together(start: threading.Barrier, url: str, cfg):
+    start.wait()
+    return open_storage(url, cfg)
+
+
+def test_workers_opening_a_fresh_postgresql_storage_together_all_get_it(postgres_url):
+    """The schema race: every worker that starts on an empty database tries to create Optuna's tables; the
+    losers (a duplicate table or row) must wait for the winner's schema rather than fail the sweep. The window
+    is narrow (CI hit it once in two workers on loaded cores), so eight openers start together, six times."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    cfg = load_config("sweep")
+    admin = postgres_url.replace("postgresql+psycopg", "postgresql")
+    for round_ in range(6):
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE race_{round_}")
+        url = postgres_url.rsplit("/", 1)[0] + f"/race_{round_}"
+        start = threading.Barrier(8)
+        with ThreadPoolExecutor(8) as pool:  # an error in any worker is raised here, failing the test
+            opened = list(pool.map(lambda _: open_together(start, url, cfg), range(8)))  # noqa: B023 - joined here
+        optuna.create_study(storage=opened[0], study_name="ready")
+        assert [s.study_name for s in optuna.get_all_study_summaries(opened[-1])] == ["ready"]
+        for storage in opened:
+            storage.engine.dispose()  # PostgreSQL's 100 connections would not last the rounds
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from mygo.config import load_config, project_path
 from mygo.tracking import plots
@@ -287,14 +287,19 @@ def open_storage(url: str, cfg: DictConfig, attempts: int = 5) -> RDBStorage:
                 grace_period=cfg.sweep.grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.sweep.max_retry),
             )
-        except IntegrityError:  # workers starting together race to create the schema: the other one won
-            if attempt == attempts:
-                raise
-            time.sleep(attempt)
         except (SQLAlchemyError, ArgumentError, ValueError) as error:
+            if _lost_schema_race(error) and attempt < attempts:
+                time.sleep(attempt)  # the other worker's schema is there (or nearly) on the next try
+                continue
             reason = redact_text(str(error).strip().splitlines()[0])
             raise ValueError(f"cannot open the Optuna storage {redact_text(url)}: {reason}") from error
     raise AssertionError("unreachable")
+
+
+def _lost_schema_race(error: Exception) -> bool:
+    """Workers starting together race to create the schema: PostgreSQL answers the loser with a duplicate
+    row (IntegrityError) or a duplicate table (ProgrammingError: relation "..." already exists)."""
+    return isinstance(error, IntegrityError) or (isinstance(error, ProgrammingError) and "already exists" in str(error))
 
 
 # ---------------------------------------------------------------------------------------------- the study
