@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mygo.analysis.noise_metrics import auroc_by_kind, noise_metrics
-from mygo.analysis.quality_signals import available_signals, signal_values
+from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
 from mygo.stages.score import answer_nll, answers_alone
 from tests.conftest import TINY_ARCH
@@ -28,6 +28,13 @@ def test_a_signal_the_score_run_did_not_compute_names_the_ones_it_has():
     partial = {"nll": np.array([1.0, np.nan, 2.0, 3.0])}  # a row without answer tokens ranks last
     assert list(np.argsort(-signal_values("nll", GATE, partial))) == [0, 2, 3, 1]
     assert available_signals(GATE, {"nll": np.full(4, np.nan)}) == ["gate"]
+
+
+def test_rank_within_ranks_each_value_among_its_own_group_only():
+    values = np.array([5.0, 1.0, 100.0, 3.0, 200.0, 2.0])
+    groups = np.array(["a", "a", "b", "a", "b", "a"])
+    ranks = rank_within(values, groups)
+    np.testing.assert_allclose(ranks, [1.0, 0.25, 0.5, 0.75, 1.0, 0.5])  # b's 100 is its median, not a's best
 
 
 def test_noise_metrics_per_kind():

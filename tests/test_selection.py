@@ -140,12 +140,36 @@ def test_round_robin_in_random_order_within_clusters_keeps_the_cluster_balance_a
 
 
 def test_a_floor_per_cluster_drops_each_clusters_worst_not_a_whole_harder_cluster():
-    from mygo.stages.select import above_floor
+    from mygo.stages.select import within_band
 
     labels = np.repeat([0, 1], 10)
     quality = np.r_[np.arange(10.0), np.arange(10.0) - 100]  # cluster 1 is all "worse", as a harder task would be
-    pool_wide = above_floor(quality, labels, 0.5, "pool")
-    per_cluster = above_floor(quality, labels, 0.5, "cluster")
+    pool_wide = within_band(quality, labels, 0.5, 0.0, "pool")
+    per_cluster = within_band(quality, labels, 0.5, 0.0, "cluster")
     assert set(labels[pool_wide]) == {0}  # the pool-wide floor drops the whole harder cluster
     assert np.bincount(labels[per_cluster]).tolist() == [5, 5]  # per cluster: each keeps its better half
     assert set(per_cluster) == set(range(5, 10)) | set(range(15, 20))
+
+
+def test_a_ceiling_keeps_the_best_out_as_the_floor_keeps_the_worst():
+    from mygo.stages.select import within_band
+
+    labels = np.repeat([0, 1], 10)
+    quality = np.r_[np.arange(10.0), np.arange(10.0) - 100]
+    middle = within_band(quality, labels, 0.3, 0.3, "cluster")
+    assert set(middle) == set(range(3, 7)) | set(range(13, 17))  # each cluster's middle: neither tail
+    assert set(within_band(quality, labels, 0.0, 0.5, "pool")) == set(range(10, 20))  # the best half is out
+
+
+def test_proportional_quotas_give_each_cluster_its_share_so_a_small_cluster_of_outliers_gets_no_more():
+    labels = np.r_[np.zeros(80, dtype=int), np.ones(16, dtype=int), np.full(4, 2)]  # cluster 2: four outliers
+    quality = np.random.default_rng(0).random(100)
+    equal = select("round_robin", quality, labels, 0.3)
+    proportional = select("round_robin", quality, labels, 0.3, cluster_quota="proportional")
+    assert np.bincount(labels[equal.indices]).tolist() == [13, 13, 4]  # equal: all four outliers are in
+    assert np.bincount(labels[proportional.indices]).tolist() == [24, 5, 1]
+    best_of_cluster_1 = np.flatnonzero(labels == 1)[np.argsort(-quality[labels == 1])[:5]]
+    assert set(best_of_cluster_1) <= set(proportional.indices)  # each cluster still gives its best first
+    assert proportional.rounds[proportional.indices].max() == 23 and len(set(proportional.indices)) == 30
+    with pytest.raises(ValueError, match="cluster_quota='even' is not valid"):
+        select("round_robin", quality, labels, 0.3, cluster_quota="even")

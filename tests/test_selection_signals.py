@@ -108,6 +108,23 @@ def test_quality_floor_keeps_the_lowest_quality_out(store):
     assert samples["selected"].sum() == 12 and (samples.loc[samples["selected"], "quality"] >= median).all()
 
 
+def test_quality_within_source_gives_every_source_its_own_best(store):
+    base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
+    overrides = base + ["selection.percentage=0.25", "selection.strategy=quality_topk", "selection.quality_signal=nll"]
+    import pandas as pd
+
+    def selected_sources(run: str) -> pd.DataFrame:
+        path = mlflow.artifacts.download_artifacts(run_id=run, artifact_path="selection/samples.parquet")
+        return pd.read_parquet(path)
+
+    pooled = selected_sources(run_select(load_config("select", overrides)))
+    within = selected_sources(run_select(load_config("select", overrides + ["selection.quality_within=source"])))
+    shares = within.groupby("dataset")["selected"].mean()
+    assert shares.max() - shares.min() <= 0.1, shares  # each source gives its own top quarter
+    assert (within.groupby("dataset")["quality"].max() == 1.0).all()  # quality is the rank within the source
+    assert not pooled["selected"].equals(within["selected"])
+
+
 def test_a_signal_the_score_run_lacks_is_named(store, tmp_path, capsys):
     # A second score run of the same warmup without IFD: selecting by IFD names what it has.
     overrides = [f"upstream.warmup_run={store['warmup_run']}", f"score.output_dir={tmp_path / 'score'}"]

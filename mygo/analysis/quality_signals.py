@@ -50,5 +50,19 @@ def signal_values(
     return np.mean(ranks, axis=0)
 
 
+def rank_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each value's percentile rank (0, 1] among the values of its group.
+
+    A likelihood signal judges a task's format as much as a sample: short answers (FLAN) and reasoning (CoT)
+    have a higher NLL than open QA, clean or not, so over the whole pool the best are one source's easiest.
+    Ranked within its source, every source offers its own best, and a bad sample is bad for its kind."""
+    values = np.asarray(values, dtype=np.float64)
+    ranks = np.empty(len(values), dtype=np.float64)
+    for group in np.unique(groups):
+        rows = groups == group
+        ranks[rows] = rankdata(values[rows]) / rows.sum()
+    return ranks
+
+
 def all_signal_values(gate: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: signal_values(name, gate, stored) for name in available_signals(gate, stored)}

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from mygo.analysis.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
-from mygo.analysis.quality_signals import SIGNALS, signal_values
+from mygo.analysis.quality_signals import SIGNALS, rank_within, signal_values
 from mygo.analysis.score_shards import RouterData
 from mygo.analysis.selection import STRATEGIES, Selection, select, target_count
 from mygo.atomic import atomic_path
@@ -45,6 +45,11 @@ def check_settings(cfg: DictConfig) -> None:
         raise ValueError(f"selection.strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
     if not 0 <= cfg.selection.quality_floor < 1:
         raise ValueError(f"selection.quality_floor must be in [0, 1), got {cfg.selection.quality_floor}")
+    if not 0 <= cfg.selection.quality_ceiling < 1 - cfg.selection.quality_floor:
+        raise ValueError(
+            f"selection.quality_ceiling must be in [0, 1 - quality_floor), got {cfg.selection.quality_ceiling}"
+            f" with quality_floor={cfg.selection.quality_floor}"
+        )
     if cfg.selection.quality_signal not in SIGNALS:
         signal = cfg.selection.quality_signal
         raise ValueError(f"selection.quality_signal={signal!r} is not valid; choose one of {list(SIGNALS)}")
@@ -145,45 +150,54 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
 
 
 def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
-    """The configured quality signal per sample, higher is better (`mygo.analysis.quality_signals`)."""
+    """The configured quality signal per sample, higher is better (`mygo.analysis.quality_signals`); with
+    `selection.quality_within: source`, its percentile rank within the sample's source dataset."""
     options = cfg.selection
     rank_mean_of = list(options.rank_mean_of) if options.rank_mean_of else None
-    return signal_values(options.quality_signal, data.sample_quality, data.signals, rank_mean_of)
+    quality = signal_values(options.quality_signal, data.sample_quality, data.signals, rank_mean_of)
+    if options.quality_within == "source":
+        return rank_within(quality, data.index["dataset"].to_numpy())
+    return quality
 
 
-def above_floor(quality: np.ndarray, labels: np.ndarray, floor: float, scope: str) -> np.ndarray:
-    """Rows at or above the `floor` quantile of quality: of the whole pool, or of each row's own cluster.
+def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: float, scope: str) -> np.ndarray:
+    """Rows between the `floor` and `1 - ceiling` quantiles of quality: of the whole pool, or of each row's cluster.
 
     Per cluster, every kind of sample loses its own worst: a likelihood signal rates whole tasks (long answers,
     reasoning) as harder than others, and a pool-wide floor would drop those tasks rather than the bad samples."""
-    if scope == "pool":
-        return np.flatnonzero(quality >= np.quantile(quality, floor))
     keep = np.zeros(len(quality), dtype=bool)
-    for label in np.unique(labels):
-        rows = labels == label
-        keep[rows] = quality[rows] >= np.quantile(quality[rows], floor)
+    groups = (
+        [np.ones(len(quality), dtype=bool)] if scope == "pool" else [labels == label for label in np.unique(labels)]
+    )
+    for rows in groups:
+        low, high = np.quantile(quality[rows], [floor, 1.0 - ceiling])
+        keep[rows] = (quality[rows] >= low) & (quality[rows] <= high)
     return np.flatnonzero(keep)
 
 
-def select_above_floor(quality: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Selection:
-    """The strategy over the samples above the quality floor (`selection.quality_floor`: the share of the pool,
-    lowest quality first, that no strategy may pick; 0 keeps everyone). Filter first, then diversify: round
-    robin would otherwise give a cluster made of bad samples as many picks as any other."""
+def select_in_band(quality: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Selection:
+    """The strategy over the samples in the quality band. `selection.quality_floor` is the share of the pool,
+    lowest quality first, that no strategy may pick; `selection.quality_ceiling` the share, highest first: by a
+    likelihood signal those are what the model predicts best already (short, formulaic, known answers), which
+    teach least (the middle of the perplexity range prunes best: Marion et al., 2023). Filter first, then
+    diversify: round robin would otherwise give a cluster made of bad samples as many picks as any other."""
     options = cfg.selection
     count = target_count(len(quality), options.percentage)
-    floor = options.quality_floor
-    eligible = above_floor(quality, labels, floor, options.floor_scope) if floor else None
+    floor, ceiling = options.quality_floor, options.quality_ceiling
+    how = {"seed": options.seed, "within_cluster": options.within_cluster, "cluster_quota": options.cluster_quota}
+    eligible = within_band(quality, labels, floor, ceiling, options.floor_scope) if floor or ceiling else None
     if eligible is None or len(eligible) < count:
         if eligible is not None:
             logger.warning(
-                "selection.quality_floor=%s leaves %d < %d samples: ignored",
-                options.quality_floor,
+                "selection.quality_floor=%s and quality_ceiling=%s leave %d < %d samples: ignored",
+                floor,
+                ceiling,
                 len(eligible),
                 count,
             )
-        return select(options.strategy, quality, labels, options.percentage, options.seed, options.within_cluster)
+        return select(options.strategy, quality, labels, options.percentage, **how)
     share = count / len(eligible)
-    inner = select(options.strategy, quality[eligible], labels[eligible], share, options.seed, options.within_cluster)
+    inner = select(options.strategy, quality[eligible], labels[eligible], share, **how)
     inner_indices = inner.indices[:count]
     rounds = np.full(len(quality), -1, dtype=np.int64)
     rounds[eligible[inner_indices]] = inner.rounds[inner_indices]
@@ -246,7 +260,7 @@ def run_select(cfg: DictConfig) -> str:
         clustered_at = time.perf_counter()
         clustering = cluster(features, cfg)
         clustering_seconds = time.perf_counter() - clustered_at
-        chosen = select_above_floor(quality, clustering.labels, cfg)
+        chosen = select_in_band(quality, clustering.labels, cfg)
         selected = chosen.rounds >= 0
 
         run_dir = Path(cfg.output_dir) / run.info.run_id
