@@ -152,6 +152,10 @@ def test_main_fine_tunes_and_evaluates_control_arms_alike_and_logs_the_deltas(st
         )
         assert random_select.data.tags[UPSTREAM_TAG] == parent.data.tags["mygo.run.score"]
         assert random_select.data.metrics["selection/num_selected"] == 12
+        # from the whole pool: the selection's quality band is not the control's
+        assert float(random_select.data.params["selection.quality_floor"]) == 0.0
+        assert float(random_select.data.params["selection.quality_ceiling"]) == 0.0
+    assert float(selects["selection", "0"].data.params["selection.quality_floor"]) > 0  # the default band
     assert selects["random", "0"].data.tags[SELECTED_IDS_TAG] != selects["random", "1"].data.tags[SELECTED_IDS_TAG]
 
     # The delta is the selection minus random, paired by seed, with its standard error over the two seeds.

@@ -27,11 +27,13 @@ from mygo.workflows.stage_configs import seed_overrides, stage_overrides_of
 
 logger = logging.getLogger(__name__)
 
-# The select overrides of each control arm (placed after the pipeline's own, so they win).
+# The select overrides of each control arm (placed after the pipeline's own, so they win). No arm keeps the
+# selection's quality band: random draws from the whole pool, and top-k is the signal's best, as a filter is.
+NO_BAND = ["selection.quality_floor=0", "selection.quality_ceiling=0"]
 CONTROL_SELECTIONS: dict[str, list[str]] = {
-    "random": ["selection.strategy=random"],
-    "quality_topk": ["selection.strategy=quality_topk"],
-    "full": ["selection.strategy=random", "selection.percentage=1.0"],
+    "random": ["selection.strategy=random", *NO_BAND],
+    "quality_topk": ["selection.strategy=quality_topk", *NO_BAND],
+    "full": ["selection.strategy=random", "selection.percentage=1.0", *NO_BAND],
 }
 CONTROLS = (*CONTROL_SELECTIONS, "base")
 SEEDED_SELECTIONS = ("random",)  # arms whose selection is drawn anew for each seed
