@@ -6,7 +6,7 @@ import torch
 
 from mygo.data.corruption import CORRUPTIONS, IGNORE_INDEX, Vocabulary, corrupt_batch, corrupt_sample
 from mygo.models import SelectMoeConfig
-from mygo.models.losses import corruption_detection_loss, quality_loss
+from mygo.models.losses import corruption_detection_loss, pooled_corruption_detection_loss, quality_loss
 
 VOCABULARY = Vocabulary(size=200, special_ids=frozenset({0, 1}))  # 0 pad, 1 EOS
 PROMPT = [5, 6, 7, 8]
@@ -66,6 +66,18 @@ def test_corruption_detection_loss_is_the_masked_bce_of_the_scores():
     config = SelectMoeConfig(quality_loss_type="corruption_detection")
     with pytest.raises(ValueError, match="needs quality_targets"):
         quality_loss(scores, None, config)
+
+
+def test_pooled_corruption_detection_is_the_bce_of_each_samples_mean_score():
+    scores = [torch.tensor([[[2.0], [-1.0], [0.5]], [[0.0], [-3.0], [9.0]]])]
+    targets = torch.tensor([[1.0, 1.0, IGNORE_INDEX], [0.0, 0.0, 0.0]])
+    # sample 0: clean, mean score 0.5 over its two target tokens; sample 1: corrupted, mean score 2.0
+    expected = np.mean([np.log1p(np.exp(-0.5)), np.log1p(np.exp(2.0))])
+    assert pooled_corruption_detection_loss(scores, targets).item() == pytest.approx(expected, rel=1e-6)
+    config = SelectMoeConfig(quality_loss_type="pooled_corruption_detection")
+    assert quality_loss(scores, None, config, targets).item() == pytest.approx(expected, rel=1e-6)
+    no_targets = torch.full_like(targets, IGNORE_INDEX)  # a batch with no answer token to judge: zero, not NaN
+    assert pooled_corruption_detection_loss(scores, no_targets).item() == 0.0
 
 
 def test_gate_trained_on_corruptions_learns_to_tell_them_apart():

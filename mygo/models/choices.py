@@ -10,5 +10,7 @@ BUILTIN_QUALITY_LOSSES = (
     "beta_moment_matching",
     "mean_variance_regularization",
     "corruption_detection",
+    "pooled_corruption_detection",
 )
-TARGETED_LOSSES = ("corruption_detection",)  # learn from quality_targets (the warmup's corruptions)
+# Losses that learn from quality_targets (the warmup's corruptions).
+TARGETED_LOSSES = ("corruption_detection", "pooled_corruption_detection")

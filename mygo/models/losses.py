@@ -11,7 +11,12 @@ Two kinds of loss:
   good_ratio (sample-wise);
 - `corruption_detection` (beyond upstream): binary cross-entropy of the gate's quality score against
   `quality_targets` (1 clean, 0 corrupted, -100 ignored), which the warmup's on-the-fly corruptions
-  supply (`mygo.data.corruption`): the gate learns to send corrupted answers to the trash expert.
+  supply (`mygo.data.corruption`): the gate learns to send corrupted answers to the trash expert;
+- `pooled_corruption_detection` (beyond upstream): the same targets, learnt per sample (multiple-instance):
+  the BCE of each sample's mean quality score over its answer tokens. Most corruptions show at a few tokens
+  only (a substituted word, a repeated span), so a per-token target of 0 on every token of a corrupted answer
+  asks each token for what only some can show; pooled, the gate may mark those few, and scoring reads the
+  same answer-token mean.
 The total is averaged over layers.
 """
 
@@ -94,6 +99,20 @@ def corruption_detection_loss(
     return torch.stack(per_layer).mean()
 
 
+def pooled_corruption_detection_loss(quality_scores: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """BCE of every layer's mean quality score over each sample's target tokens, averaged over samples, layers."""
+    mask = (targets != -100).float()
+    has_target = mask.sum(1) > 0
+    clean = (targets.clamp(min=0).float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+    per_layer = []
+    for score in quality_scores:
+        layer_mask = mask.to(score.device)
+        pooled = (score.squeeze(-1).float() * layer_mask).sum(1) / layer_mask.sum(1).clamp(min=1)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(pooled, clean.to(score.device), reduction="none")
+        per_layer.append(bce[has_target.to(score.device)].mean() if has_target.any() else bce.sum() * 0)
+    return torch.stack(per_layer).mean()
+
+
 def quality_loss(
     quality_scores: Sequence[torch.Tensor],
     attention_mask: torch.Tensor | None,
@@ -107,6 +126,8 @@ def quality_loss(
     if config.quality_loss_type in TARGETED_LOSSES:
         if targets is None:
             raise ValueError(f"quality_loss_type={config.quality_loss_type!r} needs quality_targets (corruption)")
+        if config.quality_loss_type == "pooled_corruption_detection":
+            return pooled_corruption_detection_loss(quality_scores, targets)
         return corruption_detection_loss(quality_scores, targets, config.sample_wise_averaging)
     first = quality_scores[0]
     if attention_mask is None:
