@@ -26,6 +26,7 @@ from mygo.stages.score import run_score
 from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.reuse import run_or_reuse
+from mygo.workflows.controls import NO_BAND
 
 STRATEGIES = ("round_robin", "random", "quality_topk")
 COLUMNS = {
@@ -48,6 +49,8 @@ def default_score_run() -> str:
 def select_metrics(score_run: str, percentage: float, strategy: str, *extra: str) -> dict[str, float]:
     overrides = [f"upstream.score_run={score_run}", f"selection.percentage={percentage}"]
     overrides += [f"selection.strategy={strategy}", *extra]
+    if strategy != "round_robin":  # the baselines draw from the whole pool, as the control arms do
+        overrides += NO_BAND
     run, _ = run_or_reuse("select", load_config("select", overrides), run_select)
     return mlflow.get_run(run).data.metrics
 

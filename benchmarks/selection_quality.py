@@ -55,12 +55,20 @@ def selection_table(score_runs: dict[str, str]) -> str:
         "|---" * (len(KINDS) + 4) + "|",
     ]
     for objective, score in score_runs.items():
-        for strategy, signal in SELECTIONS:
-            overrides = [f"upstream.score_run={score}", f"selection.strategy={strategy}"]
-            run, _ = run_or_reuse(
-                "select", load_config("select", overrides + [f"selection.quality_signal={signal}"]), run_select
+        # Each strategy as MyGO has it (selector=upstream: no band, pool-wide quality), by each signal; then the
+        # default selection (configs/select.yaml: NLL ranked within sources, the band, clusters by size).
+        runs = [
+            (
+                strategy,
+                signal,
+                ["selector=upstream", f"selection.strategy={strategy}", f"selection.quality_signal={signal}"],
             )
-            metrics = mlflow.get_run(run).data.metrics
+            for strategy, signal in SELECTIONS
+        ]
+        runs.append(("default", "nll", []))
+        for strategy, signal, extra in runs:
+            config = load_config("select", [f"upstream.score_run={score}", *extra])
+            metrics = mlflow.get_run(run_or_reuse("select", config, run_select)[0]).data.metrics
             kinds = " | ".join(f"{metrics.get(f'noise/fraction_selected/{k}', 0.0):.3f}" for k in KINDS)
             shown = "-" if strategy == "random" else signal
             lines.append(f"| {objective} | {strategy} | {shown} | {metrics['noise/fraction_selected']:.3f} | {kinds} |")
