@@ -227,3 +227,14 @@ def test_silhouette_is_bounded_ignores_noise_and_needs_two_clusters(data):
     assert silhouette(x, noisy) != pytest.approx(silhouette_score(x, noisy, metric="cosine"))  # noise left out
     assert silhouette(x, np.zeros(len(x), dtype=int)) is None
     assert silhouette(x, np.where(truth == 0, 0, -1)) is None
+
+
+def test_fit_k_range_clamps_to_what_the_pool_allows_and_keeps_a_range_that_fits():
+    from mygo.analysis.clustering import fit_k_range
+
+    assert fit_k_range((10, 100), 4000, 20000) == (10, 100)
+    assert fit_k_range((10, 100), 84, 20000) == (10, 42)
+    assert fit_k_range((40, 100), 84, 20000) == (40, 42)
+    assert fit_k_range((50, 100), 84, 20000) == (40, 42)  # three values of k left for the elbow
+    assert fit_k_range((10, 100), 4000, 50) == (10, 50)  # the elbow is fitted on its sample
+    assert fit_k_range((20, 10), 84, 20000) == (20, 10)  # reversed: kmeans names it

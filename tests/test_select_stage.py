@@ -131,11 +131,24 @@ def test_baselines_and_hdbscan_produce_the_same_outputs(store):
         ("selection.percentage=1.5", "selection.percentage: expected float in (0, 1], got 1.5"),
         ("clustering.kmeans.k_range=[20,10]", "k_range=[20, 10] is reversed"),
         ("clustering.kmeans.k=500", "clustering.kmeans: k=500 must be in [2, n=120]"),
-        ("clustering.kmeans.k_range=[10,500]", "clustering.kmeans: k_range"),
         ("selection.strategy=best", "selection.strategy='best' is not valid"),
         ("clustering.method=dbscan", "clustering.method: expected one of kmeans, hdbscan, got 'dbscan'"),
     ],
 )
+def test_a_k_range_the_pool_cannot_support_is_clamped_with_a_warning(store, caplog):
+    run = mlflow.get_run(run_select(select_config(store, "clustering.kmeans.k_range=[100,500]")))
+    assert run.data.metrics["clustering/k_range_high"] == 60  # 120 samples: two a cluster on average
+    assert run.data.metrics["clustering/k_range_low"] == 58
+    assert "k_range=[100, 500] does not fit 120 samples: the elbow searches [58, 60]" in caplog.text
+
+
+def test_a_clustering_that_leaves_round_robin_nothing_to_do_is_flagged(store, caplog):
+    settings = ["clustering.method=hdbscan", "clustering.hdbscan.min_cluster_size=100"]
+    run = mlflow.get_run(run_select(select_config(store, *settings)))
+    assert "round robin reduces to a ranking" in run.data.tags["mygo.clustering_degenerate"]
+    assert "round robin reduces to a ranking" in caplog.text
+
+
 def test_bad_settings_are_named(store, capsys, override, message):
     base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
     assert mygo_main(["select", *base, override]) == 2

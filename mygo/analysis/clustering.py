@@ -235,6 +235,17 @@ def _check_kmeans_args(n, k, k_range, auto_k, max_iters, elbow_sample, elbow_poi
         raise ValueError(f"elbow_sample={elbow_sample} must be >= k_range high={high}")
 
 
+def fit_k_range(k_range: tuple[int, int], n: int, elbow_sample: int) -> tuple[int, int]:
+    """k_range clamped to what `n` samples allow: high at most n // 2 (two samples a cluster on average) and the
+    elbow sample, low at most high - 2 (three values of k for an elbow). A range that fits is returned as given;
+    a pool too small for any elbow (n < 8) keeps its range, and `kmeans` names the problem."""
+    low, high = k_range
+    if low > high or n < 8:
+        return low, high
+    high = min(high, n // 2, max(elbow_sample, 4))
+    return max(2, min(low, high - 2)), high
+
+
 def elbow_ks(k_range: tuple[int, int], points: int) -> list[int]:
     """`points` integers spread geometrically over k_range (inclusive): inertia changes fastest at small k."""
     low, high = k_range

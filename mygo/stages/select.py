@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from mygo.analysis.clustering import CLUSTERING_METHODS, Clustering, hdbscan, kmeans, prepare_features, silhouette
+from mygo.analysis.clustering import (
+    CLUSTERING_METHODS,
+    Clustering,
+    fit_k_range,
+    hdbscan,
+    kmeans,
+    prepare_features,
+    silhouette,
+)
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.quality_signals import SIGNALS, rank_within, signal_values
 from mygo.analysis.score_shards import RouterData
@@ -74,10 +82,18 @@ def _cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
     clustering = cfg.clustering
     if clustering.method == "kmeans":
         options = clustering.kmeans
+        k_range = fit_k_range(tuple(options.k_range), len(features), options.elbow_sample)
+        if options.k is None and k_range != tuple(options.k_range):
+            logger.warning(
+                "clustering.kmeans.k_range=%s does not fit %d samples: the elbow searches %s",
+                list(options.k_range),
+                len(features),
+                list(k_range),
+            )
         return kmeans(
             features,
             k=options.k,
-            k_range=tuple(options.k_range),
+            k_range=k_range,
             auto_k=options.k is None,
             max_iters=options.max_iters,
             seed=clustering.seed,
@@ -95,6 +111,18 @@ def _cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
         seed=clustering.seed,
         backend=clustering.backend,
     )
+
+
+def warn_if_degenerate(clustering: Clustering, n: int) -> None:
+    """Round robin needs clusters: with most of the pool noise points, or under 3 clusters, it is nearly top-k."""
+    noise = int((clustering.labels < 0).sum())
+    if noise > n / 2 or clustering.num_clusters < 3:
+        message = (
+            f"{clustering.method} found {clustering.num_clusters} cluster(s) and {noise} of {n} noise points: "
+            "round robin reduces to a ranking; try other clustering settings (pca_components, min_cluster_size)"
+        )
+        logger.warning(message)
+        mlflow.set_tag("mygo.clustering_degenerate", message)
 
 
 def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
@@ -287,6 +315,10 @@ def run_select(cfg: DictConfig) -> str:
         }
         if clustering.chosen_k is not None:
             metrics["clustering/chosen_k"] = float(clustering.chosen_k)
+        if clustering.elbow:
+            metrics["clustering/k_range_low"] = float(clustering.elbow[0][0])
+            metrics["clustering/k_range_high"] = float(clustering.elbow[-1][0])
+        warn_if_degenerate(clustering, len(quality))
         if clustering.inertia is not None:
             metrics["clustering/inertia"] = float(clustering.inertia)
         if score is not None:
