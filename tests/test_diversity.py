@@ -26,6 +26,7 @@ from mygo.stages.warmup import run_warmup
 from mygo.tracking.diversity import SKIPPED_TAG
 from mygo.tracking.handoffs import router_data_of
 from mygo.tracking.runs import get_run
+from mygo.workflows.controls import NO_BAND
 from tests.helpers import artifact_paths, quick_warmup_overrides, use_store
 
 MEASURES = ("cluster_entropy", "coverage_distance", "source_mix_distance", "distinct_bigrams")
@@ -144,9 +145,10 @@ def test_every_select_run_measures_its_selection_beside_random_and_topk(store):
     expected = topics[table["selected"].to_numpy()].nunique() / topics.nunique()
     assert metrics["diversity/topic_coverage"] == pytest.approx(expected)
 
-    # The baselines are the random and quality top-k strategies at the same size and seed, measured alike.
+    # The baselines are the random and quality top-k strategies at the same size and seed over the whole pool
+    # (no quality band, as the control arms), measured alike.
     for suffix, strategy in (("random", "random"), ("topk", "quality_topk")):
-        baseline = selected_with(store, f"selection.strategy={strategy}").data.metrics
+        baseline = selected_with(store, f"selection.strategy={strategy}", *NO_BAND).data.metrics
         for measure in (*MEASURES, "topic_coverage"):
             assert metrics[f"diversity/{measure}/{suffix}"] == pytest.approx(baseline[f"diversity/{measure}"])
 

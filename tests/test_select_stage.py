@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import silhouette_score
@@ -65,7 +66,7 @@ def pool_lines(root: Path) -> dict[str, bytes]:
 
 
 def test_round_robin_selection_writes_pool_records_and_records_everything(store):
-    run = mlflow.get_run(run_select(select_config(store)))
+    run = mlflow.get_run(run_select(select_config(store, "selector=upstream")))  # MyGO's own round robin
     assert run.info.status == "FINISHED" and run.data.tags[STAGE_TAG] == "select"
     assert run.data.tags[UPSTREAM_TAG] == store["score_run"]
     metrics = run.data.metrics
@@ -104,8 +105,22 @@ def test_round_robin_selection_writes_pool_records_and_records_everything(store)
     expected = silhouette_score(features, table["cluster"], metric="cosine")
     assert metrics["clustering/silhouette"] == pytest.approx(expected, rel=1e-4)
 
-    again = mlflow.get_run(run_select(select_config(store)))
+    again = mlflow.get_run(run_select(select_config(store, "selector=upstream")))
     assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]
+
+
+def test_the_default_selects_within_the_band_of_source_ranks_by_cluster_size(store):
+    run = mlflow.get_run(run_select(select_config(store)))
+    assert run.data.params["selection.quality_signal"] == "nll" and run.data.params["selection.cluster_quota"] == (
+        "proportional"
+    )
+    table = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="selection/samples.parquet")
+    )
+    low, high = np.quantile(table["quality"], [0.4, 0.7])  # quality: the NLL's rank within the source
+    chosen = table.loc[table["selected"]]
+    assert len(chosen) == 12 and chosen["quality"].between(low, high).all()
+    assert (table.groupby("dataset")["quality"].max() == 1.0).all()
 
 
 def test_baselines_and_hdbscan_produce_the_same_outputs(store):
@@ -124,17 +139,6 @@ def test_baselines_and_hdbscan_produce_the_same_outputs(store):
         assert "selection/selected_data.jsonl" in artifact_paths(run.info.run_id)
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("selection.percentage=0", "selection.percentage: expected float in (0, 1], got 0"),
-        ("selection.percentage=1.5", "selection.percentage: expected float in (0, 1], got 1.5"),
-        ("clustering.kmeans.k_range=[20,10]", "k_range=[20, 10] is reversed"),
-        ("clustering.kmeans.k=500", "clustering.kmeans: k=500 must be in [2, n=120]"),
-        ("selection.strategy=best", "selection.strategy='best' is not valid"),
-        ("clustering.method=dbscan", "clustering.method: expected one of kmeans, hdbscan, got 'dbscan'"),
-    ],
-)
 def test_a_k_range_the_pool_cannot_support_is_clamped_with_a_warning(store, caplog):
     run = mlflow.get_run(run_select(select_config(store, "clustering.kmeans.k_range=[100,500]")))
     assert run.data.metrics["clustering/k_range_high"] == 60  # 120 samples: two a cluster on average
@@ -149,6 +153,17 @@ def test_a_clustering_that_leaves_round_robin_nothing_to_do_is_flagged(store, ca
     assert "round robin reduces to a ranking" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("selection.percentage=0", "selection.percentage: expected float in (0, 1], got 0"),
+        ("selection.percentage=1.5", "selection.percentage: expected float in (0, 1], got 1.5"),
+        ("clustering.kmeans.k_range=[20,10]", "k_range=[20, 10] is reversed"),
+        ("clustering.kmeans.k=500", "clustering.kmeans: k=500 must be in [2, n=120]"),
+        ("selection.strategy=best", "selection.strategy='best' is not valid"),
+        ("clustering.method=dbscan", "clustering.method: expected one of kmeans, hdbscan, got 'dbscan'"),
+    ],
+)
 def test_bad_settings_are_named(store, capsys, override, message):
     base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
     assert mygo_main(["select", *base, override]) == 2

@@ -111,13 +111,14 @@ def test_quality_floor_keeps_the_lowest_quality_out(store):
 def test_quality_within_source_gives_every_source_its_own_best(store):
     base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
     overrides = base + ["selection.percentage=0.25", "selection.strategy=quality_topk", "selection.quality_signal=nll"]
+    overrides += ["selection.quality_floor=0", "selection.quality_ceiling=0"]  # top-k over everyone
     import pandas as pd
 
     def selected_sources(run: str) -> pd.DataFrame:
         path = mlflow.artifacts.download_artifacts(run_id=run, artifact_path="selection/samples.parquet")
         return pd.read_parquet(path)
 
-    pooled = selected_sources(run_select(load_config("select", overrides)))
+    pooled = selected_sources(run_select(load_config("select", overrides + ["selection.quality_within=pool"])))
     within = selected_sources(run_select(load_config("select", overrides + ["selection.quality_within=source"])))
     shares = within.groupby("dataset")["selected"].mean()
     assert shares.max() - shares.min() <= 0.1, shares  # each source gives its own top quarter
