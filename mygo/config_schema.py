@@ -302,14 +302,11 @@ def check_value(config: str, key: str, value: object) -> None:
 
 
 def validate(config: str, cfg: DictConfig) -> None:
-    """Every key the schema names that the composed config has, against its spec; an integer given for a float
-    becomes that float (`quality_loss_weight=20` is 20.0: strict consumers refuse an int, and both hash alike)."""
-    for key, spec in SPECS.get(config, {}).items():
+    """Every key the schema names that the composed config has, against its spec."""
+    for key in SPECS.get(config, {}):
         value = OmegaConf.select(cfg, key, default=_MISSING)
         if value is _MISSING:
             continue
         if isinstance(value, DictConfig | ListConfig):
             value = OmegaConf.to_container(value, resolve=True)
         check_value(config, key, value)
-        if spec.type == "float" and isinstance(value, int) and not isinstance(value, bool):
-            OmegaConf.update(cfg, key, float(value))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-from omegaconf import OmegaConf
 
 from mygo.cli import COMMANDS, build_parser, command_overrides
 from mygo.cli import main as mygo_main
@@ -134,12 +133,12 @@ def test_keys_the_parallel_branch_adds_are_declared():
     check_value("score", "score.ifd", True)
 
 
-def test_an_integer_for_a_float_key_becomes_that_float_so_strict_consumers_take_it_and_hashes_agree():
-    from mygo.config import config_hash
+def test_an_integer_for_a_float_gate_setting_reaches_the_strict_model_config_as_that_float():
     from mygo.models import SelectMoeConfig
+    from mygo.models.configuration_select_moe import select_moe_settings
 
     given_int = load_config("warmup", ["select_moe.quality_loss_weight=20"])
-    given_float = load_config("warmup", ["select_moe.quality_loss_weight=20.0"])
-    assert isinstance(given_int.select_moe.quality_loss_weight, float)
-    assert config_hash(given_int) == config_hash(given_float)
-    assert SelectMoeConfig(**OmegaConf.to_container(given_int.select_moe)).quality_loss_weight == 20.0
+    settings = select_moe_settings(given_int.select_moe)
+    assert settings["quality_loss_weight"] == 20.0 and isinstance(settings["quality_loss_weight"], float)
+    assert SelectMoeConfig(**settings).quality_loss_weight == 20.0
+    assert settings["sample_wise_averaging"] is False  # bools stay bools

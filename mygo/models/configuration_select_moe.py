@@ -52,4 +52,17 @@ class SelectMoeConfig(OlmoeConfig):
             raise ValueError(f"quality_gate_init_std must be >= 0, got {self.quality_gate_init_std}")
 
 
-__all__ = ["SelectMoeConfig"]
+def select_moe_settings(settings) -> dict:
+    """Config values for SelectMoeConfig (a mapping or DictConfig), an int given for a float field as that float:
+    the strict dataclass refuses `quality_loss_weight=20`, which Hydra parses as an int."""
+    from omegaconf import DictConfig, OmegaConf
+
+    values = OmegaConf.to_container(settings, resolve=True) if isinstance(settings, DictConfig) else dict(settings)
+    floats = {name for name, kind in SelectMoeConfig.__annotations__.items() if kind in (float, "float")}
+    return {
+        key: float(value) if key in floats and isinstance(value, int) and not isinstance(value, bool) else value
+        for key, value in values.items()
+    }
+
+
+__all__ = ["SelectMoeConfig", "select_moe_settings"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mlflow
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
 from mygo.atomic import atomic_directory
@@ -25,6 +25,7 @@ from mygo.models import (
     load_olmoe,
     parameter_counts,
 )
+from mygo.models.configuration_select_moe import select_moe_settings
 from mygo.tracking.handoffs import MODEL_ARTIFACT, MODEL_PATH_TAG
 from mygo.tracking.runs import stage_run
 
@@ -58,7 +59,7 @@ def run_convert(cfg: DictConfig) -> str:
         raise ValueError(
             f"convert.dtype={cfg.convert.dtype!r} is not supported; choose one of {list(cfg.convert.parity_tolerance)}"
         )
-    select_moe = OmegaConf.to_container(cfg.select_moe)
+    select_moe = select_moe_settings(cfg.select_moe)
     SelectMoeConfig(**select_moe)  # bad gate settings fail here, before minutes of loading or building
     with stage_run("convert", cfg, run_name=f"convert-{cfg.model.name}") as run:
         run_dir = Path(cfg.convert.output_dir) / run.info.run_id

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from transformers import AutoTokenizer, set_seed
 
 from mygo.config import load_config, split_overrides
@@ -23,6 +23,7 @@ from mygo.data.corruption import check_corruptions
 from mygo.data.pool import NOISE_FIELD, take_subset
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.choices import TARGETED_LOSSES
+from mygo.models.configuration_select_moe import select_moe_settings
 from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
 from mygo.stages.table import stage
 from mygo.tracking import plots
@@ -54,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 def check_settings(cfg: DictConfig) -> None:
     """Fail on bad settings before minutes of loading."""
-    SelectMoeConfig(**OmegaConf.to_container(cfg.select_moe))
+    SelectMoeConfig(**select_moe_settings(cfg.select_moe))
     if cfg.training.peft_mode not in PEFT_MODES:
         raise ValueError(
             f"training.peft_mode={cfg.training.peft_mode!r} is not valid; choose one of {list(PEFT_MODES)}"
@@ -163,7 +164,7 @@ def run_warmup(cfg: DictConfig) -> str | None:
         output_dir = Path(cfg.training.output_dir) / run_id
         args.output_dir = str(output_dir / "checkpoints")
 
-        model = load_select_moe(model_dir, dtype=precision_dtype(precision), **OmegaConf.to_container(cfg.select_moe))
+        model = load_select_moe(model_dir, dtype=precision_dtype(precision), **select_moe_settings(cfg.select_moe))
         set_seed(cfg.training.seed)  # LoRA on the router starts from random weights: seed them
         model = prepare_router_training(model, cfg.training)
         collator = PoolCollator(tokenizer)
