@@ -114,7 +114,8 @@ def test_records_without_answer_or_with_empty_content_are_skipped_and_counted(tm
             {"dataset": "cot", "id": "cot_0", "messages": [{"role": "user", "content": 3}]},
             r"id 'cot_0'.*content must be a string",
         ),
-        ({"dataset": "cot", "messages": []}, r"cot_data\.jsonl:1: field 'id'"),
+        ({"dataset": "cot", "id": "", "messages": []}, r"cot_data\.jsonl:1: field 'id'"),
+        ({"dataset": "cot", "id": 1.5, "messages": []}, r"cot_data\.jsonl:1: field 'id' .* integer, got 1\.5"),
         (
             conversation("cot_0", "dolly", ("user", "q"), ("assistant", "a")),
             r"'dataset' is 'dolly' but .* folder 'cot'",

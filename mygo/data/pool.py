@@ -1,20 +1,34 @@
-"""The instruction pool, as LESS distributes it: `<data_dir>/<name>/*.jsonl`, one conversation a line.
+"""The instruction pool: `<data_dir>/<name>/*.{jsonl,json,parquet}`, as LESS distributes it (JSONL) or as others do.
 
-A record is `{"dataset": str, "id": str, "messages": [{"role": ..., "content": str}, ...]}`; the demo
-pool adds `mygo_noise` (which injected corruption a record carries) and `mygo_topic` (the document it is
-about), kept for evaluating the selector and never read by it.
-Each record also keeps where it came from (`file`, `line`) and a digest of its line (`record_digest`)
-so that a selection can hand back the records exactly as they were written, and can tell when a
-pool file changed after scoring.
+A file is JSON Lines (`.jsonl`, or a `.json` that does not start with `[`), a JSON array (`.json`) or
+Parquet (`.parquet`, one record a row). Its records are in one of the formats of `mygo.data.formats`
+(`dataset.format`; `auto` tells each file's from its first record, and a record that does not fit its
+file's format from its own fields), converted on reading to the pool's form
+`{"dataset": str, "id": str, "messages": [{"role": ..., "content": str}, ...]}`. How many records each
+format gave is logged as `data/format/<dataset>/<format>`. The demo pool adds `mygo_noise` (which
+injected corruption a record carries) and `mygo_topic` (the document it is about), kept for evaluating
+the selector and never read by it.
+
+Ids: a record's `id` (a non-empty string or an integer) is kept as given and compared as a string
+(`7` and `"7"` are the same id). A record without one (Alpaca files have none) gets
+`<folder>/<file name>:<line>`, e.g. `dolly/alpaca_data.json:17`: stable while the file is unchanged,
+and unique in a pool because dataset folders and their file names are.
+
+Each record also keeps where it came from (`file`, `line`: the 1-based line of a JSONL file, or the
+1-based record index of a JSON array or row of a Parquet file) and a digest of the record as written
+(`record_digest`: of the JSONL line; of the record's JSON on one line for arrays and Parquet, which is
+also what `record_texts` hands a selection to copy) so that a selection can hand back the records
+exactly as they were written, and can tell when a pool file changed after scoring.
 
 What is wrong with the input decides what happens to it:
 - a line that is not JSON (or not UTF-8): an error naming file and line, or skipped and counted
   with `skip_bad_lines`;
 - a record with no assistant turn, or an empty message: skipped and counted (such records exist in
   real pools and carry nothing to learn);
-- a record whose structure is wrong (missing id, unknown role, non-string content, a `dataset`
-  field that disagrees with its folder, a duplicate id): an error naming file, line and record id,
-  because it means the pool is not what the user thinks it is.
+- a record whose structure is wrong (a bad id, a record that fits no format or not the one asked
+  for, an unknown role, non-string content, a `dataset` field that disagrees with its folder, a
+  duplicate id): an error naming file, line, record id and the fields the record has, because it
+  means the pool is not what the user thinks it is.
 """
 
 from __future__ import annotations
@@ -23,16 +37,23 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
 
+from mygo.data.formats import FORMAT_CHOICES, FormatError, detect_format, expected_fields, to_messages
+
+if TYPE_CHECKING:
+    from mygo.data.dedup import DedupReport
+
 logger = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant")
+JSONL_SUFFIXES, JSON_SUFFIXES, PARQUET_SUFFIXES = (".jsonl",), (".json",), (".parquet",)
+POOL_SUFFIXES = JSONL_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 LESS_DATASETS = ("cot", "dolly", "flan_v2", "oasst1")
 NOISE_FIELD = "mygo_noise"
 TOPIC_FIELD = "mygo_topic"
@@ -53,6 +74,7 @@ class PoolStats:
     bad_lines: int = 0
     skipped_no_assistant: int = 0
     skipped_empty_content: int = 0
+    formats: Counter = field(default_factory=Counter)  # kept records per (dataset, format)
 
     def metrics(self) -> dict[str, float]:
         metrics = {
@@ -62,6 +84,7 @@ class PoolStats:
             "data/skipped_empty_content": float(self.skipped_empty_content),
         }
         metrics |= {f"data/records/{name}": float(count) for name, count in sorted(self.records.items())}
+        metrics |= {f"data/format/{name}/{kind}": float(count) for (name, kind), count in sorted(self.formats.items())}
         return metrics
 
 
@@ -72,6 +95,8 @@ class Pool:
     dataset_names: list[str]
     digest: str  # sha256 of the files read, in order: equal digests mean the same pool
     stats: PoolStats
+    formats: dict[str, str] = field(default_factory=dict)  # file -> its records' format(s), "a+b" when mixed
+    dedup: DedupReport | None = None  # which records deduplication kept, where the pool was deduplicated
 
     @property
     def has_noise_labels(self) -> bool:
@@ -79,53 +104,126 @@ class Pool:
 
 
 def discover_datasets(data_dir: Path) -> dict[str, list[Path]]:
-    """{name: sorted JSONL files} for every `<data_dir>/<name>/` holding JSONL files."""
+    """{name: sorted pool files} for every `<data_dir>/<name>/` holding `.jsonl`, `.json` or `.parquet` files."""
     if not data_dir.is_dir():
         raise FileNotFoundError(f"pool data_dir {data_dir} does not exist or is not a directory")
     found = {}
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        files = sorted(folder.glob("*.jsonl"))
+        # Hidden files (`._x.json` from macOS, editors' backups) are not data.
+        files = sorted(p for p in folder.iterdir() if p.suffix in POOL_SUFFIXES and not p.name.startswith("."))
+        files = [p for p in files if p.is_file()]
         if files:
             found[folder.name] = files
     return found
 
 
-def _check_record(record: object, where: str, dataset_name: str | None) -> str | None:
-    """Raise on a malformed record; return why it is skipped, or None to keep it."""
-    if not isinstance(record, dict):
-        raise PoolError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
-    record_id = record.get("id")
-    if not isinstance(record_id, str) or not record_id:
-        raise PoolError(f"{where}: field 'id' must be a non-empty string, got {record_id!r}")
-    where = f"{where} (id {record_id!r})"
-    if dataset_name is not None and record.get("dataset", dataset_name) != dataset_name:
-        raise PoolError(f"{where}: field 'dataset' is {record['dataset']!r} but the file is in folder {dataset_name!r}")
-    messages = record.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise PoolError(f"{where}: field 'messages' must be a non-empty list")
-    for number, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise PoolError(f"{where}: messages[{number}] must be an object")
-        if message.get("role") not in ROLES:
-            raise PoolError(f"{where}: messages[{number}].role is {message.get('role')!r}; roles are {list(ROLES)}")
-        if not isinstance(message.get("content"), str):
-            raise PoolError(f"{where}: messages[{number}].content must be a string")
-    if not any(message["role"] == "assistant" for message in messages):
-        return "no_assistant"
-    if any(not message["content"].strip() for message in messages):
-        return "empty_content"
-    return None
-
-
-def _read_file(path: Path, dataset_name: str | None, skip_bad_lines: bool, stats: PoolStats, digest) -> list[dict]:
-    """The file's usable records; `dataset_name=None`: each record names its own (else the file's stem)."""
-    records = []
+def _is_json_array(path: Path) -> bool:
+    """A `.json` file is a JSON array when it starts with `[`; else JSON Lines, as many exports name theirs."""
+    if path.suffix not in JSON_SUFFIXES:
+        return False
     with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            digest.update(raw)
-            if not raw.strip():
-                continue
-            where = f"{path}:{line_number}"
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"[")
+
+
+def _one_line(record: object) -> bytes:
+    """A JSON array's or Parquet file's record as one JSONL line (no line ending): what a selection copies.
+
+    Parquet values without a JSON type (timestamps, bytes) are written as their `str`."""
+    return json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _file_records(path: Path, digest=None) -> Iterator[tuple[int, bytes, object]]:
+    """(line, record as written, parsed record) for each record of a pool file, updating `digest` with its bytes.
+
+    JSONL: the 1-based line number, the line's bytes and None (parsed by the caller, which decides what a bad
+    line means); blank lines are hashed, not yielded. JSON arrays and Parquet: the 1-based record index, the
+    record as one JSON line and the record itself."""
+    if path.suffix in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq  # a dependency of datasets; only Parquet pools need it
+
+        if digest is not None:
+            _hash_file(path, digest)
+        number = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, _one_line(row), row
+    elif _is_json_array(path):
+        data = path.read_bytes()
+        if digest is not None:
+            digest.update(data)
+        try:
+            records = json.loads(data.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise PoolError(f"{path}: not a JSON array of records ({error})") from error
+        for number, record in enumerate(records, start=1):
+            yield number, _one_line(record), record
+    else:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if digest is not None:
+                    digest.update(raw)
+                if raw.strip():
+                    yield number, raw, None
+
+
+def record_texts(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line, record as written) for each record of a pool file: what the select stage copies and checks.
+
+    For JSONL the line's bytes (with its line ending); for JSON arrays and Parquet the record as one JSON
+    line (without one). `record_digest` of it is the record's `record_digest` in the pool."""
+    for number, raw, _ in _file_records(Path(path)):
+        yield number, raw
+
+
+def record_id(record: dict, path: str | Path, line: int) -> str:
+    """The record's id as a string: its `id` field (a non-empty string or an integer) or, without one (or null,
+    as Parquet writes an absent value), `<folder>/<file name>:<line>`."""
+    value = record.get("id")
+    if value is None:
+        path = Path(path)
+        return f"{path.parent.name}/{path.name}:{line}"
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise PoolError(f"field 'id' must be a non-empty string or an integer, got {value!r}")
+    return str(value)
+
+
+def _convert(record: dict, where: str, data_format: str, file_format: str | None) -> tuple[list[dict], str]:
+    """(the record's turns, its format): `data_format` when forced; under auto, the file's format (its first
+    record's), or this record's own where it does not fit that one (a file that mixes formats)."""
+    fields = f"fields: {sorted(record)}"
+    kind = data_format if data_format != "auto" else file_format or detect_format(record)
+    if kind is None:
+        raise PoolError(f"{where}: the record fits no format ({fields}); the formats need {expected_fields()}")
+    try:
+        return to_messages(record, kind), kind
+    except FormatError as error:
+        own = detect_format(record) if data_format == "auto" else None
+        if own is not None and own != kind:
+            try:
+                return to_messages(record, own), own
+            except FormatError:
+                pass  # the file's format's complaint is the one to report
+        how = "dataset.format" if data_format != "auto" else "auto, from the file's first record"
+        raise PoolError(f"{where}: not a record in the {kind} format ({how}): {error}; {fields}") from error
+
+
+def _read_file(
+    path: Path,
+    dataset_name: str | None,
+    skip_bad_lines: bool,
+    stats: PoolStats,
+    digest,
+    data_format: str = "auto",
+    formats: dict[str, str] | None = None,
+) -> list[dict]:
+    """The file's usable records; `dataset_name=None`: each record names its own (else the file's stem)."""
+    records, file_format, seen = [], None, Counter()
+    by_index = path.suffix in PARQUET_SUFFIXES or _is_json_array(path)
+    for line_number, raw, record in _file_records(path, digest):
+        where = f"{path}: record {line_number}" if by_index else f"{path}:{line_number}"
+        if record is None:
             try:
                 record = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -135,19 +233,34 @@ def _read_file(path: Path, dataset_name: str | None, skip_bad_lines: bool, stats
                 raise PoolError(
                     f"{where}: not a JSON record ({error}); set dataset.skip_bad_lines=true to skip such lines"
                 ) from error
-            skipped = _check_record(record, where, dataset_name)
-            if skipped == "no_assistant":
-                stats.skipped_no_assistant += 1
-            elif skipped == "empty_content":
-                stats.skipped_empty_content += 1
-            else:
-                messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-                source = dataset_name or str(record.get("dataset") or path.stem)
-                kept = {"id": record["id"], "dataset": source, "messages": messages}
-                # Absolute: a selection made from another working directory still finds the record.
-                kept |= {"file": str(path.resolve()), "line": line_number, RECORD_DIGEST_FIELD: record_digest(raw)}
-                kept |= {name: record.get(name) for name in LABEL_FIELDS}
-                records.append(kept)
+        if not isinstance(record, dict):
+            raise PoolError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
+        try:
+            identity = record_id(record, path, line_number)
+        except PoolError as error:
+            raise PoolError(f"{where}: {error}") from None
+        where = f"{where} (id {identity!r})"
+        if dataset_name is not None and record.get("dataset", dataset_name) not in (dataset_name, None):
+            raise PoolError(
+                f"{where}: field 'dataset' is {record['dataset']!r} but the file is in folder {dataset_name!r}"
+            )
+        messages, kind = _convert(record, where, data_format, file_format)
+        file_format = file_format or kind
+        if not any(message["role"] == "assistant" for message in messages):
+            stats.skipped_no_assistant += 1
+        elif any(not message["content"].strip() for message in messages):
+            stats.skipped_empty_content += 1
+        else:
+            source = dataset_name or str(record.get("dataset") or path.stem)
+            kept = {"id": identity, "dataset": source, "messages": messages}
+            # Absolute: a selection made from another working directory still finds the record.
+            kept |= {"file": str(path.resolve()), "line": line_number, RECORD_DIGEST_FIELD: record_digest(raw)}
+            kept |= {name: record.get(name) for name in LABEL_FIELDS}
+            records.append(kept)
+            seen[kind] += 1
+            stats.formats[source, kind] += 1
+    if formats is not None and seen:
+        formats[str(path)] = "+".join(seen)  # in the order the formats first appear
     return records
 
 
@@ -191,8 +304,20 @@ def source_digest(source: dict) -> str | None:
     return digest.hexdigest()
 
 
-def load_pool(data_dir: str | Path, dataset_names: list[str] | None = None, skip_bad_lines: bool = False) -> Pool:
-    """Read and check the pool's JSONL files; `dataset_names=None` takes every dataset found."""
+def _check_format(data_format: str) -> None:
+    if data_format not in FORMAT_CHOICES:
+        raise ValueError(f"dataset.format is {data_format!r}; one of {', '.join(FORMAT_CHOICES)}")
+
+
+def load_pool(
+    data_dir: str | Path,
+    dataset_names: list[str] | None = None,
+    skip_bad_lines: bool = False,
+    data_format: str = "auto",
+) -> Pool:
+    """Read and check the pool's files; `dataset_names=None` takes every dataset found; `data_format`: one of
+    `mygo.data.formats.FORMAT_CHOICES` (`auto`: each file's own)."""
+    _check_format(data_format)
     data_dir = Path(data_dir)
     found = discover_datasets(data_dir)
     names = list(dataset_names) if dataset_names else list(found)
@@ -200,39 +325,43 @@ def load_pool(data_dir: str | Path, dataset_names: list[str] | None = None, skip
     if unknown or not names:
         raise PoolError(f"dataset(s) {unknown or names} not found in {data_dir}; found: {sorted(found) or 'none'}")
 
-    stats, digest, records = PoolStats(), hashlib.sha256(), []
+    stats, digest, records, formats = PoolStats(), hashlib.sha256(), [], {}
     for name in names:
         for path in found[name]:
             digest.update(f"{name}/{path.name}\n".encode())
-            records.extend(_read_file(path, name, skip_bad_lines, stats, digest))
+            records.extend(_read_file(path, name, skip_bad_lines, stats, digest, data_format, formats))
     if not records:
         raise PoolError(f"no usable records in {data_dir} for datasets {names}")
-    pool = _as_pool(records, data_dir, names, digest, stats)
+    pool = _as_pool(records, data_dir, names, digest, stats, formats)
     logger.info("pool %s: %d records from %s (%s)", data_dir, len(records), names, stats.metrics())
+    logger.info("pool formats: %s", formats)
     return pool
 
 
-def load_records_file(path: str | Path, skip_bad_lines: bool = False) -> Pool:
-    """One JSONL file in the pool format (a selection, or any instruction data), checked like the pool."""
+def load_records_file(path: str | Path, skip_bad_lines: bool = False, data_format: str = "auto") -> Pool:
+    """One pool file (a selection, or any instruction data in a format the pool reads), checked like the pool."""
+    _check_format(data_format)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
-    stats, digest = PoolStats(), hashlib.sha256()
-    records = _read_file(path, None, skip_bad_lines, stats, digest)
+    stats, digest, formats = PoolStats(), hashlib.sha256(), {}
+    records = _read_file(path, None, skip_bad_lines, stats, digest, data_format, formats)
     if not records:
         raise PoolError(f"{path}: no usable records (an empty file, or none with an assistant turn; {stats.metrics()})")
     names = sorted({record["dataset"] for record in records})
-    return _as_pool(records, path, names, digest, stats)
+    return _as_pool(records, path, names, digest, stats, formats)
 
 
-def _as_pool(records: list[dict], location: Path, names: list[str], digest, stats: PoolStats) -> Pool:
+def _as_pool(
+    records: list[dict], location: Path, names: list[str], digest, stats: PoolStats, formats: dict[str, str]
+) -> Pool:
     _check_unique_ids(records)
     stats.records.update(record["dataset"] for record in records)
     for name in LABEL_FIELDS:
         if all(record[name] is None for record in records):
             for record in records:
                 del record[name]
-    return Pool(datasets.Dataset.from_list(records), location, names, digest.hexdigest(), stats)
+    return Pool(datasets.Dataset.from_list(records), location, names, digest.hexdigest(), stats, formats)
 
 
 def _check_unique_ids(records: list[dict]) -> None:
@@ -258,16 +387,17 @@ def take_subset(records: datasets.Dataset, ratio: float, seed: int, shuffle: boo
 
 
 def records_at(locations: Sequence[tuple[str, int]]) -> list[dict]:
-    """The records at (file, line) locations, parsed, in the order given; each file is read once."""
+    """The records at (file, line) locations, parsed as written (in the file's own format, not converted), in
+    the order given; each file is read once. `line` is a JSONL line or a JSON array's or Parquet file's record
+    index, as the pool's `line` column has it."""
     wanted: dict[str, dict[int, list[int]]] = {}
     for position, (file, line) in enumerate(locations):
         wanted.setdefault(str(file), {}).setdefault(int(line), []).append(position)
     found: list[dict | None] = [None] * len(locations)
     for file, lines in wanted.items():
-        with open(file, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                for position in lines.get(number, ()):
-                    found[position] = json.loads(raw)
+        for number, raw, record in _file_records(Path(file)):
+            for position in lines.get(number, ()):
+                found[position] = json.loads(raw) if record is None else record
     missing = [locations[i] for i, record in enumerate(found) if record is None]
     if missing:
         raise PoolError(f"pool file {missing[0][0]} has no line {missing[0][1]}: changed since it was scored?")
@@ -295,4 +425,5 @@ def configured_data_dir(dataset_cfg) -> Path:
 
 def load_configured_pool(dataset_cfg) -> Pool:
     names = list(dataset_cfg.dataset_names) if dataset_cfg.dataset_names else None
-    return load_pool(configured_data_dir(dataset_cfg), names, skip_bad_lines=dataset_cfg.skip_bad_lines)
+    data_format = dataset_cfg.get("format", "auto")  # configs from before `dataset.format` read as auto
+    return load_pool(configured_data_dir(dataset_cfg), names, dataset_cfg.skip_bad_lines, data_format)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from mygo.analysis.diversity import MIN_SELECTED, coverage_rows, diversity_metrics
 from mygo.analysis.selection import select
+from mygo.data.formats import conversation
 from mygo.data.pool import TOPIC_FIELD, records_at
 from mygo.tracking import plots
 
@@ -25,7 +26,7 @@ SKIPPED_TAG = "mygo.diversity_skipped"
 
 
 def _answers(record: dict) -> list[str]:
-    return [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+    return [m["content"] for m in conversation(record) if m["role"] == "assistant"]  # records as written, any format
 
 
 def selection_diversity(
