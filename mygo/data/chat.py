@@ -5,6 +5,9 @@ tokens carry labels is decided by character spans of the rendered text:
 - assistant-only (default): the content of assistant turns and what the template appends to them
   (the EOS), not the `<|assistant|>\n` prompt that opens them;
 - `full_sequence_prediction`: every user and assistant turn (system turns never);
+- `train_on_tool_turns`: tool turns (a tool's result, `mygo.data.formats`) too; off by default, since the
+  model cannot know what a tool returns: it reads them as context only. An assistant turn that calls a
+  tool carries its call as text and is labelled like any assistant turn;
 - `mask_special_tokens`: no loss on role markers (a turn's header before its content) nor on
   special tokens other than EOS, which the model must learn in order to stop.
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from mygo.data.dedup import DedupSettings, deduplicate_cached
 from mygo.data.pool import Pool, load_configured_pool
 
 IGNORE_INDEX = -100
@@ -43,6 +47,7 @@ class ChatEncoding:
     max_sequence_length: int = 2048
     full_sequence_prediction: bool = False
     mask_special_tokens: bool = True
+    train_on_tool_turns: bool = False
 
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -72,7 +77,8 @@ def labelled_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict], opt
             prompt = _render(tokenizer, messages[:index], generation_prompt=True) if index else ""
             if text.startswith(prompt) and len(prompt) > start:
                 start = len(prompt)
-        if role == "assistant" or (role == "user" and options.full_sequence_prediction):
+        labelled = role == "assistant" or (role == "user" and options.full_sequence_prediction)
+        if labelled or (role == "tool" and options.train_on_tool_turns):
             if options.mask_special_tokens:
                 content_at = text.find(message["content"], start, end)
                 start = content_at if content_at >= 0 else start
@@ -141,6 +147,7 @@ def encoding_from_config(dataset_cfg) -> ChatEncoding:
         max_sequence_length=dataset_cfg.max_sequence_length,
         full_sequence_prediction=dataset_cfg.full_sequence_prediction,
         mask_special_tokens=dataset_cfg.mask_special_tokens,
+        train_on_tool_turns=dataset_cfg.get("train_on_tool_turns", False),  # absent from older configs
     )
 
 
@@ -152,8 +159,15 @@ def tokenizing_processes(setting: int | str, pool_size: int) -> int:
 
 
 def load_and_tokenize(dataset_cfg, tokenizer: PreTrainedTokenizerBase) -> tuple[Pool, Dataset]:
-    """The configured pool and its tokenized form (cached under `dataset.cache_dir/tokenized`)."""
+    """The configured pool (all its records; `pool.dedup` says which `dataset.dedup` kept) and the kept records
+    tokenized (cached under `dataset.cache_dir/tokenized`): what warmup trains on and score scores."""
     pool = load_configured_pool(dataset_cfg)
     processes = tokenizing_processes(dataset_cfg.num_proc, len(pool.records))
     cache = Path(dataset_cfg.cache_dir) / "tokenized"
-    return pool, tokenize_pool(pool, tokenizer, encoding_from_config(dataset_cfg), cache, processes)
+    tokenized = tokenize_pool(pool, tokenizer, encoding_from_config(dataset_cfg), cache, processes)
+    # Tokenized whole, then subset: the tokenized cache stays keyed by the pool's files, whatever dedup keeps.
+    settings = DedupSettings.from_config(dataset_cfg)
+    pool.dedup = deduplicate_cached(pool.records, pool.digest, settings, Path(dataset_cfg.cache_dir) / "dedup")
+    if len(pool.dedup.kept) < len(tokenized):
+        tokenized = tokenized.select(pool.dedup.kept)
+    return pool, tokenized

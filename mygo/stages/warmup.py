@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, set_seed
 from mygo.config import load_config, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.corruption import check_corruptions
+from mygo.data.dedup import GROUPS_ARTIFACT
 from mygo.data.pool import NOISE_FIELD, take_subset
 from mygo.models import SelectMoeConfig, load_select_moe
 from mygo.models.choices import TARGETED_LOSSES
@@ -114,6 +115,9 @@ def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
     if is_main:
         log_pool_input(pool, context="training")
         mlflow.log_metrics(pool.stats.metrics())
+        if pool.dedup.settings.enabled:  # the training subset is drawn from the records dedup kept
+            mlflow.log_metrics(pool.dedup.metrics())
+            mlflow.log_text(pool.dedup.groups_jsonl(pool.records["id"]), GROUPS_ARTIFACT)
         mlflow.log_metrics(
             {
                 "data/truncated": float(sum(tokenized["truncated"])),
