@@ -23,6 +23,7 @@ from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
+from mygo.workflows.controls import CONTROL_SELECTIONS
 from tests.helpers import REPO, artifact_paths, quick_warmup_overrides
 
 
@@ -73,7 +74,7 @@ def test_round_robin_selection_writes_pool_records_and_records_everything(store)
     assert metrics["selection/num_selected"] == 12 and 2 <= metrics["clustering/chosen_k"] <= 8
     assert metrics["clustering/num_clusters"] == metrics["clustering/chosen_k"]
     assert {"noise/auroc", "noise/fraction_pool", "noise/fraction_selected"} <= set(metrics)
-    assert sum(v for k, v in metrics.items() if k.startswith("selection/source_fraction/")) == pytest.approx(1.0)
+    assert sum(v for k, v in metrics.items() if k.startswith("selection/source/")) == pytest.approx(1.0)
     assert {
         "selection/selected_data.jsonl",
         "selection/samples.parquet",
@@ -162,12 +163,78 @@ def test_a_clustering_that_leaves_round_robin_nothing_to_do_is_flagged(store, ca
         ("clustering.kmeans.k=500", "clustering.kmeans: k=500 must be in [2, n=120]"),
         ("selection.strategy=best", "selection.strategy='best' is not valid"),
         ("clustering.method=dbscan", "clustering.method: expected one of kmeans, hdbscan, got 'dbscan'"),
+        ("selection.count=500", "selection.count=500 is larger than the pool: the score run has 120 samples"),
+        ("selection.count=0", "selection.count: expected int >= 1 or null, got 0"),
+        ("selection.source_balance=even", "selection.source_balance: expected one of none, proportional, equal"),
+        (
+            "selection.source_caps={cot:0.5,lima:10}",
+            "selection.source_caps names ['lima'], not a source of this pool; its sources are ['cot', 'dolly', "
+            "'flan_v2', 'oasst1']",
+        ),
+        ("selection.source_caps={cot:1.5}", "selection.source_caps.cot must be a fraction of the selection in [0, 1]"),
+        (
+            "selection.source_caps={cot:0,dolly:0,flan_v2:0,oasst1:5}",
+            "allow at most 5 samples of this pool, fewer than the 6 to select",
+        ),
     ],
 )
 def test_bad_settings_are_named(store, capsys, override, message):
     base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
     assert mygo_main(["select", *base, override]) == 2
     assert message in capsys.readouterr().err
+
+
+def selected_table(run_id: str) -> pd.DataFrame:
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="selection/samples.parquet")
+    return pd.read_parquet(path)
+
+
+# 40 samples, the same number from each source but oasst1 (a tenth: 4) and cot (5 samples).
+BALANCED = ["selection.count=40", "selection.source_balance=equal", "selection.source_caps={oasst1:0.1,cot:5}"]
+
+
+def test_a_count_budget_balanced_over_sources_with_caps_logs_the_source_mix(store):
+    run = mlflow.get_run(run_select(select_config(store, *BALANCED)))
+    assert run.info.run_name.endswith("-n40-equal")
+    table = selected_table(run.info.run_id)
+    chosen = table.loc[table["selected"], "dataset"].value_counts().to_dict()
+    assert len(table) == 120 and sum(chosen.values()) == 40 == run.data.metrics["selection/num_selected"]
+    assert chosen["oasst1"] == 4 and chosen["cot"] == 5  # the caps
+    assert chosen["dolly"] + chosen["flan_v2"] == 31 and abs(chosen["dolly"] - chosen["flan_v2"]) <= 1  # equal
+    metrics, pool = run.data.metrics, table["dataset"].value_counts(normalize=True).to_dict()
+    for source, share in pool.items():
+        assert metrics[f"selection/source/{source}"] == pytest.approx(chosen[source] / 40)
+        assert metrics[f"selection/source_pool/{source}"] == pytest.approx(share)
+    distance = 0.5 * sum(abs(chosen[source] / 40 - share) for source, share in pool.items())
+    assert metrics["selection/source_mix_distance"] == pytest.approx(distance) and distance > 0.1
+
+
+def test_proportional_balance_gives_each_source_its_pool_share_within_the_band(store):
+    run = mlflow.get_run(
+        run_select(select_config(store, "selection.count=24", "selection.source_balance=proportional"))
+    )
+    table = selected_table(run.info.run_id)
+    low, high = np.quantile(table["quality"], [0.4, 0.7])
+    chosen = table.loc[table["selected"]]
+    assert len(chosen) == 24 and chosen["quality"].between(low, high).all()  # the band still holds
+    counts = chosen["dataset"].value_counts()
+    for source, share in table["dataset"].value_counts(normalize=True).items():
+        assert abs(counts.get(source, 0) - 24 * share) < 1
+    assert run.data.metrics["selection/source_mix_distance"] < 0.05
+
+
+def test_control_arms_get_the_selections_size_and_source_mix_whatever_the_budget_form(store):
+    select_run = run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4"))
+    mix = selected_table(select_run).query("selected")["dataset"].value_counts().to_dict()
+    for arm in ("random", "quality_topk"):
+        run = run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4", *CONTROL_SELECTIONS[arm]))
+        assert selected_table(run).query("selected")["dataset"].value_counts().to_dict() == mix, arm
+    full = mlflow.get_run(
+        run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4", *CONTROL_SELECTIONS["full"]))
+    )
+    assert full.data.metrics["selection/num_selected"] == 120  # the whole pool: no count, balance or cap
+    percentage = run_select(select_config(store, "clustering.kmeans.k=4", *CONTROL_SELECTIONS["random"]))
+    assert mlflow.get_run(percentage).data.metrics["selection/num_selected"] == 12  # the selection's 10%
 
 
 def test_wrong_stage_upstream_is_named(store, capsys):

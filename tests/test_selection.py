@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from mygo.analysis.selection import STRATEGIES, round_robin, select, target_count
+from mygo.analysis.selection import (
+    STRATEGIES,
+    apportion_capped,
+    round_robin,
+    select,
+    select_by_source,
+    target_count,
+)
 
 # Three clusters and two noise points. Cluster 0: rows 0, 3, 5; cluster 1: rows 1, 4; cluster 2: row 2.
 QUALITY = np.array([0.9, 0.5, 0.7, 0.95, 0.8, 0.1, 0.6, 0.99])
@@ -173,3 +181,151 @@ def test_proportional_quotas_give_each_cluster_its_share_so_a_small_cluster_of_o
     assert proportional.rounds[proportional.indices].max() == 23 and len(set(proportional.indices)) == 30
     with pytest.raises(ValueError, match="cluster_quota='even' is not valid"):
         select("round_robin", quality, labels, 0.3, cluster_quota="even")
+
+
+# A skewed pool: 700 cot, 250 dolly, 50 oasst1, in shuffled order, over six global clusters.
+SKEWED_SOURCES = np.random.default_rng(7).permutation(np.repeat(["cot", "dolly", "oasst1"], [700, 250, 50]))
+SKEWED_QUALITY = np.random.default_rng(8).random(1000)
+SKEWED_LABELS = np.random.default_rng(9).integers(0, 6, 1000)
+
+
+def source_counts(chosen) -> dict[str, int]:
+    names, counts = np.unique(SKEWED_SOURCES[chosen.indices], return_counts=True)
+    return dict(zip(names.tolist(), counts.tolist(), strict=True))
+
+
+def test_a_count_budget_is_exact_and_one_of_count_or_percentage_is_required():
+    chosen = select("round_robin", QUALITY, LABELS, count=5)
+    assert chosen.indices.tolist() == [3, 4, 2, 7, 0]  # round 0, then round 1's best: as percentage=5/8 would
+    assert np.array_equal(chosen.indices, select("round_robin", QUALITY, LABELS, 5 / 8).indices)
+    with pytest.raises(ValueError, match="give one of percentage and count"):
+        select("random", QUALITY, LABELS, 0.5, count=4)
+    with pytest.raises(ValueError, match="give one of percentage and count"):
+        select("random", QUALITY, LABELS)
+    with pytest.raises(ValueError, match=r"count=9 must be in \[1, n=8\]"):
+        select("random", QUALITY, LABELS, count=9)
+
+
+def test_apportion_capped_gives_what_a_full_group_cannot_take_to_the_others():
+    assert apportion_capped(10, np.ones(3), np.array([1, 100, 100])).tolist() == [1, 5, 4]
+    assert apportion_capped(10, np.array([7.0, 2.5, 0.5]), np.array([100, 100, 100])).tolist() == [7, 3, 0]
+    assert apportion_capped(12, np.ones(3), np.array([0, 3, 100])).tolist() == [0, 3, 9]
+    with pytest.raises(ValueError, match="capacity 4 is less than count=5"):
+        apportion_capped(5, np.ones(2), np.array([2, 2]))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_source_balance_none_without_caps_is_the_plain_strategy(strategy):
+    plain = select(strategy, SKEWED_QUALITY, SKEWED_LABELS, count=100, seed=3)
+    balanced = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "none", {}, seed=3)
+    assert np.array_equal(plain.indices, balanced.indices) and np.array_equal(plain.rounds, balanced.rounds)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_proportional_balance_gives_each_source_its_pool_share(strategy):
+    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "proportional", seed=1)
+    assert source_counts(chosen) == {"cot": 70, "dolly": 25, "oasst1": 5}
+    assert len(set(chosen.indices.tolist())) == 100 and (chosen.rounds >= 0).sum() == 100
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_equal_balance_gives_each_source_the_same_and_what_a_small_one_lacks_to_the_others(strategy):
+    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 90, "equal", seed=1)
+    assert source_counts(chosen) == {"cot": 30, "dolly": 30, "oasst1": 30}
+    # oasst1 has 50: of 300, the other two share the 200 it cannot give (125 each)
+    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 300, "equal", seed=1)
+    assert source_counts(chosen) == {"cot": 125, "dolly": 125, "oasst1": 50}
+
+
+def test_within_a_source_the_strategy_runs_on_that_sources_rows_over_the_global_clusters():
+    chosen = select_by_source("round_robin", SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 90, "equal")
+    for source in ("cot", "dolly", "oasst1"):
+        rows = np.flatnonzero(source == SKEWED_SOURCES)
+        alone = round_robin(SKEWED_QUALITY[rows], SKEWED_LABELS[rows], 30)
+        picked = chosen.indices[SKEWED_SOURCES[chosen.indices] == source]
+        assert picked.tolist() == rows[alone.indices].tolist()  # the same picks, in the same order
+        assert np.array_equal(chosen.rounds[rows], alone.rounds)
+    # every source's round 0 (its best in each of the six clusters) comes before any round 1
+    assert set(chosen.rounds[chosen.indices[:18]].tolist()) == {0}
+
+
+def test_proportional_shares_follow_the_pool_not_a_band_that_skews_them():
+    band = np.r_[np.flatnonzero(SKEWED_SOURCES == "cot")[:100], np.flatnonzero(SKEWED_SOURCES != "cot")]
+    chosen = select_by_source(
+        "random",
+        SKEWED_QUALITY[band],
+        SKEWED_LABELS[band],
+        SKEWED_SOURCES[band],
+        100,
+        "proportional",
+        pool_sources=SKEWED_SOURCES,
+    )
+    names, counts = np.unique(SKEWED_SOURCES[band][chosen.indices], return_counts=True)
+    assert dict(zip(names.tolist(), counts.tolist(), strict=True)) == {"cot": 70, "dolly": 25, "oasst1": 5}
+
+
+@pytest.mark.parametrize("balance", ["none", "proportional", "equal"])
+def test_source_caps_are_respected_and_the_rest_of_the_budget_goes_elsewhere(balance):
+    caps = {"cot": 40, "oasst1": 0}
+    chosen = select_by_source("quality_topk", SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 150, balance, caps)
+    counts = source_counts(chosen)
+    assert counts.get("cot") == 40 and "oasst1" not in counts and counts["dolly"] == 110
+    assert len(chosen.indices) == 150 == len(set(chosen.indices.tolist()))
+
+
+def test_caps_without_balance_cut_only_the_sources_over_their_cap():
+    plain = select("quality_topk", SKEWED_QUALITY, SKEWED_LABELS, count=100)
+    capped = select_by_source("quality_topk", SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "none", {"cot": 50})
+    assert source_counts(plain)["cot"] > 50 and source_counts(capped)["cot"] == 50
+    cot = SKEWED_SOURCES == "cot"
+    best_cot = np.flatnonzero(cot)[np.argsort(-SKEWED_QUALITY[cot])[:50]]
+    assert set(capped.indices[SKEWED_SOURCES[capped.indices] == "cot"]) == set(best_cot)
+    best_rest = np.flatnonzero(~cot)[np.argsort(-SKEWED_QUALITY[~cot])[:50]]
+    assert set(capped.indices[SKEWED_SOURCES[capped.indices] != "cot"]) == set(best_rest)
+
+
+def test_caps_that_cannot_fill_the_budget_and_a_bad_balance_are_errors():
+    with pytest.raises(ValueError, match="the source caps allow at most 80 of the 100 samples"):
+        select_by_source("random", SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "none", {"cot": 10, "dolly": 20})
+    with pytest.raises(ValueError, match="balance='even' is not valid"):
+        select_by_source("random", SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "even")
+
+
+def band_config(**selection):
+    defaults = {
+        "percentage": 0.05,
+        "count": None,
+        "source_balance": "none",
+        "source_caps": None,
+        "strategy": "random",
+        "quality_floor": 0.0,
+        "quality_ceiling": 0.0,
+        "floor_scope": "pool",
+        "within_cluster": "quality",
+        "cluster_quota": "equal",
+        "seed": 0,
+    }
+    return OmegaConf.create({"selection": defaults | selection})
+
+
+def test_the_stage_budget_count_wins_caps_resolve_fractions_and_bad_ones_are_named():
+    from mygo.stages.select import budget_of, select_in_band
+
+    assert budget_of(band_config(), SKEWED_SOURCES) == (50, {})
+    caps = {"cot": 0.3, "dolly": 70}  # a fraction of the selection, rounded down (37.5), and a count
+    assert budget_of(band_config(count=125, source_caps=caps), SKEWED_SOURCES) == (125, {"cot": 37, "dolly": 70})
+    with pytest.raises(ValueError, match=r"selection.count=1001 is larger than the pool: the score run has 1000"):
+        budget_of(band_config(count=1001), SKEWED_SOURCES)
+    with pytest.raises(
+        ValueError,
+        match=r"selection.source_caps names \['flan'\], not a source of this pool; its "
+        r"sources are \['cot', 'dolly', 'oasst1'\]",
+    ):
+        budget_of(band_config(source_caps={"flan": 0.5, "cot": 0.5}), SKEWED_SOURCES)
+    with pytest.raises(ValueError, match="selection.source_caps=.* allow at most 60 samples of this pool"):
+        budget_of(band_config(count=100, source_caps={"cot": 5, "dolly": 5}), SKEWED_SOURCES)
+    # a band with too few oasst1 rows for the caps is dropped (with a warning), as one too small for the budget is
+    band = band_config(count=100, source_caps={"cot": 10, "dolly": 40}, quality_floor=0.5)
+    chosen = select_in_band(SKEWED_QUALITY, SKEWED_LABELS, band, SKEWED_SOURCES)
+    counts = source_counts(chosen)
+    assert counts == {"cot": 10, "dolly": 40, "oasst1": 50}

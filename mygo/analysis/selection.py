@@ -4,6 +4,10 @@ Round robin is what makes the subset diverse as well as good: every cluster give
 cluster gives its second, so a large cluster of similar high-quality samples cannot crowd out the others.
 The baselines isolate the two ingredients: `quality_topk` (quality only) and `random` (neither).
 
+`select_by_source` splits the budget over the pool's sources first (`SOURCE_BALANCES`, per-source caps) and
+runs the strategy within each source on its share; clusters stay global, so a source's round robin visits
+the clusters its rows fall in.
+
 Everything is vectorised over rows (sorts and bincounts), so 270k rows select in milliseconds.
 """
 
@@ -22,6 +26,10 @@ WITHIN_CLUSTER = ("quality", "random")
 # common ones), or a number proportional to its size (stratified sampling: every cluster is covered, but a small
 # cluster of outliers, where broken samples gather, gets no more than its share).
 CLUSTER_QUOTAS = ("equal", "proportional")
+# How the budget is split over sources (a record's `dataset`): not at all (the strategy over the whole pool), by
+# each source's share of the pool, or the same for every source (what a small source cannot fill goes to the
+# others).
+SOURCE_BALANCES = ("none", "proportional", "equal")
 
 
 @dataclass
@@ -44,17 +52,21 @@ def select(
     strategy: str,
     quality: np.ndarray,
     labels: np.ndarray,
-    percentage: float,
+    percentage: float | None = None,
     seed: int = 0,
     within_cluster: str = "quality",
     cluster_quota: str = "equal",
+    count: int | None = None,
 ) -> Selection:
-    """Choose target_count(n, percentage) rows with `strategy`; the same inputs and seed give the same selection.
+    """Choose `count` rows (or target_count(n, percentage): give one of them) with `strategy`; the same inputs and
+    seed give the same selection.
 
     quality: [n] higher is better; labels: [n] cluster ids >= 0, or -1 for HDBSCAN noise (see `round_robin`).
     `seed` is used by `random`, and by round robin with `within_cluster="random"`; `cluster_quota` is round
     robin's (`CLUSTER_QUOTAS`).
     """
+    if (percentage is None) == (count is None):
+        raise ValueError(f"give one of percentage and count, got percentage={percentage}, count={count}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
     if within_cluster not in WITHIN_CLUSTER:
@@ -62,7 +74,10 @@ def select(
     if cluster_quota not in CLUSTER_QUOTAS:
         raise ValueError(f"cluster_quota={cluster_quota!r} is not valid; choose one of {list(CLUSTER_QUOTAS)}")
     quality, labels = _check_inputs(quality, labels)
-    count = target_count(len(quality), percentage)
+    if count is None:
+        count = target_count(len(quality), percentage)
+    elif not 1 <= count <= len(quality):
+        raise ValueError(f"count={count} must be in [1, n={len(quality)}]")
     if strategy == "round_robin":
         if within_cluster == "random":  # a cluster's members in a seeded random order: quality is not a ranking
             order = np.random.default_rng(seed).permutation(len(quality)).astype(np.float64)
@@ -115,6 +130,93 @@ def round_robin(quality: np.ndarray, labels: np.ndarray, count: int, quota: str 
     rounds = np.full(n, -1, dtype=np.int64)
     rounds[chosen] = rank[chosen]
     return Selection(chosen.astype(np.int64), rounds, "round_robin")
+
+
+def select_by_source(
+    strategy: str,
+    quality: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    count: int,
+    balance: str = "none",
+    caps: dict[str, int] | None = None,
+    pool_sources: np.ndarray | None = None,
+    **how,
+) -> Selection:
+    """`count` rows, the budget split over `sources` ([n] names) by `balance` and `caps` (source -> most rows),
+    the strategy (`select`, with `how`: seed, within_cluster, cluster_quota) run within each source on its share.
+
+    `pool_sources`: the sources of the whole pool when these rows are part of it (a quality band): proportional
+    budgets follow the pool's shares, not the band's. With `balance="none"` and no cap this is `select` itself;
+    with caps, the strategy runs over the sources still under their cap until none is over, and each capped
+    source gets its cap, chosen by the strategy within it. Rows are in the order chosen: by round, then source.
+    """
+    if balance not in SOURCE_BALANCES:
+        raise ValueError(f"balance={balance!r} is not valid; choose one of {list(SOURCE_BALANCES)}")
+    sources = np.asarray(sources).astype(str)
+    if sources.shape != np.shape(quality):
+        raise ValueError(f"sources shape {sources.shape} does not match quality shape {np.shape(quality)}")
+    caps = caps or {}
+    if balance == "none" and not caps:
+        return select(strategy, quality, labels, count=count, **how)
+    names, of_row = np.unique(sources, return_inverse=True)
+    capacity = np.minimum(np.bincount(of_row, minlength=len(names)), [caps.get(str(n), count) for n in names])
+    if capacity.sum() < count:
+        raise ValueError(f"the source caps allow at most {int(capacity.sum())} of the {count} samples to select")
+    if balance == "none":
+        budgets, free = _capped_budgets(strategy, quality, labels, of_row, count, capacity, how)
+    else:
+        pool = sources if pool_sources is None else np.asarray(pool_sources).astype(str)
+        weights = np.ones(len(names)) if balance == "equal" else _counts_of(names, pool).astype(np.float64)
+        budgets, free = apportion_capped(count, weights, capacity), None
+    parts = [free] if free is not None else []
+    for source in np.flatnonzero(budgets):
+        rows = np.flatnonzero(of_row == source)
+        inner = select(strategy, quality[rows], labels[rows], count=int(budgets[source]), **how)
+        parts.append((rows[inner.indices], inner.rounds[inner.indices]))
+    chosen = np.concatenate([rows for rows, _ in parts])
+    chosen_rounds = np.concatenate([rounds for _, rounds in parts])
+    order = np.argsort(chosen_rounds, kind="stable")  # round 0 of every source first
+    rounds = np.full(len(sources), -1, dtype=np.int64)
+    rounds[chosen] = chosen_rounds
+    return Selection(chosen[order].astype(np.int64), rounds, strategy)
+
+
+def _capped_budgets(
+    strategy: str, quality: np.ndarray, labels: np.ndarray, of_row: np.ndarray, count: int, capacity, how: dict
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """No balance, with caps: the strategy over the sources under their cap, again without those it took past
+    theirs, until none is over. Returns each capped source's budget (its cap; 0 for the others) and the
+    final pass's (rows, rounds) over the uncapped sources."""
+    budgets = np.zeros(len(capacity), dtype=np.int64)
+    free = np.ones(len(capacity), dtype=bool)
+    while (left := count - int(budgets.sum())) > 0:
+        rows = np.flatnonzero(free[of_row])
+        inner = select(strategy, quality[rows], labels[rows], count=left, **how)
+        over = free & (np.bincount(of_row[rows[inner.indices]], minlength=len(capacity)) > capacity)
+        if not over.any():
+            return budgets, (rows[inner.indices], inner.rounds[inner.indices])
+        budgets[over], free[over] = capacity[over], False
+    return budgets, None
+
+
+def apportion_capped(count: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """`count` split over groups in proportion to `weights` (largest remainder), none above its `capacity`: what a
+    full group cannot take goes to the others, by their weights."""
+    weights, capacity = np.asarray(weights, dtype=np.float64), np.asarray(capacity, dtype=np.int64)
+    if capacity.sum() < count:
+        raise ValueError(f"capacity {int(capacity.sum())} is less than count={count}")
+    shares = np.zeros(len(weights), dtype=np.int64)
+    while (left := count - int(shares.sum())) > 0:  # each pass fills the count or closes a group: it ends
+        open_ = shares < capacity
+        shares[open_] += np.minimum(_apportion(left, weights[open_]), capacity[open_] - shares[open_])
+    return shares
+
+
+def _counts_of(names: np.ndarray, values: np.ndarray) -> np.ndarray:
+    found, counts = np.unique(values, return_counts=True)
+    by_name = dict(zip(found.tolist(), counts.tolist(), strict=True))
+    return np.array([by_name.get(name, 0) for name in names.tolist()], dtype=np.int64)
 
 
 def _apportion(count: int, sizes: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Reads a score run's router data (no model, no GPU: this is what makes sweeps over selection cheap),
 clusters the L2-normalised features (`mygo.clustering`), applies a strategy (`mygo.selection`:
-round robin across clusters, or the quality top-k / random baselines) and writes the chosen
-records exactly as they are in the pool files, in the order they were chosen.
+round robin across clusters, or the quality top-k / random baselines) within the budget (`selection.count`
+or `selection.percentage`, split over sources by `selection.source_balance` and `selection.source_caps`)
+and writes the chosen records exactly as they are in the pool files, in the order they were chosen.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from mygo.analysis.clustering import (
     prepare_features,
     silhouette,
 )
+from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.quality_signals import SIGNALS, rank_within, signal_values
 from mygo.analysis.score_shards import RouterData
-from mygo.analysis.selection import STRATEGIES, Selection, select, target_count
+from mygo.analysis.selection import SOURCE_BALANCES, STRATEGIES, Selection, select_by_source, target_count
 from mygo.atomic import atomic_path
-from mygo.data.pool import NOISE_FIELD, RECORD_DIGEST_FIELD, PoolError, record_digest
+from mygo.data.pool import NOISE_FIELD, RECORD_DIGEST_FIELD, PoolError, record_digest, record_id, record_texts
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
@@ -48,6 +50,20 @@ def check_settings(cfg: DictConfig) -> None:
         raise ValueError("select needs a score run: -P score_run=<run id> (upstream.score_run)")
     if not 0 < cfg.selection.percentage <= 1:
         raise ValueError(f"selection.percentage must be in (0, 1], got {cfg.selection.percentage}")
+    count = cfg.selection.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"selection.count must be an int >= 1 or null, got {count!r}")
+    balance = cfg.selection.get("source_balance", "none")
+    if balance not in SOURCE_BALANCES:
+        raise ValueError(f"selection.source_balance={balance!r} is not valid; choose one of {list(SOURCE_BALANCES)}")
+    for name, cap in (cfg.selection.get("source_caps") or {}).items():
+        if isinstance(cap, bool) or not isinstance(cap, int | float) or not (0 <= cap <= 1 or isinstance(cap, int)):
+            raise ValueError(
+                f"selection.source_caps.{name} must be a fraction of the selection in [0, 1] (a float) or a "
+                f"count >= 0 (an int), got {cap!r}"
+            )
+        if cap < 0:
+            raise ValueError(f"selection.source_caps.{name} must be >= 0, got {cap!r}")
     if cfg.selection.strategy not in STRATEGIES:
         strategy = cfg.selection.strategy
         raise ValueError(f"selection.strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
@@ -109,14 +125,18 @@ def _cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
         metric=options.metric,
         auto_tune=options.auto_tune,
         seed=clustering.seed,
-        backend=clustering.backend,
+        backend=options.backend,  # HDBSCAN's own: clustering.backend names k-means backends
+        pca_components=options.pca_components,
+        fit_sample=options.fit_sample,
     )
 
 
 def warn_if_degenerate(clustering: Clustering, n: int) -> None:
     """Round robin needs clusters: with most of the pool noise points, or under 3 clusters, it is nearly top-k."""
     noise = int((clustering.labels < 0).sum())
-    if noise > n / 2 or clustering.num_clusters < 3:
+    degenerate = noise > n / 2 or clustering.num_clusters < 3
+    mlflow.log_metrics({"clustering/noise_fraction": noise / n, "clustering/degenerate": float(degenerate)})
+    if degenerate:
         message = (
             f"{clustering.method} found {clustering.num_clusters} cluster(s) and {noise} of {n} noise points: "
             "round robin reduces to a ranking; try other clustering settings (pca_components, min_cluster_size)"
@@ -137,11 +157,10 @@ def write_selected_records(index: pd.DataFrame, chosen: np.ndarray, path: Path) 
     for file, group in wanted.groupby("file"):
         by_line = dict(zip(group["line"], group.index, strict=True))
         try:
-            with open(file, "rb") as handle:
-                for number, raw in enumerate(handle, start=1):
-                    if number in by_line:
-                        _check_line(index.loc[by_line[number]], raw)
-                        lines[by_line[number]] = raw if raw.endswith(b"\n") else raw + b"\n"
+            for number, raw in record_texts(file):  # JSONL lines; JSON array and Parquet records as one line
+                if number in by_line:
+                    _check_line(index.loc[by_line[number]], raw)
+                    lines[by_line[number]] = raw if raw.endswith(b"\n") else raw + b"\n"
         except OSError as error:
             raise FileNotFoundError(f"pool file {file} (from the score run) cannot be read here: {error}") from error
     missing = [i for i in wanted.index if i not in lines]
@@ -161,8 +180,8 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
     """The pool line is the record the index says it is, unchanged since scoring."""
     where = f"{expected['file']}:{expected['line']}"
     try:
-        found = json.loads(raw.decode("utf-8")).get("id")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        found = record_id(json.loads(raw.decode("utf-8")), expected["file"], int(expected["line"]))
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, PoolError):
         found = None
     if found != expected["id"]:
         raise PoolError(
@@ -175,6 +194,41 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
             f"{where}: record {found!r} changed after scoring (digest {record_digest(raw)[:12]}, "
             f"scored {recorded[:12]}); score the pool again"
         )
+
+
+def selection_count(cfg: DictConfig, n: int) -> int:
+    """The budget: `selection.count` when set (then `selection.percentage` is not used), else the percentage of the
+    `n` samples in the scored pool."""
+    count = cfg.selection.get("count")
+    if count is None:
+        return target_count(n, cfg.selection.percentage)
+    if count > n:
+        raise ValueError(f"selection.count={count} is larger than the pool: the score run has {n} samples")
+    return int(count)
+
+
+def source_caps(cfg: DictConfig, count: int, sources: np.ndarray) -> dict[str, int]:
+    """`selection.source_caps` as source -> most samples: a float is a fraction of the selection (`count`, rounded
+    down: a cap is never passed), an int a number of samples. A name that is not a source of the pool is an error."""
+    caps = dict(cfg.selection.get("source_caps") or {})
+    known = sorted(set(np.asarray(sources).astype(str).tolist()))
+    unknown = sorted(str(name) for name in caps if str(name) not in known)
+    if unknown:
+        raise ValueError(f"selection.source_caps names {unknown}, not a source of this pool; its sources are {known}")
+    return {str(name): int(cap) if isinstance(cap, int) else int(np.floor(cap * count)) for name, cap in caps.items()}
+
+
+def budget_of(cfg: DictConfig, sources: np.ndarray) -> tuple[int, dict[str, int]]:
+    """The number to select and the caps (source -> most samples) for a pool whose rows have these `sources`;
+    a budget the pool cannot fill is an error naming its key (checked before clustering, so it fails fast)."""
+    count = selection_count(cfg, len(sources))
+    caps = source_caps(cfg, count, sources)
+    if (room := _room(sources, caps, count)) < count:
+        raise ValueError(
+            f"selection.source_caps={caps} allow at most {room} samples of this pool, fewer than the {count} to "
+            "select; raise a cap or lower the budget"
+        )
+    return count, caps
 
 
 def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
@@ -203,33 +257,58 @@ def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: 
     return np.flatnonzero(keep)
 
 
-def select_in_band(quality: np.ndarray, labels: np.ndarray, cfg: DictConfig) -> Selection:
+def select_in_band(
+    quality: np.ndarray, labels: np.ndarray, cfg: DictConfig, sources: np.ndarray | None = None
+) -> Selection:
     """The strategy over the samples in the quality band. `selection.quality_floor` is the share of the pool,
     lowest quality first, that no strategy may pick; `selection.quality_ceiling` the share, highest first: by a
     likelihood signal those are what the model predicts best already (short, formulaic, known answers), which
     teach least (the middle of the perplexity range prunes best: Marion et al., 2023). Filter first, then
-    diversify: round robin would otherwise give a cluster made of bad samples as many picks as any other."""
+    diversify: round robin would otherwise give a cluster made of bad samples as many picks as any other.
+
+    `sources` ([n] source names; all one source when None): the budget is split over them by
+    `selection.source_balance` and `selection.source_caps` (proportional shares are the whole pool's, not the
+    band's). A band too small for the budget, or for the caps, is ignored with a warning; caps that the whole
+    pool cannot fill are an error naming `selection.source_caps`."""
     options = cfg.selection
-    count = target_count(len(quality), options.percentage)
+    sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
+    count, caps = budget_of(cfg, sources)
+    balance = options.get("source_balance", "none")
     floor, ceiling = options.quality_floor, options.quality_ceiling
     how = {"seed": options.seed, "within_cluster": options.within_cluster, "cluster_quota": options.cluster_quota}
     eligible = within_band(quality, labels, floor, ceiling, options.floor_scope) if floor or ceiling else None
-    if eligible is None or len(eligible) < count:
-        if eligible is not None:
-            logger.warning(
-                "selection.quality_floor=%s and quality_ceiling=%s leave %d < %d samples: ignored",
-                floor,
-                ceiling,
-                len(eligible),
+    if eligible is not None:
+        room = _room(sources[eligible], caps, count)
+        if room >= count:
+            inner = select_by_source(
+                options.strategy,
+                quality[eligible],
+                labels[eligible],
+                sources[eligible],
                 count,
+                balance,
+                caps,
+                pool_sources=sources,
+                **how,
             )
-        return select(options.strategy, quality, labels, options.percentage, **how)
-    share = count / len(eligible)
-    inner = select(options.strategy, quality[eligible], labels[eligible], share, **how)
-    inner_indices = inner.indices[:count]
-    rounds = np.full(len(quality), -1, dtype=np.int64)
-    rounds[eligible[inner_indices]] = inner.rounds[inner_indices]
-    return Selection(eligible[inner_indices], rounds, inner.strategy)
+            rounds = np.full(len(quality), -1, dtype=np.int64)
+            rounds[eligible[inner.indices]] = inner.rounds[inner.indices]
+            return Selection(eligible[inner.indices], rounds, inner.strategy)
+        logger.warning(
+            "selection.quality_floor=%s and quality_ceiling=%s leave %d < %d samples%s: ignored",
+            floor,
+            ceiling,
+            room,
+            count,
+            " within selection.source_caps" if caps else "",
+        )
+    return select_by_source(options.strategy, quality, labels, sources, count, balance, caps, **how)
+
+
+def _room(sources: np.ndarray, caps: dict[str, int], count: int) -> int:
+    """How many samples these rows can give under the caps."""
+    names, sizes = np.unique(sources, return_counts=True)
+    return int(sum(min(int(size), caps.get(str(name), count)) for name, size in zip(names, sizes, strict=True)))
 
 
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:
@@ -238,9 +317,13 @@ def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarra
         "selection/quality_mean_all": float(quality.mean()),
         "selection/quality_mean_selected": float(quality[selected].mean()),
     }
-    sources = data.index["dataset"].to_numpy()
-    for source in np.unique(sources):
-        metrics[f"selection/source_fraction/{source}"] = float((sources[selected] == source).mean())
+    # The selected source mix beside the pool's, and how far apart they are (total variation distance).
+    sources = data.index["dataset"].to_numpy().astype(str)
+    chosen = shares(sources, selected)
+    for source, pool_share in shares(sources).items():
+        metrics[f"selection/source/{source}"] = chosen.get(source, 0.0)
+        metrics[f"selection/source_pool/{source}"] = pool_share
+    metrics["selection/source_mix_distance"] = mix_distance(sources, selected)
     noisy = noise_mask(data.index[NOISE_FIELD]) if NOISE_FIELD in data.index.columns else None
     if noisy is not None:
         metrics |= pool_noise_metrics(quality, noisy)
@@ -272,7 +355,12 @@ def run_select(cfg: DictConfig) -> str:
     """Cluster, select and record; returns the MLflow run ID."""
     check_settings(cfg)
     score_run = check_upstream(cfg.upstream.score_run, "score")
-    run_name = f"select-{cfg.selection.strategy}-{cfg.clustering.method}-{cfg.selection.percentage:g}"
+    count = cfg.selection.get("count")
+    budget = f"n{count}" if count is not None else f"{cfg.selection.percentage:g}"
+    balance = cfg.selection.get("source_balance", "none")
+    run_name = f"select-{cfg.selection.strategy}-{cfg.clustering.method}-{budget}" + (
+        f"-{balance}" if balance != "none" else ""
+    )
     with stage_run("select", cfg, upstream_run=score_run.info.run_id, run_name=run_name) as run:
         started = time.perf_counter()
         data = router_data_of(score_run)
@@ -282,13 +370,16 @@ def run_select(cfg: DictConfig) -> str:
         if POOL_DIGEST_TAG in score_run.data.tags:  # select reads the records from the pool's files
             pool_tags = score_run.data.tags
             tag_pool(pool_tags[POOL_DIGEST_TAG], json.loads(pool_tags[POOL_SOURCE_TAG]))
-        count = target_count(len(data.index), cfg.selection.percentage)
+        sources = data.index["dataset"].to_numpy().astype(str)
+        count, _ = budget_of(cfg, sources)
+        if cfg.selection.get("count") is not None:
+            logger.info("selection.count=%d sets the budget; selection.percentage is not used", count)
         quality = quality_of(data, cfg)
         features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)
         clustered_at = time.perf_counter()
         clustering = cluster(features, cfg)
         clustering_seconds = time.perf_counter() - clustered_at
-        chosen = select_in_band(quality, clustering.labels, cfg)
+        chosen = select_in_band(quality, clustering.labels, cfg, sources)
         selected = chosen.rounds >= 0
 
         run_dir = Path(cfg.output_dir) / run.info.run_id

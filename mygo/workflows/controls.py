@@ -29,11 +29,20 @@ logger = logging.getLogger(__name__)
 
 # The select overrides of each control arm (placed after the pipeline's own, so they win). No arm keeps the
 # selection's quality band: random draws from the whole pool, and top-k is the signal's best, as a filter is.
+# random and quality_topk keep the pipeline's budget (selection.count or .percentage) and its source balance and
+# caps: the same size as the selection (a budget is exactly met or an error), and the same source mix, so the
+# comparison is of what is chosen within each source. full drops all three: it is the whole pool.
 NO_BAND = ["selection.quality_floor=0", "selection.quality_ceiling=0"]
+WHOLE_POOL = [
+    "selection.percentage=1.0",
+    "selection.count=null",
+    "selection.source_balance=none",
+    "selection.source_caps=null",
+]
 CONTROL_SELECTIONS: dict[str, list[str]] = {
     "random": ["selection.strategy=random", *NO_BAND],
     "quality_topk": ["selection.strategy=quality_topk", *NO_BAND],
-    "full": ["selection.strategy=random", "selection.percentage=1.0", *NO_BAND],
+    "full": ["selection.strategy=random", *WHOLE_POOL, *NO_BAND],
 }
 CONTROLS = (*CONTROL_SELECTIONS, "base")
 SEEDED_SELECTIONS = ("random",)  # arms whose selection is drawn anew for each seed
