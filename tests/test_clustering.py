@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
@@ -9,8 +12,12 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from mygo.analysis.clustering import (
+    HDBSCAN_FIT_SAMPLE,
+    HDBSCAN_PCA_COMPONENTS,
     _tune_hdbscan,
+    assign_to_clusters,
     available_backends,
+    available_hdbscan_backends,
     choose_elbow,
     elbow_ks,
     hdbscan,
@@ -238,3 +245,125 @@ def test_fit_k_range_clamps_to_what_the_pool_allows_and_keeps_a_range_that_fits(
     assert fit_k_range((50, 100), 84, 20000) == (40, 42)  # three values of k left for the elbow
     assert fit_k_range((10, 100), 4000, 50) == (10, 50)  # the elbow is fitted on its sample
     assert fit_k_range((20, 10), 84, 20000) == (20, 10)  # reversed: kmeans names it
+
+
+# ----------------------------------------------------------------------------------------------- HDBSCAN at scale
+
+
+def planted(n: int = 3000, centers: int = 6, dims: int = 64, outliers: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm blobs sharing a direction, plus random-direction outliers (truth -1) at the end."""
+    x, truth = blobs(n=n, centers=centers, dims=dims, low=0)
+    far = prepare_features(np.random.default_rng(2).normal(size=(outliers, dims)))
+    return np.concatenate([x, far]), np.concatenate([truth, np.full(outliers, -1)])
+
+
+def test_hdbscan_reduces_wide_features_by_default_and_keeps_them_when_told():
+    x, truth = planted(n=1200, dims=64)
+    reduced = hdbscan(x, min_cluster_size=20)
+    assert (reduced.params["input_dims"], reduced.params["dims"]) == (64, HDBSCAN_PCA_COMPONENTS)
+    assert adjusted_rand_score(truth, reduced.labels) > 0.95 and (reduced.labels[-30:] == -1).all()
+    kept = hdbscan(x, min_cluster_size=20, pca_components=None)
+    assert kept.params["dims"] == 64 and adjusted_rand_score(truth, kept.labels) > 0.95
+    narrow = hdbscan(x[:, :8], min_cluster_size=20)  # already narrower than the default: left as it is
+    assert narrow.params["dims"] == 8
+
+
+def test_hdbscan_on_a_sample_assigns_the_rest_as_a_full_fit_would():
+    x, truth = planted()
+    sampled = hdbscan(x, min_cluster_size=40, fit_sample=600, seed=1)
+    full = hdbscan(x, min_cluster_size=40, fit_sample=None)
+    assert sampled.params["fit_sample_size"] == 600 and full.params["fit_sample_size"] == len(x)
+    assert sampled.num_clusters == full.num_clusters == 6
+    assert adjusted_rand_score(truth, sampled.labels) > 0.95 and adjusted_rand_score(full.labels, sampled.labels) > 0.95
+    assert (sampled.labels[-30:] == -1).mean() >= 0.9  # outliers outside the sample are still noise
+
+
+def test_assign_to_clusters_joins_dense_rows_and_leaves_far_ones_as_noise():
+    rng = np.random.default_rng(0)
+    fitted = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2)), [[2.5, -3.0]]])
+    labels = np.array([0] * 50 + [1] * 50 + [-1])
+    new = np.array([[0.0, 0.05], [5.02, 4.98], [2.5, -3.0], [20.0, 20.0]])
+    assert assign_to_clusters(new, fitted, labels, min_samples=5).tolist() == [0, 1, -1, -1]
+    assert (assign_to_clusters(new, fitted, np.full(101, -1), min_samples=5) == -1).all()
+
+
+def test_hdbscan_backend_auto_is_sklearn_on_cpu_and_a_missing_backend_is_an_error():
+    x, _ = planted(n=600)
+    assert "sklearn" in available_hdbscan_backends()
+    if "cuml" not in available_hdbscan_backends():
+        assert hdbscan(x, min_cluster_size=20).backend == "sklearn"
+        with pytest.raises(ValueError, match="backend='cuml' is not available here"):
+            hdbscan(x, min_cluster_size=20, backend="cuml")
+    with pytest.raises(ValueError, match="backend='torch' is not valid"):
+        hdbscan(x, min_cluster_size=20, backend="torch")
+
+
+@pytest.mark.skipif("fast_hdbscan" not in available_hdbscan_backends(), reason="fast_hdbscan is not installed")
+def test_fast_hdbscan_backend_finds_the_same_clusters():
+    x, truth = planted(n=1500)
+    result = hdbscan(x, min_cluster_size=30, backend="fast_hdbscan")
+    reference = hdbscan(x, min_cluster_size=30, backend="sklearn")
+    assert result.backend == "fast_hdbscan" and adjusted_rand_score(reference.labels, result.labels) > 0.95
+    assert adjusted_rand_score(truth, result.labels) > 0.95
+    if importlib.util.find_spec("pynndescent") is None:  # above 30 dims fast_hdbscan needs it
+        with pytest.raises(ValueError, match="needs pynndescent"):
+            hdbscan(x, min_cluster_size=30, backend="fast_hdbscan", pca_components=None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [(dict(pca_components=0), "pca_components=0"), (dict(fit_sample=1), "fit_sample=1")],
+)
+def test_hdbscan_rejects_bad_scaling_settings_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hdbscan(planted(n=300)[0], **kwargs)
+
+
+@pytest.mark.parametrize(("size", "degenerate"), [(20, 0.0), (2000, 1.0)])
+def test_a_degenerate_clustering_is_logged_as_metrics_and_a_tag(tracking_store, size, degenerate):
+    import mlflow
+
+    from mygo.stages.select import warn_if_degenerate
+
+    x, _ = planted(n=1200, centers=4)
+    result = hdbscan(x, min_cluster_size=size)
+    with mlflow.start_run() as run:
+        warn_if_degenerate(result, len(x))
+    logged = mlflow.get_run(run.info.run_id).data
+    assert logged.metrics["clustering/degenerate"] == degenerate
+    assert logged.metrics["clustering/noise_fraction"] == pytest.approx((result.labels < 0).mean())
+    assert ("mygo.clustering_degenerate" in logged.tags) == bool(degenerate)
+
+
+def test_hdbscan_clamps_a_min_cluster_size_larger_than_the_pool(caplog):
+    x, _ = blobs(n=100, centers=4, low=0)
+    result = hdbscan(x, min_cluster_size=400, min_samples=500)
+    assert result.num_clusters <= 1 and "clamped to n=100" in caplog.text
+
+
+def test_sweep_spaces_draw_clustering_only_within_the_benchmarked_budget():
+    """HDBSCAN only with its reduction (PCA to <= 16 dims, a fit on <= 20k rows) and k-means with k <= 100:
+    the settings benchmarks/README.md times at 270k rows, so every trial's select fits the stated budget."""
+    from mygo.config import load_config
+    from mygo.workflows.sweep import load_space
+
+    defaults = load_config("select", []).clustering.hdbscan
+    assert 1 <= defaults.pca_components <= HDBSCAN_PCA_COMPONENTS and 2 <= defaults.fit_sample <= HDBSCAN_FIT_SAMPLE
+    bounds = {
+        "select.clustering.hdbscan.pca_components": HDBSCAN_PCA_COMPONENTS,
+        "select.clustering.hdbscan.fit_sample": HDBSCAN_FIT_SAMPLE,
+        "select.clustering.pca_components": None,  # the global reduction may be drawn, never switched off
+        "select.clustering.kmeans.k": 100,
+    }
+    spaces = sorted((Path(__file__).parents[1] / "sweeps").glob("*.yaml"))
+    assert len(spaces) >= 5
+    for path in spaces:
+        for param in load_space(path).params:
+            if param.name not in bounds and "clustering" in param.name:
+                assert param.name.rsplit(".", 1)[-1] in {"method", "min_cluster_size", "min_samples"}, param.name
+            if param.name not in bounds:
+                continue
+            values = param.spec.get("choices") or [param.spec["low"], param.spec["high"]]
+            assert None not in values, f"{path.name}: {param.name} may switch the reduction off"
+            if bounds[param.name] is not None:
+                assert max(values) <= bounds[param.name], f"{path.name}: {param.name} exceeds the budget"
