@@ -206,7 +206,12 @@ def config_yaml(cfg: DictConfig) -> str:
 
 # Settings that change how a run gets done, not what it computes: left out of the config hash, so that
 # a resumed run matches the one it continues and is reused like any other.
-RESULT_NEUTRAL_KEYS = ("training.resume", "training.tracking_flush_s")
+RESULT_NEUTRAL_KEYS = (
+    "training.resume",
+    "training.tracking_flush_s",
+    "tracking.system_metrics",
+    "tracking.system_metrics_interval",
+)
 
 
 def config_hash(cfg: DictConfig) -> str:

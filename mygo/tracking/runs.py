@@ -21,9 +21,11 @@ from mygo.config import config_hash, config_yaml, flatten_config
 from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
+from mygo.tracking.environment import log_environment
 from mygo.tracking.failures import TrackingUnavailable, recording_failures
 from mygo.tracking.process_identity import Liveness, is_complete, liveness, process_token
 from mygo.tracking.redaction import redact_config, redact_text
+from mygo.tracking.system_metrics import system_metrics, system_metrics_settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +63,14 @@ def stage_run(
     active: bool = True,
     requested: DictConfig | None = None,
 ) -> Iterator[mlflow.ActiveRun | None]:
-    """Start (or, under `mlflow run`, continue) the stage's run with mygo's tags and the resolved config.
+    """Start (or, under `mlflow run`, continue) the stage's run with mygo's tags, the resolved config and the
+    environment it runs in (`mygo.tracking.environment`).
 
     `requested`: the config as asked for, when the stage filled in more (e.g. settings taken from its
     upstream run); its hash is the `mygo.config_hash` that run reuse compares.
+
+    A stage's run (not a workflow's: its stages' runs have them) samples MLflow system metrics every
+    `tracking.system_metrics_interval` seconds while it runs, unless `tracking.system_metrics` is false.
 
     A run that ends in an exception (FAILED, or KILLED on Ctrl-C) says why: the tag `mygo.error` and its log as
     `logs/<stage>.log` (`mygo.tracking.failures`).
@@ -85,6 +91,10 @@ def stage_run(
         start = {}
         if "MLFLOW_RUN_ID" not in os.environ:  # `mlflow run` created the run and chose its experiment
             mlflow.set_experiment(cfg.tracking.experiment)
+    sampled, interval = system_metrics_settings(cfg)
+    sampled = sampled and stage in STAGE_NAMES
+    if stage in STAGE_NAMES:  # the monitor is ours (mygo.tracking.system_metrics), never also MLflow's
+        start["log_system_metrics"] = False
     try:
         with mlflow.start_run(run_name=run_name, **start) as run, recording_failures(stage, run.info.run_id):
             tags = {STAGE_TAG: stage, CONFIG_HASH_TAG: config_hash(requested if requested is not None else cfg)}
@@ -101,8 +111,13 @@ def stage_run(
             logged = redact_config(cfg)
             mlflow.log_params(flatten_config(logged))
             mlflow.log_text(config_yaml(logged), "config/resolved.yaml")
+            log_environment()  # `mygo.env.*` and environment/requirements.txt, which reproduce compares
             try:
-                yield run
+                if sampled:
+                    with system_metrics(run.info.run_id, interval):
+                        yield run
+                else:
+                    yield run
             except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, see mygo.cli): the record says KILLED, not FAILED
                 mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
                 raise

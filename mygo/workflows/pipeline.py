@@ -15,6 +15,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from mygo.stages.table import STAGE_NAMES, STAGES
+from mygo.tracking.notes import report, set_note
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import stage_run
@@ -31,6 +32,7 @@ def stage_runners() -> dict[str, Callable[[DictConfig], str]]:
 
 
 PIPELINE_STAGES = STAGE_NAMES
+CONTROLS_HEADING = "The selection against its controls (fine-tuned and evaluated alike)"
 
 
 def forced_stages(force: str | None) -> set[str]:
@@ -83,10 +85,15 @@ def run_pipeline(cfg: DictConfig) -> str:
     check_stage_configs(cfg, stages)
     with stage_run("pipeline", cfg, run_name="pipeline") as parent:
         rows = run_stages(cfg)
-        print("\n" + summary_table(rows))
+        table, comparison = summary_table(rows), ""
+        print("\n" + table)
         if has_arms(cfg) and stages[-1] == "evaluate":
             comparison = run_controls(cfg, {stage: run_id for stage, run_id, _, _ in rows})
-            print("\nThe selection against its controls (fine-tuned and evaluated alike):\n" + comparison)
+            print(f"\n{CONTROLS_HEADING}:\n" + comparison)
         uri = redact_text(mlflow.get_tracking_uri())
-        print(f"Compare runs with: mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+        ui = f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        print(f"Compare runs with: {ui}")
+        n_reused = sum(reused for _, _, reused, _ in rows)
+        title = f"mygo pipeline: {' → '.join(stages)} ({len(rows) - n_reused} new, {n_reused} reused)"
+        set_note(report(title, [("Stages", table), (CONTROLS_HEADING, comparison)], f"Compare runs with: `{ui}`"))
         return parent.info.run_id

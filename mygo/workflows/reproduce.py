@@ -3,7 +3,10 @@
 The new run is tagged `mygo.reproduces=<id>`. What must match: for select, the selected-ids hash,
 exactly; for convert, warmup, score and finetune, the weights (or router data) within
 `reproduce.weights_atol`; for every stage, its metrics within `reproduce.metrics_rtol` (timings
-aside). A comparison table is printed, and `ReproductionMismatch` (exit status 1) says where they differ.
+aside; system metrics are the machine's, not the run's results). A comparison table is printed, and
+`ReproductionMismatch` (exit status 1) says where they differ. The environment the original was made in
+(`mygo.tracking.environment`) is compared too: a different one is reported, with the packages whose
+versions differ, beside the comparison and in any mismatch, but is no failure by itself.
 Nothing is skipped quietly: weights that neither run has, or a metric only one of them logged, is a
 difference; a logged config holding masked secrets (`***`) is refused, since re-running it would use the mask.
 """
@@ -27,6 +30,7 @@ from mygo.builtin.store import BUILTIN_KINDS
 from mygo.config import flatten_config
 from mygo.stages.table import STAGES, upstream_keys
 from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
+from mygo.tracking.environment import environment_notice
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.redaction import MASK, redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
@@ -39,6 +43,7 @@ UPSTREAM_KEYS = upstream_keys()
 # Weights each stage leaves, compared tensor by tensor (artifact path in the run).
 WEIGHT_ARTIFACTS = {entry.name: entry.compared_weights for entry in STAGES if entry.compared_weights}
 TIMING_WORDS = ("seconds", "per_s", "runtime")
+SYSTEM_METRICS_PREFIX = "system/"  # CPU, memory, disk use (mygo.tracking.system_metrics): never compared
 
 
 class ReproductionMismatch(RuntimeError):
@@ -151,7 +156,7 @@ def compare_metrics(original: Run, reproduced: Run, rtol: float) -> list[Check]:
     first, second = original.data.metrics, reproduced.data.metrics
     checks = []
     for name in sorted(set(first) | set(second)):
-        if any(word in name for word in TIMING_WORDS):
+        if any(word in name for word in TIMING_WORDS) or name.startswith(SYSTEM_METRICS_PREFIX):
             continue
         if name not in first or name not in second:  # a metric one run logged and the other did not
             if name.split("/", 1)[0] in BUILTIN_KINDS:  # the embedded model's build: logged by whichever built it
@@ -210,6 +215,9 @@ def run_reproduce(cfg: DictConfig) -> str:
     if notice := code_notice(original):
         logger.warning(notice)
         print(f"NOTE: {notice}")
+    if environment := environment_notice(original):
+        logger.warning(environment)
+        print(f"NOTE: {environment}")
     with open_dict(stage_cfg):
         stage_cfg.tracking = cfg.tracking  # this store, this experiment
         if stage == "score":  # a fresh work directory: re-score rather than resume the original's shards
@@ -221,8 +229,11 @@ def run_reproduce(cfg: DictConfig) -> str:
     print(format_checks(checks))
     failed = [check.item for check in checks if not check.ok]
     if failed:
+        if environment:  # beside the mismatch, so that a library upgrade is seen as a possible cause
+            print(f"NOTE: {environment}")
         raise ReproductionMismatch(
             f"run {new_id} differs from {run_id} in {len(failed)} item(s): {', '.join(failed[:5])}"
+            + (f"; {environment}" if environment else "")
         )
     print(f"reproduced: {len(checks)} checks within tolerance")
     return new_id

@@ -36,10 +36,11 @@ from mygo.config import load_config, project_path
 from mygo.tracking import plots
 from mygo.tracking.code_version import ROOT
 from mygo.tracking.failures import error_text, recording_failures
+from mygo.tracking.notes import report, set_note
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
 from mygo.workflows.controls import CONTROLS, run_controls
-from mygo.workflows.pipeline import PIPELINE_STAGES, run_stages
+from mygo.workflows.pipeline import PIPELINE_STAGES, run_stages, summary_table
 from mygo.workflows.stage_configs import check_stage_configs
 from mygo.workflows.test_split import TRIAL_SPLITS, evaluate_best_on_test
 
@@ -469,6 +470,7 @@ def make_objective(cfg: DictConfig, space: SearchSpace):
                 trial.set_user_attr("error", error_text(error)[:1000])
                 raise
             stage_runs = {stage: run_id for stage, run_id, _, _ in rows}
+            set_note(report(f"mygo sweep trial {trial.number}: {values}", [("Stages", summary_table(rows))]))
             if control:
                 run_controls(main_cfg, stage_runs)  # logs the deltas on this trial's run
                 value = objective_value(run.info.run_id, metric)
@@ -548,12 +550,26 @@ def run_sweep(cfg: DictConfig) -> str:
         if best_run := mlflow.get_run(parent).data.tags.get("mygo.best_trial_run"):
             evaluate_best_on_test(best_run)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    print(f"study {study_name}: {complete} complete trials; parent run {parent}")
+    lines = [f"study {study_name}: {complete} complete trials; parent run {parent}"]
     if complete:
         try:
             best = study.best_trial
         except ValueError:  # constrained, none feasible
-            print("no complete trial meets the objective's constraints")
+            lines.append("no complete trial meets the objective's constraints")
         else:
-            print(f"best trial {best.number}: {best.value:.4g} with {best.params}")
+            lines.append(f"best trial {best.number}: {best.value:.4g} with {best.params}")
+    print("\n".join(lines))
+    # The parent's run page: what this worker printed, and every trial of the study so far.
+    title = f"mygo sweep {study_name}: {space.objective['metric']}"
+    set_note(report(title, [("", "\n".join(lines)), ("Trials", trials_table(study))]), parent)
     return parent
+
+
+def trials_table(study: optuna.Study) -> str:
+    """Every trial of the study: number, state, objective value and its MLflow run."""
+    lines = [f"{'trial':>5}  {'state':<9}{'value':>12}  {'run':<34}params"]
+    for trial in study.get_trials(deepcopy=False):
+        value = "-" if trial.value is None else f"{trial.value:.4g}"
+        run_id = trial.user_attrs.get(TRIAL_RUN_ATTR, "-")
+        lines.append(f"{trial.number:>5}  {trial.state.name.lower():<9}{value:>12}  {run_id:<34}{trial.params}")
+    return "\n".join(lines)
