@@ -7,7 +7,7 @@ import torch
 from mygo.analysis.noise_metrics import auroc_by_kind, noise_metrics
 from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
-from mygo.stages.score import answer_nll, answers_alone
+from mygo.stages.score import answer_nll, answers_alone, prompt_answer_relevance
 from tests.conftest import TINY_ARCH
 
 GATE = np.array([0.9, 0.2, 0.5, 0.7])
@@ -68,3 +68,21 @@ def test_answers_alone_keep_the_opening_token_and_every_answer_token():
     sequence = [3, 4, 5, 6, 7, 8, 9]
     labels = [-100, -100, -100, 6, 7, -100, 9]
     assert answers_alone(sequence, labels) == [5, 6, 7, 9]
+
+
+def test_relevance_is_high_for_an_answer_about_its_prompt_and_undefined_without_either():
+    torch.manual_seed(0)
+    embeddings = torch.nn.Embedding(50, 256)  # wide: unrelated tokens are near orthogonal
+    topic_a, topic_b = [3, 4, 5, 6], [30, 31, 32, 33]
+    # Rows: an answer about the prompt's topic, one about another topic, no answer tokens, no prompt tokens.
+    input_ids = torch.tensor([topic_a + topic_a, topic_a + topic_b, topic_a + topic_a, topic_b + topic_b])
+    answer = torch.tensor([[0] * 4 + [1] * 4, [0] * 4 + [1] * 4, [0] * 8, [1] * 8])
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, 7] = 0  # padding is neither prompt nor answer
+    with torch.no_grad():
+        relevance = prompt_answer_relevance(embeddings, input_ids, attention_mask, answer)
+    assert relevance[0] > 0.8 and abs(relevance[1]) < 0.3  # 3 of the prompt's 4 tokens; unrelated tokens
+    assert torch.isnan(relevance[2:]).all()
+    stored = {"nll": np.array([1.0, 1.0, 1.0, 1.0]), "relevance": relevance.numpy()}
+    assert available_signals(GATE, stored) == ["gate", "nll", "relevance", "rank_mean"]
+    assert list(np.argsort(-signal_values("relevance", GATE, stored))[:2]) == [0, 1]  # undefined rows rank last

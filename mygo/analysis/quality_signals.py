@@ -7,6 +7,8 @@
   NLL of the answer alone. An answer the instruction does not help predict (IFD near or above 1) is not
   an answer to it; the signal is -ifd. Computed only when `score.ifd` is on (one more decoder pass);
   a sample with no answer token left (truncated away) has no NLL or IFD: it ranks below every other;
+- `relevance`: the cosine between what the prompt and the answer are about (their mean input embeddings,
+  centred): a fluent answer to another question has a fine NLL and no relation to its instruction;
 - `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed).
 """
 
@@ -17,13 +19,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-SIGNALS = ("gate", "nll", "ifd", "rank_mean")
+STORED = ("nll", "ifd", "relevance")  # computed by the score stage beside the gates, kept per sample
+SIGNALS = ("gate", *STORED, "rank_mean")
 LOWER_IS_BETTER = frozenset({"nll", "ifd"})
 
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:
     """The signals one can select by: gate, those stored (for at least one sample), and rank_mean of two or more."""
-    names = ["gate"] + [name for name in ("nll", "ifd") if name in stored and np.isfinite(stored[name]).any()]
+    names = ["gate"] + [name for name in STORED if name in stored and np.isfinite(stored[name]).any()]
     return names + (["rank_mean"] if len(names) > 1 else [])
 
 
@@ -39,8 +42,8 @@ def signal_values(
         )
     if name == "gate":
         return np.asarray(gate, dtype=np.float64)
-    if name in LOWER_IS_BETTER:
-        values = -np.asarray(stored[name], dtype=np.float64)
+    if name in STORED:
+        values = np.asarray(stored[name], dtype=np.float64) * (-1.0 if name in LOWER_IS_BETTER else 1.0)
         finite = np.isfinite(values)
         return np.where(finite, values, values[finite].min() - 1.0)  # no answer left: below every other
     parts = list(rank_mean_of) if rank_mean_of else [n for n in available if n != "rank_mean"]

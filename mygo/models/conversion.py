@@ -69,11 +69,15 @@ def _quality_gate_parameters(model: torch.nn.Module):
             yield f"{module_name}.weight", module.weight
 
 
-def init_quality_gates(model: SelectMoeForCausalLM) -> None:
-    """Draw every quality gate from N(quality_gate_init_mean, quality_gate_init_std)."""
+def init_quality_gates(model: SelectMoeForCausalLM, seed: int = 0) -> None:
+    """Draw every quality gate from N(quality_gate_init_mean, quality_gate_init_std), from a generator of its own:
+    the same checkpoint converts to the same weights whatever ran before (a convert run can be reproduced)."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, weight in _quality_gate_parameters(model):
-            weight.normal_(model.config.quality_gate_init_mean, model.config.quality_gate_init_std)
+            drawn = torch.empty(weight.shape, dtype=torch.float32)
+            drawn.normal_(model.config.quality_gate_init_mean, model.config.quality_gate_init_std, generator=generator)
+            weight.copy_(drawn)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:

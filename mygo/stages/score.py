@@ -31,6 +31,7 @@ from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
+from mygo.data.dedup import GROUPS_ARTIFACT
 from mygo.data.pool import LABEL_FIELDS, NOISE_FIELD, RECORD_DIGEST_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights
@@ -90,6 +91,27 @@ def answer_nll(model, hidden: torch.Tensor, input_ids: torch.Tensor, scored: tor
     return torch.where(count > 0, total / count.clamp(min=1), torch.nan)
 
 
+def prompt_answer_relevance(
+    embeddings: torch.nn.Embedding, input_ids: torch.Tensor, attention_mask: torch.Tensor, answer: torch.Tensor
+) -> torch.Tensor:
+    """Per row, the cosine between the mean input embedding of the prompt tokens and that of the answer tokens
+    (NaN for a row with no prompt or no answer token). Embeddings are centred on the vocabulary's mean first, so
+    that what every text shares (frequent tokens, the chat markers) does not make every pair look alike.
+
+    A fluent answer to another question passes every likelihood test; what it lacks is any relation to its
+    instruction. IFD asks the model whether the instruction helps it predict the answer, which a model too small
+    to condition on instructions cannot say; the embedding table can still tell what the two are about."""
+    vectors = embeddings(input_ids).float() - embeddings.weight.float().mean(0)
+    answer = answer.bool() & attention_mask.bool()
+    prompt = attention_mask.bool() & ~answer
+
+    def mean_of(mask: torch.Tensor) -> torch.Tensor:
+        return (vectors * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+    cosine = torch.nn.functional.cosine_similarity(mean_of(prompt), mean_of(answer), dim=-1)
+    return torch.where(prompt.any(1) & answer.any(1), cosine, torch.nan)
+
+
 def answers_alone(sequence: list[int], labels: list[int]) -> list[int]:
     """The answer tokens without the instruction, after the one token that opens the first answer (IFD)."""
     answer = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
@@ -109,7 +131,7 @@ def score_rows(
     """
     device = next(model.parameters()).device
     lengths = np.array([len(s) for s in sequences])
-    qualities, features, nlls, ifds = [], [], [], []
+    qualities, features, nlls, relevances, ifds = [], [], [], [], []
     for batch in length_batches(lengths, cfg.score.max_batch_tokens, cfg.score.max_batch_size):
         input_ids, attention_mask = _padded(sequences[batch], pad_id, device)
         answer = torch.zeros_like(attention_mask)
@@ -123,6 +145,8 @@ def score_rows(
         features.append(pooled.to(feature_dtype).cpu())
         nll = answer_nll(model, outputs.last_hidden_state, input_ids, answer.bool())
         nlls.append(nll.float().cpu())
+        relevance = prompt_answer_relevance(model.get_input_embeddings(), input_ids, attention_mask, answer)
+        relevances.append(relevance.cpu())
         if cfg.score.ifd:
             alone = [answers_alone(seq, lab) for seq, lab in zip(sequences[batch], labels[batch], strict=True)]
             alone_ids, alone_mask = _padded(alone, pad_id, device)
@@ -131,7 +155,7 @@ def score_rows(
             scored[:, 0] = False  # the opening token is context, not answer
             ifds.append((nll / answer_nll(model, hidden, alone_ids, scored).clamp(min=1e-6)).float().cpu())
         progress.update(input_ids.shape[0])
-    signals = {"nll": torch.cat(nlls).numpy()}
+    signals = {"nll": torch.cat(nlls).numpy(), "relevance": torch.cat(relevances).numpy()}
     if ifds:
         signals["ifd"] = torch.cat(ifds).numpy()
     return torch.cat(qualities).numpy(), torch.cat(features).numpy(), signals
@@ -227,6 +251,9 @@ def run_score(cfg: DictConfig) -> str | None:
         plan = plan_shards(np.array(tokenized["length"]), cfg.score.shard_size)
         if state.is_main_process:
             log_pool_input(pool, context="scoring")
+            if pool.dedup.settings.enabled:  # removed records are not in `tokenized`: never scored nor selected
+                mlflow.log_metrics(pool.dedup.metrics())
+                mlflow.log_text(pool.dedup.groups_jsonl(pool.records["id"]), GROUPS_ARTIFACT)
             write_index(work_dir, _index_frame(tokenized))
 
         mine = list(range(state.process_index, len(plan), state.num_processes))
