@@ -87,7 +87,12 @@ def _is_type(value: object, kind: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- the schema
-TRACKING = {"tracking.uri": "str or null", "tracking.experiment": "str"}
+TRACKING = {
+    "tracking.uri": "str or null",
+    "tracking.experiment": "str",
+    "tracking.system_metrics": "bool",  # MLflow system metrics on stage runs (mygo.tracking.system_metrics)
+    "tracking.system_metrics_interval": "float > 0",  # seconds between samples
+}
 MODEL = {  # configs/model/*.yaml, in convert and warmup
     "model.name": "str",
     "model.source": "str",
@@ -119,6 +124,14 @@ DATASET = {  # configs/dataset/*.yaml
     "dataset.max_sequence_length": "int >= 8",
     "dataset.full_sequence_prediction": "bool",
     "dataset.mask_special_tokens": "bool",
+    "dataset.format": "one of auto, messages, alpaca, sharegpt, openai, prompt_response",
+    "dataset.train_on_tool_turns": "bool",
+    "dataset.dedup.enabled": "bool",  # mygo/data/dedup.py
+    "dataset.dedup.near": "bool",
+    "dataset.dedup.threshold": "float in (0, 1]",
+    "dataset.dedup.num_perm": "int >= 2",
+    "dataset.dedup.shingle": "int in [1, 64]",
+    "dataset.dedup.min_words": "int >= 1",
 }
 TARGET = {  # configs/target/*.yaml, in finetune and evaluate
     "target.name": "str",
@@ -210,9 +223,12 @@ SCHEMAS: dict[str, dict[str, str]] = {
     | {
         "upstream.score_run": "str or null",
         "selection.percentage": "float in (0, 1]",
+        "selection.count": "int >= 1 or null",  # when set, the budget (percentage not used)
+        "selection.source_balance": "one of none, proportional, equal",
+        # selection.source_caps is a mapping (no spec for it): checked by the stage, names against the pool
         "selection.strategy": "str",  # the strategies' names are checked by the stage
         "selection.seed": "int",
-        "selection.quality_signal": "one of gate, nll, ifd, rank_mean",
+        "selection.quality_signal": "one of gate, nll, ifd, relevance, rank_mean",
         "selection.rank_mean_of": "list of str or null",
         "selection.quality_floor": "float in [0, 1)",
         "selection.quality_ceiling": "float in [0, 1)",
@@ -232,6 +248,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "clustering.hdbscan.min_cluster_size": "int >= 2",
         "clustering.hdbscan.min_samples": "int >= 1 or null",
         "clustering.hdbscan.auto_tune": "bool",
+        "clustering.hdbscan.backend": "one of auto, sklearn, fast_hdbscan, cuml",
+        "clustering.hdbscan.pca_components": "int >= 1 or null",
+        "clustering.hdbscan.fit_sample": "int >= 2 or null",
         "plots.projection_sample": "int >= 0",
         "diversity.coverage_sample": "int >= 1",
     },
@@ -243,6 +262,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "data.skip_bad_lines": "bool",
         "data.full_sequence_prediction": "bool",
         "data.mask_special_tokens": "bool",
+        "data.train_on_tool_turns": "bool",
         "training.seed": "int",
         "training.logging_steps": "int >= 1",
         "training.resume": "bool",

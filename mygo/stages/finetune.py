@@ -75,6 +75,7 @@ def prepare_data(cfg: DictConfig, data_file: Path, tokenizer, is_main: bool):
         max_sequence_length=cfg.target.max_sequence_length,
         full_sequence_prediction=cfg.data.full_sequence_prediction,
         mask_special_tokens=cfg.data.mask_special_tokens,
+        train_on_tool_turns=cfg.data.train_on_tool_turns,
     )
     processes = tokenizing_processes(cfg.data.num_proc, len(records.records))
     tokenized = tokenize_pool(records, tokenizer, options, Path(cfg.data.cache_dir) / "tokenized", processes)
