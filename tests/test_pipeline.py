@@ -275,9 +275,12 @@ def test_ctrl_c_marks_runs_killed_and_the_next_main_reuses_what_finished(store):
     command = [sys.executable, "-m", "mygo.cli", "main", *overrides]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not _runs_with_status("RUNNING", "warmup") and time.monotonic() < deadline and process.poll() is None:
+    # Interrupt inside the training loop: once the RUNNING warmup has logged its first training step.
+    while time.monotonic() < deadline and process.poll() is None:
+        running = _runs_with_status("RUNNING", "warmup")
+        if running and "train/loss" in mlflow.get_run(running[0].info.run_id).data.metrics:
+            break
         time.sleep(0.5)
-    time.sleep(2)  # into the training loop
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
