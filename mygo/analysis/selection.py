@@ -159,8 +159,7 @@ def select_by_source(
     caps = caps or {}
     if balance == "none" and not caps:
         return select(strategy, quality, labels, count=count, **how)
-    names, of_row = np.unique(sources, return_inverse=True)
-    capacity = np.minimum(np.bincount(of_row, minlength=len(names)), [caps.get(str(n), count) for n in names])
+    names, of_row, capacity = source_capacity(sources, caps, count)
     if capacity.sum() < count:
         raise ValueError(f"the source caps allow at most {int(capacity.sum())} of the {count} samples to select")
     if balance == "none":
@@ -180,6 +179,14 @@ def select_by_source(
     rounds = np.full(len(sources), -1, dtype=np.int64)
     rounds[chosen] = chosen_rounds
     return Selection(chosen[order].astype(np.int64), rounds, strategy)
+
+
+def source_capacity(sources: np.ndarray, caps: dict[str, int], count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct sources, each row's source (an index into them), and how many each can give: its rows, at most
+    its cap (`count` for a source without one)."""
+    names, of_row = np.unique(np.asarray(sources).astype(str), return_inverse=True)
+    capacity = np.minimum(np.bincount(of_row, minlength=len(names)), [caps.get(str(n), count) for n in names])
+    return names, of_row, capacity
 
 
 def _capped_budgets(

@@ -33,7 +33,7 @@ from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.quality_signals import SIGNALS, rank_within, signal_values
 from mygo.analysis.score_shards import RouterData
-from mygo.analysis.selection import SOURCE_BALANCES, STRATEGIES, Selection, select_by_source, target_count
+from mygo.analysis.selection import STRATEGIES, Selection, select_by_source, source_capacity, target_count
 from mygo.atomic import atomic_path
 from mygo.data.pool import NOISE_FIELD, RECORD_DIGEST_FIELD, PoolError, record_digest, record_id, record_texts
 from mygo.tracking import plots
@@ -50,12 +50,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise ValueError("select needs a score run: -P score_run=<run id> (upstream.score_run)")
     if not 0 < cfg.selection.percentage <= 1:
         raise ValueError(f"selection.percentage must be in (0, 1], got {cfg.selection.percentage}")
-    count = cfg.selection.get("count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise ValueError(f"selection.count must be an int >= 1 or null, got {count!r}")
-    balance = cfg.selection.get("source_balance", "none")
-    if balance not in SOURCE_BALANCES:
-        raise ValueError(f"selection.source_balance={balance!r} is not valid; choose one of {list(SOURCE_BALANCES)}")
+    # selection.count and selection.source_balance are checked by the schema when the config is composed.
     for name, cap in (cfg.selection.get("source_caps") or {}).items():
         if isinstance(cap, bool) or not isinstance(cap, int | float) or not (0 <= cap <= 1 or isinstance(cap, int)):
             raise ValueError(
@@ -307,8 +302,7 @@ def select_in_band(
 
 def _room(sources: np.ndarray, caps: dict[str, int], count: int) -> int:
     """How many samples these rows can give under the caps."""
-    names, sizes = np.unique(sources, return_counts=True)
-    return int(sum(min(int(size), caps.get(str(name), count)) for name, size in zip(names, sizes, strict=True)))
+    return int(source_capacity(sources, caps, count)[2].sum())
 
 
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:
