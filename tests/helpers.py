@@ -10,6 +10,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from mygo.builtin.tokenizer import train_bpe_tokenizer
+
 REPO = Path(__file__).resolve().parents[1]
 
 # The tiny preset, shrunk so that a test builds it in seconds.
@@ -109,3 +111,11 @@ def pipeline_overrides(root, warmup_extra: tuple[str, ...] = ()) -> list[str]:
         "evaluate": quick_evaluate_overrides(root),
     }
     return [f"stage_overrides.{stage}='{' '.join(values)}'" for stage, values in stages.items()]
+
+
+def local_olmoe(model, tmp_path: Path) -> Path:
+    """A local OLMoE checkpoint directory with a tokenizer, as a user would point `source` at."""
+    directory = tmp_path / "olmoe"
+    model.save_pretrained(directory)
+    train_bpe_tokenizer(["some real words to learn from"] * 4, vocab_size=300).save_pretrained(directory)
+    return directory

@@ -9,14 +9,13 @@ import mlflow
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mygo.builtin.tokenizer import train_bpe_tokenizer
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.models import SelectMoeForCausalLM, register_select_moe
 from mygo.stages.convert import TINY_BASE_RUN_TAG, run_convert
 from mygo.tracking.handoffs import MODEL_PATH_TAG, model_dir_of
 from mygo.tracking.runs import STAGE_TAG
-from tests.helpers import QUICK_TINY, REPO
+from tests.helpers import QUICK_TINY, REPO, local_olmoe
 
 
 def quick_config(tmp_path, *extra):
@@ -83,14 +82,6 @@ def test_unknown_trash_mode_via_cli_lists_valid_modes(tracking_store, capsys):
 def test_typo_in_override_names_the_key(tracking_store, capsys):
     assert mygo_main(["convert", "select_moe.trash_mode=noise"]) == 2
     assert "trash_mode" in capsys.readouterr().err
-
-
-def local_olmoe(model, tmp_path: Path) -> Path:
-    """A local OLMoE checkpoint directory with a tokenizer, as a user would point `source` at."""
-    directory = tmp_path / "olmoe"
-    model.save_pretrained(directory)
-    train_bpe_tokenizer(["some real words to learn from"] * 4, vocab_size=300).save_pretrained(directory)
-    return directory
 
 
 @pytest.mark.timeout(300)

@@ -18,7 +18,7 @@ from mygo.tracking.runs import CONFIG_HASH_TAG, stage_run
 from mygo.workflows.pipeline import run_pipeline
 from mygo.workflows.reproduce import ReproductionMismatch, run_reproduce
 from mygo.workflows.sweep import run_sweep
-from tests.test_convert_stage import local_olmoe
+from tests.helpers import local_olmoe
 
 CPU_METRIC = "system/cpu_utilization_percentage"
 
