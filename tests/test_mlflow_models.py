@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -28,13 +29,18 @@ from mygo.data.pool import records_at
 from mygo.stages.evaluate import run_evaluate
 from mygo.stages.finetune import run_finetune
 from mygo.stages.score import run_score
-from mygo.stages.selector import SELECTOR_VERSION_TAG
+from mygo.stages.selector import SELECTOR_VERSION_TAG, log_selector
 from mygo.stages.target import load_target_tokenizer
 from mygo.stages.warmup import run_warmup
-from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG, TARGET_PATH_TAG, adapter_of
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG, TARGET_PATH_TAG, adapter_of, model_dir_of, router_weights_of
 from mygo.tracking.models import MODEL_BASE_TAG, MODEL_VERSION_TAG, finetune_run_of, log_tuned_model, set_alias
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
-from tests.helpers import quick_evaluate_overrides, quick_finetune_overrides, quick_warmup_overrides, use_store
+from tests.helpers import (
+    quick_evaluate_overrides,
+    quick_finetune_overrides,
+    quick_warmup_overrides,
+    use_store,
+)
 from tests.servers import free_port
 
 
@@ -259,3 +265,26 @@ def test_mlflow_models_serve_answers_as_the_score_stage(scored, monkeypatch):
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     assert server.poll() is not None
+
+
+def test_a_selector_over_the_size_threshold_is_referenced_and_loading_names_its_path(scored, monkeypatch, tmp_path):
+    use_store(scored["uri"], monkeypatch)
+    score = scored["score"]
+    convert = mlflow.get_run(mlflow.get_run(scored["warmup"]).data.tags[UPSTREAM_TAG])
+    local = tmp_path / "converted"
+    shutil.copytree(model_dir_of(convert), local)
+    resolved = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{score.info.run_id}/config/resolved.yaml"))
+    resolved.tracking.log_model_max_mb = 0
+    resolved.tracking.registered_selector = None
+    with mlflow.start_run():
+        assert log_selector(resolved, local, router_weights_of(mlflow.get_run(scored["warmup"]))) is None
+        referenced = mlflow.active_run().info.run_id
+    included = Path(mlflow.artifacts.download_artifacts(f"runs:/{score.info.run_id}/selector"))
+    assert (included / "artifacts" / "model" / "config.json").is_file()  # the score run's carries its model
+    logged = Path(mlflow.artifacts.download_artifacts(f"runs:/{referenced}/selector"))
+    assert (logged / "artifacts").is_dir() and not (logged / "artifacts" / "model").exists()
+    records, expected = sample_records(scored["data"], count=2)
+    assert_scores_equal(mlflow.pyfunc.load_model(f"runs:/{referenced}/selector").predict(records), expected)
+    shutil.rmtree(local)
+    with pytest.raises(Exception, match=str(local)):
+        mlflow.pyfunc.load_model(f"runs:/{referenced}/selector")

@@ -10,8 +10,9 @@ when `score.ifd`), plus `id` when the input has one. The values come from `score
 `encode_messages`, the score stage's own functions, so `mlflow models serve` answers as score does.
 
 Why a `mlflow.pyfunc.PythonModel` and not a flavor: no flavor knows the Select-MoE (a custom architecture plus
-separate router weights) nor mygo's signals. The model carries `mygo/` as code (`code_paths`), so serving needs
-only the pinned packages; weights are safetensors, loaded without pickle. The converted model travels in the
+separate router weights) nor mygo's signals. It is logged as a model from code (`selector_entry.py`, not a
+pickled object: nothing mygo writes is loaded with pickle) and carries `mygo/` as code (`code_paths`), so serving
+needs only the pinned packages; the weights are safetensors. The converted model travels in the
 artifact when it is at most `tracking.log_model_max_mb`; a larger one is referenced by its path, and loading on a
 machine without it fails naming that path.
 """
@@ -143,7 +144,7 @@ def log_selector(cfg: DictConfig, model_dir: Path, router_weights: str) -> str |
         # No signature: an input schema would fix one format's columns, and the selector reads them all.
         info = mlflow.pyfunc.log_model(
             name=SELECTOR_NAME,
-            python_model=SelectorModel(),
+            python_model=str(Path(__file__).with_name("selector_entry.py")),  # models from code: no pickle
             artifacts=artifacts,
             code_paths=[str(Path(mygo.__file__).parent)],
             pip_requirements=selector_requirements(),
