@@ -92,6 +92,10 @@ TRACKING = {
     "tracking.experiment": "str",
     "tracking.system_metrics": "bool",  # MLflow system metrics on stage runs (mygo.tracking.system_metrics)
     "tracking.system_metrics_interval": "float > 0",  # seconds between samples
+    "tracking.log_model": "bool",  # finetune's tuned model and score's selector as MLflow Models
+    "tracking.log_model_max_mb": "float >= 0",  # a non-hub base up to this size travels with the adapter
+    "tracking.registered_model": "str or null",  # auto: mygo-<target preset>; null: not registered
+    "tracking.registered_selector": "str or null",
 }
 MODEL = {  # configs/model/*.yaml, in convert and warmup
     "model.name": "str",
@@ -273,6 +277,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     | TARGET
     | {
         "upstream.finetune_run": "str or null",
+        "upstream.model_uri": "str or null",  # models:/<name>@<alias> | models:/<name>/<version>: its finetune run
         "evaluation.base_only": "bool",
         "evaluation.num_fewshot": "int >= 0 or null",
         "evaluation.limit": "float > 0 or null",

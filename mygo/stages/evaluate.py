@@ -31,6 +31,7 @@ from mygo.config import config_dir
 from mygo.stages.target import load_target_tokenizer, target_location
 from mygo.tracking import plots
 from mygo.tracking.handoffs import BASE_ONLY_TAG, adapter_of
+from mygo.tracking.models import finetune_run_of
 from mygo.tracking.runs import check_upstream, log_dataset_input, stage_run
 
 logger = logging.getLogger(__name__)
@@ -126,11 +127,17 @@ def chat_template_choice(setting, finetune) -> tuple[bool, str]:
 
 def evaluation_settings(cfg: DictConfig) -> tuple[DictConfig, object | None]:
     """The config with the finetune run's target (the base its adapter belongs to) and the run itself."""
-    finetune_id = cfg.upstream.finetune_run
+    finetune_id, model_uri = cfg.upstream.finetune_run, cfg.upstream.get("model_uri")
+    if finetune_id and model_uri:
+        raise ValueError("give upstream.finetune_run or upstream.model_uri (-P model_uri=models:/...), not both")
+    if model_uri:  # a registered version: evaluate the finetune run that logged it
+        finetune_id = finetune_run_of(model_uri).info.run_id
+        logger.info("%s is finetune run %s's model", model_uri, finetune_id)
     if not finetune_id:
         if not cfg.evaluation.base_only:
             raise ValueError(
-                "give upstream.finetune_run (-P finetune_run=<run id>), or evaluation.base_only=true "
+                "give upstream.finetune_run (-P finetune_run=<run id>) or upstream.model_uri "
+                "(-P model_uri=models:/<name>@<alias>), or evaluation.base_only=true "
                 "(-P base_only=true) to evaluate the configured target alone"
             )
         return cfg, None

@@ -3,9 +3,10 @@
 Reads the selection of a select run (`selection/selected_data.jsonl`) or any JSONL file in the pool
 format, encodes it as the pool is encoded (assistant-only labels by default), trains LoRA adapters
 with the target preset's recipe (`configs/target/`), and leaves in the run: the adapter and the
-tokenizer (`adapter/`, `save_pretrained`), the loss curve, tokens/s, and the tag `mygo.target_path`
-(the base model the adapter belongs to). Under `accelerate launch` every process trains; only the
-main one talks to MLflow.
+tokenizer (`adapter/`, `save_pretrained`), the loss curve, tokens/s, the tag `mygo.target_path`
+(the base model the adapter belongs to), and, unless `tracking.log_model` is false, the tuned model as an
+MLflow Model (`runs:/<id>/model`, registered; `mygo.tracking.models`). Under `accelerate launch` every
+process trains; only the main one talks to MLflow.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mygo.data.pool import load_records_file
 from mygo.stages.target import load_target_tokenizer, target_location
 from mygo.tracking import plots
 from mygo.tracking.handoffs import ADAPTER_ARTIFACT, ADAPTER_PATH_TAG, TARGET_PATH_TAG, selected_data_of
+from mygo.tracking.models import log_tuned_model
 from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
 from mygo.training.hf_trainer import (
     MlflowMetrics,
@@ -175,6 +177,11 @@ def run_finetune(cfg: DictConfig) -> str | None:
         mlflow.log_artifacts(str(adapter_dir), ADAPTER_ARTIFACT)
         mlflow.set_tag(ADAPTER_PATH_TAG, str(adapter_dir.resolve()))
         plots.log_figure(plots.metric_curve(metrics.history, "train/loss", "fine-tuning loss"), "plots/loss.png")
+        extra = {}
+        if cfg.tracking.get("log_model", True):
+            logging_started = time.perf_counter()
+            log_tuned_model(cfg, trainer.model, tokenizer, location, upstream)
+            extra["finetune/log_model_seconds"] = time.perf_counter() - logging_started
         seconds = time.perf_counter() - started
         mlflow.log_metrics(
             {
@@ -184,6 +191,7 @@ def run_finetune(cfg: DictConfig) -> str | None:
                 ),
                 "train/final_loss": result.training_loss,
             }
+            | extra
         )
         logger.info("finetune run %s finished in %.0f s; adapter %s", run_id, seconds, adapter_dir)
         return run_id

@@ -2,7 +2,9 @@
 
 Per sample and layer it keeps the mean good_ratio (quality) and the mean MoE router logits (the
 clustering feature), over real tokens only. Only the decoder runs (no LM head), in inference mode,
-on batches of similar length (rows are sorted by length and cut by a token budget).
+on batches of similar length (rows are sorted by length and cut by a token budget). Unless
+`tracking.log_model` is false, the run also logs the selector itself as a servable model
+(`runs:/<id>/selector`, registered as `mygo-selector`; `mygo.stages.selector`).
 
 The work is planned as shards before it starts and each shard is written atomically with checksums
 (`mygo.analysis.score_shards`), so re-running the same scoring continues after the last complete shard, and
@@ -35,6 +37,7 @@ from mygo.data.dedup import GROUPS_ARTIFACT
 from mygo.data.pool import LABEL_FIELDS, NOISE_FIELD, RECORD_DIGEST_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights
+from mygo.stages.selector import log_selector
 from mygo.tracking import plots
 from mygo.tracking.handoffs import ROUTER_DATA_ARTIFACT, ROUTER_DATA_PATH_TAG, model_dir_of, router_weights_of
 from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
@@ -264,7 +267,8 @@ def run_score(cfg: DictConfig) -> str | None:
         precision = "bf16" if torch.cuda.is_available() and cfg.score.precision in ("auto", "bf16") else "float32"
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = load_select_moe(model_dir, dtype=dtype).to(state.device).eval()
-        load_router_weights(model, router_weights_of(warmup))
+        router_weights = router_weights_of(warmup)
+        load_router_weights(model, router_weights)
 
         scoring_started = time.perf_counter()
         samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer.pad_token_id)
@@ -273,4 +277,8 @@ def run_score(cfg: DictConfig) -> str | None:
         if not state.is_main_process:
             return None
         log_score_results(work_dir, started, totals, reused)
+        if cfg.tracking.get("log_model", True):  # the selector that made these scores, servable (mygo.stages.selector)
+            logging_started = time.perf_counter()
+            log_selector(cfg, model_dir, router_weights)
+            mlflow.log_metric("score/log_model_seconds", time.perf_counter() - logging_started)
         return run.info.run_id

@@ -185,6 +185,7 @@ STAGES: tuple[Stage, ...] = (
         help="evaluate the target with a finetune run's adapter (or alone) with the lm-eval harness",
         upstream="finetune",
         knobs=(
+            Knob("model_uri", "upstream.model_uri"),  # models:/<name>@<alias> or models:/<name>/<version>
             Knob("tasks", "evaluation.tasks"),
             Knob("splits", "evaluation.splits"),
             Knob("chat_template", "evaluation.apply_chat_template"),

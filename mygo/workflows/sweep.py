@@ -36,6 +36,7 @@ from mygo.config import load_config, project_path
 from mygo.tracking import plots
 from mygo.tracking.code_version import ROOT
 from mygo.tracking.failures import error_text, recording_failures
+from mygo.tracking.models import MODEL_VERSION_TAG, set_alias
 from mygo.tracking.notes import report, set_note
 from mygo.tracking.redaction import redact_text
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, stage_run, tracking_overrides
@@ -51,6 +52,7 @@ PARAM_TYPES = ("float", "int", "categorical")
 PARENT_RUN_ATTR = "mlflow_parent_run"
 SPACE_DIGEST_ATTR = "space_digest"
 TRIAL_RUN_ATTR = "mlflow_run"
+BEST_ALIAS = "best"  # the registry alias of the best trial's tuned model
 BOUNDS = ("at_most", "at_least")
 # The storage URL from the environment, so that its password is never a command-line value (which `mlflow run`
 # records raw as a param).
@@ -488,6 +490,22 @@ def make_objective(cfg: DictConfig, space: SearchSpace):
     return objective
 
 
+def alias_best_model(trial_run: str) -> str | None:
+    """Point the alias `best` at the registered version of the best trial's finetune run; returns its URI.
+
+    None when the trial stopped before finetune or its run logged no registered model (tracking.log_model or
+    tracking.registered_model off)."""
+    finetune = mlflow.get_run(trial_run).data.tags.get("mygo.run.finetune") if trial_run else None
+    version = mlflow.get_run(finetune).data.tags.get(MODEL_VERSION_TAG) if finetune else None
+    if not version:
+        return None
+    set_alias(version, BEST_ALIAS)
+    uri = f"models:/{version.rpartition('/')[0]}@{BEST_ALIAS}"
+    mlflow.set_tag("mygo.best_model", uri)
+    logger.info("%s is version %s", uri, version)
+    return uri
+
+
 def log_study_results(study: optuna.Study) -> None:
     """The best trial and Optuna's plots, on the (active) parent run."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -506,6 +524,7 @@ def log_study_results(study: optuna.Study) -> None:
         {"mygo.best_trial_run": best.user_attrs.get(TRIAL_RUN_ATTR, ""), "mygo.best_trial": str(best.number)}
     )
     mlflow.log_dict({"number": best.number, "value": best.value, "params": best.params}, "best_trial.json")
+    alias_best_model(best.user_attrs.get(TRIAL_RUN_ATTR, ""))
     from optuna.visualization import matplotlib as optuna_plots
 
     for name, plot in (
