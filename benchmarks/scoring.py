@@ -23,6 +23,8 @@ from timing import best_seconds
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
 from mygo.analysis.score_shards import plan_shards
+from mygo.builtin.tokenizer import train_bpe_tokenizer
+from mygo.data.chat import IGNORE_INDEX
 from mygo.models import convert_olmoe_to_select_moe
 from mygo.stages.score import score_shards
 
@@ -48,7 +50,14 @@ def synthetic_pool(samples: int, seed: int = 0, max_length: int = 512) -> datase
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.lognormal(mean=np.log(120), sigma=0.8, size=samples), 16, max_length).astype(int)
     ids = [rng.integers(2, MODEL["vocab_size"], length).tolist() for length in lengths]
-    return datasets.Dataset.from_dict({"input_ids": ids, "length": lengths.tolist()})
+    labels = [[IGNORE_INDEX] * (len(row) // 3) + row[len(row) // 3 :] for row in ids]  # a prompt, then the answer
+    return datasets.Dataset.from_dict({"input_ids": ids, "labels": labels, "length": lengths.tolist()})
+
+
+def tokenizer():
+    """A byte-level BPE of the model's vocabulary size: score decodes prompts and answers for `overlap`."""
+    texts = [f"def function_{i}(value): return value * {i} # sample text {i}" for i in range(2000)]
+    return train_bpe_tokenizer(texts, vocab_size=MODEL["vocab_size"])
 
 
 # Memory flatness does not depend on the model's size; a small one keeps 50k samples to a minute or two.
@@ -97,7 +106,8 @@ def throughput_ratio(samples: int) -> float:
     plan = plan_shards(np.array(pool["length"]), SCORE_CFG.score.shard_size)
     with tempfile.TemporaryDirectory() as work_dir:
         shards = list(range(len(plan)))
-        ours = best_seconds(lambda: score_shards(model, pool, plan, shards, Path(work_dir), SCORE_CFG, 0), 1)
+        bpe = tokenizer()
+        ours = best_seconds(lambda: score_shards(model, pool, plan, shards, Path(work_dir), SCORE_CFG, bpe), 1)
     naive = best_seconds(lambda: naive_scorer(model, pool), 1)
     print(f"{samples} samples: naive {samples / naive:.0f}/s, mygo {samples / ours:.0f}/s, ratio {naive / ours:.2f}")
     return naive / ours
@@ -132,7 +142,7 @@ def rss_child(directory: str) -> None:
     pool = datasets.load_from_disk(f"{directory}/pool")
     _, model = models(SMALL_MODEL)
     plan = plan_shards(np.array(pool["length"]), SCORE_CFG.score.shard_size)
-    score_shards(model, pool, plan, list(range(len(plan))), Path(directory), SCORE_CFG, 0)
+    score_shards(model, pool, plan, list(range(len(plan))), Path(directory), SCORE_CFG, tokenizer())
     print(peak_rss_since_reset())
 
 

@@ -14,6 +14,7 @@ import pytest
 from sklearn.metrics import silhouette_score
 
 from mygo.analysis.clustering import prepare_features
+from mygo.analysis.quality_signals import rank_within, signal_values
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
@@ -124,6 +125,51 @@ def test_the_default_selects_within_the_band_of_source_ranks_by_cluster_size(sto
     assert (table.groupby("dataset")["quality"].max() == 1.0).all()
 
 
+def vetoed_rows(store, name: str, share: float) -> np.ndarray:
+    """Rows whose `name` signal ranks within their source's worst `share` (as the stage should veto them)."""
+    data = router_data_of(mlflow.get_run(store["score_run"]))
+    values = signal_values(name, data.sample_quality, data.signals)
+    return rank_within(values, data.index["dataset"].to_numpy()) <= share
+
+
+def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
+    run = mlflow.get_run(run_select(select_config(store, "selection.count=24")))  # the default: overlap, 0.2
+    assert run.data.params["selection.veto_signals"] == "['overlap']"
+    table, vetoed = selected_table(run.info.run_id), vetoed_rows(store, "overlap", 0.2)
+    assert table["selected"].sum() == 24 and not table.loc[vetoed, "selected"].any()
+    low, high = np.quantile(table["quality"], [0.4, 0.7])
+    assert table.loc[table["selected"], "quality"].between(low, high).all()  # the band holds beside the veto
+    metrics = run.data.metrics
+    assert metrics["selection/vetoed"] == metrics["selection/vetoed/overlap"] == vetoed.sum() >= 20
+    noisy = table["id"].isin(noisy_ids(store))
+    assert metrics["noise/fraction_vetoed/overlap"] == pytest.approx(noisy[vetoed].mean())
+
+    both = mlflow.get_run(
+        run_select(select_config(store, "selection.count=24", "selection.veto_signals=[overlap,relevance]"))
+    )
+    either = vetoed | vetoed_rows(store, "relevance", 0.2)
+    assert not selected_table(both.info.run_id).loc[either, "selected"].any()
+    assert both.data.metrics["selection/vetoed"] == either.sum() > vetoed.sum()
+
+    off = mlflow.get_run(run_select(select_config(store, "selection.count=24", "selection.veto_share=0")))
+    assert not any(key.startswith("selection/vetoed") for key in off.data.metrics)
+    assert off.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+
+
+def test_a_veto_that_leaves_too_few_samples_is_dropped_before_the_band(store, caplog):
+    # Vetoing the worst 90% of three signals leaves fewer than 24 in the band: the band alone is used.
+    overrides = ["selection.count=24", "selection.veto_signals=[overlap,relevance,nll]", "selection.veto_share=0.9"]
+    table = selected_table(run_select(select_config(store, *overrides)))
+    assert "the band less selection.veto_signals leave" in caplog.text
+    low, high = np.quantile(table["quality"], [0.4, 0.7])
+    assert table.loc[table["selected"], "quality"].between(low, high).all() and table["selected"].sum() == 24
+
+
+def noisy_ids(store) -> set[str]:
+    index = router_data_of(mlflow.get_run(store["score_run"])).index
+    return set(index.loc[index["mygo_noise"].map(lambda kind: isinstance(kind, str)), "id"])
+
+
 def test_baselines_and_hdbscan_produce_the_same_outputs(store):
     topk = mlflow.get_run(run_select(select_config(store, "selection.strategy=quality_topk")))
     rand = mlflow.get_run(run_select(select_config(store, "selection.strategy=random")))
@@ -172,6 +218,8 @@ def test_a_clustering_that_leaves_round_robin_nothing_to_do_is_flagged(store, ca
             "'flan_v2', 'oasst1']",
         ),
         ("selection.source_caps={cot:1.5}", "selection.source_caps.cot must be a fraction of the selection in [0, 1]"),
+        ("selection.veto_signals=[overlap,gate]", "selection.veto_signals names 'gate'; a veto is a stored signal"),
+        ("selection.veto_share=1.0", "selection.veto_share: expected float in [0, 1), got 1.0"),
         (
             "selection.source_caps={cot:0,dolly:0,flan_v2:0,oasst1:5}",
             "allow at most 5 samples of this pool, fewer than the 6 to select",

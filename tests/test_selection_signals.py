@@ -58,21 +58,28 @@ def test_warmup_probe_logs_per_kind_and_per_layer(store):
 def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
     run = get_run(store["score_run"])
     data = router_data_of(run)
-    assert set(data.signals) == {"nll", "ifd", "relevance"}
+    assert set(data.signals) == {"nll", "ifd", "relevance", "overlap"}
     answered = (data.index["num_label_tokens"] > 0).to_numpy()
-    for name in ("nll", "ifd", "relevance"):
+    for name in ("nll", "ifd", "relevance", "overlap"):
         values = data.signals[name]
-        assert (values[answered] > 0).all() if name != "relevance" else (abs(values[answered]) <= 1 + 1e-5).all()
+        if name in ("nll", "ifd"):
+            assert (values[answered] > 0).all()
+        else:
+            assert (abs(values[answered]) <= 1 + 1e-5).all()
         np.testing.assert_array_equal(np.isfinite(values), answered)  # undefined where no answer token is left
+    assert (data.signals["overlap"][answered] >= 0).all()
     kinds = data.index["mygo_noise"].tolist()
     metrics = run.data.metrics
     for name, values in all_signal_values(data.sample_quality, data.signals).items():
         for kind, auroc in auroc_by_kind(values, kinds).items():  # what was logged is what the data says
             assert metrics[f"noise/auroc/{name}/{kind}"] == pytest.approx(auroc)
-    signals = ("gate", "nll", "ifd", "relevance", "rank_mean")
+    signals = ("gate", "nll", "ifd", "relevance", "overlap", "rank_mean")
     assert {f"noise/auroc/{name}" for name in signals} <= set(metrics)
     # The NLL signal is the warmed-up model's answer perplexity: random characters are far less likely than text.
     assert metrics["noise/auroc/nll/random_chars"] > 0.8
+    # An answer to another question shares less text with its prompt than a clean one does, and random
+    # characters share none of it.
+    assert metrics["noise/auroc/overlap/mismatched_answer"] > 0.7 and metrics["noise/auroc/overlap/random_chars"] > 0.8
 
 
 def test_select_by_each_signal_and_logs_selected_noise_per_kind(store):
@@ -133,4 +140,5 @@ def test_a_signal_the_score_run_lacks_is_named(store, tmp_path, capsys):
     score = run_score(load_config("score", overrides))
     code = mygo_main(["select", f"upstream.score_run={score}", "selection.quality_signal=ifd"])
     error = capsys.readouterr().err
-    assert code == 2 and "'ifd' was not computed" in error and "['gate', 'nll', 'relevance', 'rank_mean']" in error
+    assert code == 2 and "'ifd' was not computed" in error
+    assert "['gate', 'nll', 'relevance', 'overlap', 'rank_mean']" in error

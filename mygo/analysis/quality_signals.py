@@ -9,6 +9,8 @@
   a sample with no answer token left (truncated away) has no NLL or IFD: it ranks below every other;
 - `relevance`: the cosine between what the prompt and the answer are about (their mean input embeddings,
   centred): a fluent answer to another question has a fine NLL and no relation to its instruction;
+- `overlap`: the cosine between the prompt's and the answer's character 4-gram profiles
+  (`mygo.analysis.text_overlap`): what the two texts share on the surface, names and terms, without a model;
 - `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed).
 """
 
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-STORED = ("nll", "ifd", "relevance")  # computed by the score stage beside the gates, kept per sample
+STORED = ("nll", "ifd", "relevance", "overlap")  # computed by the score stage beside the gates, kept per sample
 SIGNALS = ("gate", *STORED, "rank_mean")
 LOWER_IS_BETTER = frozenset({"nll", "ifd"})
 

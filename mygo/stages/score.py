@@ -31,6 +31,7 @@ from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_me
 from mygo.analysis.quality_signals import all_signal_values
 from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router_logits
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
+from mygo.analysis.text_overlap import prompt_answer_overlap
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
 from mygo.data.dedup import GROUPS_ARTIFACT
@@ -123,6 +124,18 @@ def answers_alone(sequence: list[int], labels: list[int]) -> list[int]:
     return [sequence[max(answer[0] - 1, 0)]] + [sequence[i] for i in answer]
 
 
+def answer_overlap(tokenizer, sequences: list[list[int]], labels: list[list[int]]) -> np.ndarray:
+    """Per row, the `overlap` signal (`mygo.analysis.text_overlap`) of its prompt and answer texts: the tokens
+    without and with a label, decoded without the chat template's special tokens."""
+    prompts, answers = [], []
+    for sequence, row in zip(sequences, labels, strict=True):
+        answer = [token for token, label in zip(sequence, row, strict=False) if label != IGNORE_INDEX]
+        prompt = [token for token, label in zip(sequence, row, strict=False) if label == IGNORE_INDEX]
+        prompts.append(tokenizer.decode(prompt, skip_special_tokens=True))
+        answers.append(tokenizer.decode(answer, skip_special_tokens=True))
+    return prompt_answer_overlap(prompts, answers)
+
+
 @torch.inference_mode()
 def score_rows(
     model, sequences: list[list[int]], labels: list[list[int]], pad_id: int, cfg: DictConfig, feature_dtype, progress
@@ -164,9 +177,10 @@ def score_rows(
     return torch.cat(qualities).numpy(), torch.cat(features).numpy(), signals
 
 
-def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, pad_id: int):
+def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, tokenizer):
     """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
-    are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens)."""
+    are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens).
+    Beside the model's signals (`score_rows`), each sample gets its text's `overlap` (`answer_overlap`)."""
     feature_dtype = getattr(torch, cfg.score.feature_dtype)
     samples = tokens = 0
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
@@ -174,7 +188,10 @@ def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work
             rows = plan[shard]
             selected = tokenized.select(rows)
             sequences, labels = selected["input_ids"], selected["labels"]
-            quality, features, signals = score_rows(model, sequences, labels, pad_id, cfg, feature_dtype, progress)
+            quality, features, signals = score_rows(
+                model, sequences, labels, tokenizer.pad_token_id, cfg, feature_dtype, progress
+            )
+            signals["overlap"] = answer_overlap(tokenizer, sequences, labels)
             write_shard(work_dir, shard, rows, quality, features, signals)
             samples += len(rows)
             tokens += sum(len(s) for s in sequences)
@@ -271,7 +288,7 @@ def run_score(cfg: DictConfig) -> str | None:
         load_router_weights(model, router_weights)
 
         scoring_started = time.perf_counter()
-        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer.pad_token_id)
+        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer)
         totals = gather_object([(samples, tokens, time.perf_counter() - scoring_started)])
         state.wait_for_everyone()
         if not state.is_main_process:

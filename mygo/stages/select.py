@@ -31,7 +31,7 @@ from mygo.analysis.clustering import (
 )
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
-from mygo.analysis.quality_signals import SIGNALS, rank_within, signal_values
+from mygo.analysis.quality_signals import SIGNALS, STORED, rank_within, signal_values
 from mygo.analysis.score_shards import RouterData
 from mygo.analysis.selection import STRATEGIES, Selection, select_by_source, source_capacity, target_count
 from mygo.atomic import atomic_path
@@ -72,6 +72,9 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.selection.quality_signal not in SIGNALS:
         signal = cfg.selection.quality_signal
         raise ValueError(f"selection.quality_signal={signal!r} is not valid; choose one of {list(SIGNALS)}")
+    for name in cfg.selection.get("veto_signals") or []:
+        if name not in STORED:
+            raise ValueError(f"selection.veto_signals names {name!r}; a veto is a stored signal, one of {list(STORED)}")
     if cfg.clustering.method not in CLUSTERING_METHODS:
         raise ValueError(
             f"clustering.method={cfg.clustering.method!r} is not valid; choose one of {list(CLUSTERING_METHODS)}"
@@ -237,6 +240,26 @@ def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
     return quality
 
 
+def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
+    """Per signal of `selection.veto_signals`, the rows among its worst `selection.veto_share` (ranked within
+    their source under `selection.quality_within: source`, as quality is): never selected, whatever the band.
+
+    The band ranks by one signal (a likelihood), which cannot see what another signal sees: a fluent answer to
+    another question has a fine NLL, and shares nothing with its own prompt (`overlap`). A sample must pass every
+    detector, so each of them vetoes its own worst; averaging ranks instead would pull a sample that one detector
+    flags and the others like into the middle of the band."""
+    options = cfg.selection
+    names = list(options.get("veto_signals") or [])
+    if not names or not options.veto_share:
+        return {}
+    groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
+    masks = {}
+    for name in names:
+        values = signal_values(name, data.sample_quality, data.signals)
+        masks[name] = rank_within(values, groups) <= options.veto_share
+    return masks
+
+
 def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: float, scope: str) -> np.ndarray:
     """Rows between the `floor` and `1 - ceiling` quantiles of quality: of the whole pool, or of each row's cluster.
 
@@ -253,7 +276,11 @@ def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: 
 
 
 def select_in_band(
-    quality: np.ndarray, labels: np.ndarray, cfg: DictConfig, sources: np.ndarray | None = None
+    quality: np.ndarray,
+    labels: np.ndarray,
+    cfg: DictConfig,
+    sources: np.ndarray | None = None,
+    excluded: np.ndarray | None = None,
 ) -> Selection:
     """The strategy over the samples in the quality band. `selection.quality_floor` is the share of the pool,
     lowest quality first, that no strategy may pick; `selection.quality_ceiling` the share, highest first: by a
@@ -263,16 +290,25 @@ def select_in_band(
 
     `sources` ([n] source names; all one source when None): the budget is split over them by
     `selection.source_balance` and `selection.source_caps` (proportional shares are the whole pool's, not the
-    band's). A band too small for the budget, or for the caps, is ignored with a warning; caps that the whole
-    pool cannot fill are an error naming `selection.source_caps`."""
+    band's). `excluded` ([n] bool, the vetoes) leaves the band too. A band too small for the budget, or for the
+    caps, is ignored (vetoes included) with a warning; caps that the whole pool cannot fill are an error naming
+    `selection.source_caps`."""
     options = cfg.selection
     sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
     count, caps = budget_of(cfg, sources)
     balance = options.get("source_balance", "none")
     floor, ceiling = options.quality_floor, options.quality_ceiling
     how = {"seed": options.seed, "within_cluster": options.within_cluster, "cluster_quota": options.cluster_quota}
-    eligible = within_band(quality, labels, floor, ceiling, options.floor_scope) if floor or ceiling else None
-    if eligible is not None:
+    band = within_band(quality, labels, floor, ceiling, options.floor_scope) if floor or ceiling else None
+    # What may be picked, strictest first: the band less the vetoes, then the band alone, then the whole pool.
+    candidates = []
+    if excluded is not None and excluded.any():
+        allowed = np.flatnonzero(~excluded)
+        vetoed_band = allowed if band is None else band[~excluded[band]]
+        candidates.append((f"the {'pool' if band is None else 'band'} less selection.veto_signals", vetoed_band))
+    if band is not None:
+        candidates.append((f"selection.quality_floor={floor} and quality_ceiling={ceiling}", band))
+    for what, eligible in candidates:
         room = _room(sources[eligible], caps, count)
         if room >= count:
             inner = select_by_source(
@@ -289,14 +325,8 @@ def select_in_band(
             rounds = np.full(len(quality), -1, dtype=np.int64)
             rounds[eligible[inner.indices]] = inner.rounds[inner.indices]
             return Selection(eligible[inner.indices], rounds, inner.strategy)
-        logger.warning(
-            "selection.quality_floor=%s and quality_ceiling=%s leave %d < %d samples%s: ignored",
-            floor,
-            ceiling,
-            room,
-            count,
-            " within selection.source_caps" if caps else "",
-        )
+        within = " within selection.source_caps" if caps else ""
+        logger.warning("%s leave %d < %d samples%s: ignored", what, room, count, within)
     return select_by_source(options.strategy, quality, labels, sources, count, balance, caps, **how)
 
 
@@ -328,6 +358,21 @@ def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarra
             if kind != "clean":
                 metrics[f"noise/fraction_pool/{kind}"] = pool_share[kind]
                 metrics[f"noise/fraction_selected/{kind}"] = selected_share.get(kind, 0.0)
+    return metrics
+
+
+def veto_metrics(masks: dict[str, np.ndarray], noise: np.ndarray | None) -> dict[str, float]:
+    """How many samples the vetoes keep out (`selection/vetoed[/<signal>]`) and, on a labelled pool, the share of
+    them that is noise (`noise/fraction_vetoed[/<signal>]`; the pool's share is `noise/fraction_pool`)."""
+    if not masks:
+        return {}
+    union = np.logical_or.reduce(list(masks.values()))
+    noisy = noise_mask(noise) if noise is not None else None
+    metrics = {}
+    for name, mask in [("", union), *((f"/{name}", mask) for name, mask in masks.items())]:
+        metrics[f"selection/vetoed{name}"] = float(mask.sum())
+        if noisy is not None and mask.any():
+            metrics[f"noise/fraction_vetoed{name}"] = float(noisy[mask].mean())
     return metrics
 
 
@@ -373,8 +418,11 @@ def run_select(cfg: DictConfig) -> str:
         clustered_at = time.perf_counter()
         clustering = cluster(features, cfg)
         clustering_seconds = time.perf_counter() - clustered_at
-        chosen = select_in_band(quality, clustering.labels, cfg, sources)
+        vetoes = vetoed(data, cfg)
+        excluded = np.logical_or.reduce(list(vetoes.values())) if vetoes else None
+        chosen = select_in_band(quality, clustering.labels, cfg, sources, excluded)
         selected = chosen.rounds >= 0
+        noise = data.index[NOISE_FIELD].to_numpy() if NOISE_FIELD in data.index.columns else None
 
         run_dir = Path(cfg.output_dir) / run.info.run_id
         selected_file = run_dir / "selected_data.jsonl"
@@ -395,6 +443,7 @@ def run_select(cfg: DictConfig) -> str:
             "clustering/noise_points": float((clustering.labels < 0).sum()),
             "clustering/seconds": clustering_seconds,
             **selection_metrics(data, quality, selected),
+            **veto_metrics(vetoes, noise),
             **diversity,
             "select/seconds": time.perf_counter() - started,
         }
@@ -413,7 +462,6 @@ def run_select(cfg: DictConfig) -> str:
             mlflow.log_metric("clustering/elbow_inertia", inertia, step=k)
         ids_digest = hashlib.sha256("\n".join(data.index["id"].iloc[chosen.indices]).encode()).hexdigest()
         mlflow.set_tags({SELECTED_IDS_TAG: ids_digest, "mygo.clustering_backend": clustering.backend})
-        noise = data.index[NOISE_FIELD].to_numpy() if NOISE_FIELD in data.index.columns else None
         log_plots(features, quality, clustering, selected, cfg, noise)
         logger.info("selected %d of %d samples (%s): %s", count, len(quality), cfg.selection.strategy, metrics)
         return run.info.run_id

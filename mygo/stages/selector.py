@@ -5,8 +5,8 @@ score logs it (`runs:/<score run>/selector`, registered as `tracking.registered_
 the pool's chat encoding (`dataset.*` of the warmup run, with score's overrides) and the score settings. Input:
 a table of records in any format `mygo.data.formats` reads (a `messages` column, or alpaca's
 `instruction`/`output`, ...); output: one row per record with every per-sample signal score computes: `gate`
-(the mean good_ratio over layers, the quality select sorts by), `gate/layer_<i>`, `nll`, `relevance` (and `ifd`
-when `score.ifd`), plus `id` when the input has one. The values come from `score_rows` on tokens from
+(the mean good_ratio over layers, the quality select sorts by), `gate/layer_<i>`, `nll`, `relevance`, `overlap`
+(and `ifd` when `score.ifd`), plus `id` when the input has one. The values come from `score_rows` on tokens from
 `encode_messages`, the score stage's own functions, so `mlflow models serve` answers as score does.
 
 Why a `mlflow.pyfunc.PythonModel` and not a flavor: no flavor knows the Select-MoE (a custom architecture plus
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SELECTOR_NAME = "selector"  # runs:/<score run>/selector
 SELECTOR_VERSION_TAG = "mygo.selector_version"
 SETTINGS_FILE = "selector.json"
-SIGNAL_ORDER = ("gate", "nll", "relevance", "ifd")
+SIGNAL_ORDER = ("gate", "nll", "relevance", "overlap", "ifd")
 
 
 def _directory_mb(path: Path) -> float:
@@ -91,7 +91,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
 
         from mygo.data.chat import encode_messages
         from mygo.data.formats import conversation
-        from mygo.stages.score import score_rows
+        from mygo.stages.score import answer_overlap, score_rows
 
         records = _records(model_input)
         encoded = [encode_messages(self.tokenizer, conversation(record), self.options) for record in records]
@@ -102,6 +102,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
             quality, _, signals = score_rows(
                 self.model, sequences, labels, self.tokenizer.pad_token_id, self.cfg, torch.float32, progress
             )
+        signals["overlap"] = answer_overlap(self.tokenizer, sequences, labels)
         back = np.argsort(order)
         table = pd.DataFrame({"gate": quality.mean(axis=1)[back]})
         for layer in range(quality.shape[1]):
@@ -118,6 +119,7 @@ def selector_requirements() -> list[str]:
     from importlib.metadata import version
 
     names = ("mlflow", "torch", "transformers", "safetensors", "omegaconf", "pandas", "numpy", "tqdm", "datasets")
+    names += ("scikit-learn",)  # the overlap signal's n-gram hashing
     return [f"{name}=={version(name)}" for name in names]
 
 
