@@ -119,7 +119,7 @@ def test_quality_floor_keeps_the_lowest_quality_out(store):
 def test_quality_within_source_gives_every_source_its_own_best(store):
     base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
     overrides = base + ["selection.percentage=0.25", "selection.strategy=quality_topk", "selection.quality_signal=nll"]
-    overrides += ["selection.quality_floor=0", "selection.quality_ceiling=0"]  # top-k over everyone
+    overrides += ["selection.quality_floor=0", "selection.quality_ceiling=0", "selection.veto_signals=null"]  # all
     import pandas as pd
 
     def selected_sources(run: str) -> pd.DataFrame:
