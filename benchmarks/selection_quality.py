@@ -23,7 +23,7 @@ from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.reuse import run_or_reuse
 
-SIGNALS = ("gate", "nll", "ifd", "relevance", "overlap", "rank_mean")
+SIGNALS = ("gate", "nll", "ifd", "relevance", "overlap", "rank_mean", "rank_min")
 KINDS = ("cut_off_answer", "mismatched_answer", "random_chars", "repeated_token", "shuffled_words")
 SELECTIONS = [("round_robin", s) for s in SIGNALS] + [("quality_topk", s) for s in SIGNALS] + [("random", "gate")]
 

@@ -19,11 +19,22 @@ def test_every_signal_is_higher_is_better():
     assert np.argmax(signal_values("nll", GATE, STORED)) == 0  # lowest NLL
     ranks = signal_values("rank_mean", GATE, STORED)
     assert list(np.argsort(-ranks)) == [0, 3, 2, 1]
-    assert available_signals(GATE, STORED) == ["gate", "nll", "rank_mean"]
+    assert available_signals(GATE, STORED) == ["gate", "nll", "rank_mean", "rank_min"]
+
+
+def test_rank_min_is_as_good_as_the_detector_that_likes_a_sample_least():
+    # Sample 1 is the gate's best and NLL's worst: the mean of its ranks is the middle, the least of them the bottom.
+    gate, stored = np.array([0.5, 0.9, 0.4, 0.1]), {"nll": np.array([1.0, 9.0, 2.0, 3.0])}
+    mean, low = signal_values("rank_mean", gate, stored), signal_values("rank_min", gate, stored)
+    np.testing.assert_allclose(mean, [0.875, 0.625, 0.625, 0.375])
+    np.testing.assert_allclose(low, [0.75, 0.25, 0.5, 0.25])
+    with pytest.raises(ValueError, match=r"rank_mean_of=\['nll', 'rank_mean'\] must name two or more"):
+        signal_values("rank_min", gate, stored, ["nll", "rank_mean"])
 
 
 def test_a_signal_the_score_run_did_not_compute_names_the_ones_it_has():
-    with pytest.raises(ValueError, match=r"'ifd' was not computed.*\['gate', 'nll', 'rank_mean'\].*score.ifd"):
+    has = r"\['gate', 'nll', 'rank_mean', 'rank_min'\]"
+    with pytest.raises(ValueError, match=rf"'ifd' was not computed.*{has}.*score.ifd"):
         signal_values("ifd", GATE, STORED)
     partial = {"nll": np.array([1.0, np.nan, 2.0, 3.0])}  # a row without answer tokens ranks last
     assert list(np.argsort(-signal_values("nll", GATE, partial))) == [0, 2, 3, 1]
@@ -84,5 +95,5 @@ def test_relevance_is_high_for_an_answer_about_its_prompt_and_undefined_without_
     assert relevance[0] > 0.8 and abs(relevance[1]) < 0.3  # 3 of the prompt's 4 tokens; unrelated tokens
     assert torch.isnan(relevance[2:]).all()
     stored = {"nll": np.array([1.0, 1.0, 1.0, 1.0]), "relevance": relevance.numpy()}
-    assert available_signals(GATE, stored) == ["gate", "nll", "relevance", "rank_mean"]
+    assert available_signals(GATE, stored) == ["gate", "nll", "relevance", "rank_mean", "rank_min"]
     assert list(np.argsort(-signal_values("relevance", GATE, stored))[:2]) == [0, 1]  # undefined rows rank last

@@ -73,7 +73,7 @@ def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
     for name, values in all_signal_values(data.sample_quality, data.signals).items():
         for kind, auroc in auroc_by_kind(values, kinds).items():  # what was logged is what the data says
             assert metrics[f"noise/auroc/{name}/{kind}"] == pytest.approx(auroc)
-    signals = ("gate", "nll", "ifd", "relevance", "overlap", "rank_mean")
+    signals = ("gate", "nll", "ifd", "relevance", "overlap", "rank_mean", "rank_min")
     assert {f"noise/auroc/{name}" for name in signals} <= set(metrics)
     # The NLL signal is the warmed-up model's answer perplexity: random characters are far less likely than text.
     assert metrics["noise/auroc/nll/random_chars"] > 0.8
@@ -86,7 +86,7 @@ def test_select_by_each_signal_and_logs_selected_noise_per_kind(store):
     base = [f"upstream.score_run={store['score_run']}", f"output_dir={store['root'] / 'select'}"]
     base += ["selection.percentage=0.25", "clustering.kmeans.k=4"]
     fractions = {}
-    for signal in ("gate", "nll", "ifd", "rank_mean"):
+    for signal in ("gate", "nll", "ifd", "rank_mean", "rank_min"):
         run = mlflow.get_run(
             run_select(
                 load_config("select", base + ["selection.strategy=quality_topk", f"selection.quality_signal={signal}"])
@@ -141,4 +141,4 @@ def test_a_signal_the_score_run_lacks_is_named(store, tmp_path, capsys):
     code = mygo_main(["select", f"upstream.score_run={score}", "selection.quality_signal=ifd"])
     error = capsys.readouterr().err
     assert code == 2 and "'ifd' was not computed" in error
-    assert "['gate', 'nll', 'relevance', 'overlap', 'rank_mean']" in error
+    assert "['gate', 'nll', 'relevance', 'overlap', 'rank_mean', 'rank_min']" in error

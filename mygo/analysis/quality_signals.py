@@ -11,7 +11,10 @@
   centred): a fluent answer to another question has a fine NLL and no relation to its instruction;
 - `overlap`: the cosine between the prompt's and the answer's character 4-gram profiles
   (`mygo.analysis.text_overlap`): what the two texts share on the surface, names and terms, without a model;
-- `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed).
+- `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed);
+- `rank_min`: the lowest of those ranks: a sample is as good as the detector that likes it least, so what one
+  signal flags is not averaged away by the others' approval (a fluent answer to another question: fine NLL,
+  no overlap).
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import numpy as np
 from scipy.stats import rankdata
 
 STORED = ("nll", "ifd", "relevance", "overlap")  # computed by the score stage beside the gates, kept per sample
-SIGNALS = ("gate", *STORED, "rank_mean")
+COMBINED = ("rank_mean", "rank_min")  # of the percentile ranks of several signals
+SIGNALS = ("gate", *STORED, *COMBINED)
 LOWER_IS_BETTER = frozenset({"nll", "ifd"})
 
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:
-    """The signals one can select by: gate, those stored (for at least one sample), and rank_mean of two or more."""
+    """The signals one can select by: gate, those stored (for at least one sample), and the combinations of two or
+    more."""
     names = ["gate"] + [name for name in STORED if name in stored and np.isfinite(stored[name]).any()]
-    return names + (["rank_mean"] if len(names) > 1 else [])
+    return names + (list(COMBINED) if len(names) > 1 else [])
 
 
 def signal_values(
@@ -48,11 +53,12 @@ def signal_values(
         values = np.asarray(stored[name], dtype=np.float64) * (-1.0 if name in LOWER_IS_BETTER else 1.0)
         finite = np.isfinite(values)
         return np.where(finite, values, values[finite].min() - 1.0)  # no answer left: below every other
-    parts = list(rank_mean_of) if rank_mean_of else [n for n in available if n != "rank_mean"]
-    if "rank_mean" in parts or len(parts) < 2:
-        raise ValueError(f"selection.rank_mean_of={parts} must name two or more of {available[:-1]}")
+    singles = [n for n in available if n not in COMBINED]
+    parts = list(rank_mean_of) if rank_mean_of else singles
+    if set(parts) & set(COMBINED) or len(parts) < 2:
+        raise ValueError(f"selection.rank_mean_of={parts} must name two or more of {singles}")
     ranks = [rankdata(signal_values(part, gate, stored)) / len(gate) for part in parts]
-    return np.mean(ranks, axis=0)
+    return np.mean(ranks, axis=0) if name == "rank_mean" else np.min(ranks, axis=0)
 
 
 def rank_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
