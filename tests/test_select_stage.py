@@ -133,8 +133,8 @@ def vetoed_rows(store, name: str, share: float) -> np.ndarray:
 
 
 def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
-    run = mlflow.get_run(run_select(select_config(store, "selection.count=24")))  # the default: overlap, 0.2
-    assert run.data.params["selection.veto_signals"] == "['overlap']"
+    run = mlflow.get_run(run_select(select_config(store, "selection.count=24", "selection.veto_share=0.2")))
+    assert run.data.params["selection.veto_signals"] == "['overlap']"  # the default
     table, vetoed = selected_table(run.info.run_id), vetoed_rows(store, "overlap", 0.2)
     assert table["selected"].sum() == 24 and not table.loc[vetoed, "selected"].any()
     low, high = np.quantile(table["quality"], [0.4, 0.7])
@@ -145,7 +145,11 @@ def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
     assert metrics["noise/fraction_vetoed/overlap"] == pytest.approx(noisy[vetoed].mean())
 
     both = mlflow.get_run(
-        run_select(select_config(store, "selection.count=24", "selection.veto_signals=[overlap,relevance]"))
+        run_select(
+            select_config(
+                store, "selection.count=24", "selection.veto_share=0.2", "selection.veto_signals=[overlap,relevance]"
+            )
+        )
     )
     either = vetoed | vetoed_rows(store, "relevance", 0.2)
     assert not selected_table(both.info.run_id).loc[either, "selected"].any()
