@@ -24,9 +24,9 @@ from mygo.tracking.handoffs import router_data_of
 
 SETTINGS = {
     "no veto": ["selection.veto_signals=null"],
-    "overlap veto 0.1 (the default)": ["selection.veto_share=0.1"],
-    "overlap veto 0.2": ["selection.veto_share=0.2"],
-    "overlap and relevance vetoes 0.1": ["selection.veto_signals=[overlap,relevance]", "selection.veto_share=0.1"],
+    "overlap veto 0.1": ["selection.veto_signals=[overlap]", "selection.veto_share=0.1"],
+    "overlap veto 0.2": ["selection.veto_signals=[overlap]", "selection.veto_share=0.2"],
+    "overlap and relevance vetoes 0.1 (the default)": [],
 }
 
 

@@ -133,8 +133,10 @@ def vetoed_rows(store, name: str, share: float) -> np.ndarray:
 
 
 def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
-    run = mlflow.get_run(run_select(select_config(store, "selection.count=24", "selection.veto_share=0.2")))
-    assert run.data.params["selection.veto_signals"] == "['overlap']"  # the default
+    assert list(select_config(store).selection.veto_signals) == ["overlap", "relevance"]  # the default
+    only = ("selection.count=24", "selection.veto_share=0.2", "selection.veto_signals=[overlap]")
+    run = mlflow.get_run(run_select(select_config(store, *only)))
+    assert run.data.params["selection.veto_signals"] == "['overlap']"
     table, vetoed = selected_table(run.info.run_id), vetoed_rows(store, "overlap", 0.2)
     assert table["selected"].sum() == 24 and not table.loc[vetoed, "selected"].any()
     low, high = np.quantile(table["quality"], [0.4, 0.7])
