@@ -41,7 +41,15 @@ MODEL = dict(
     bos_token_id=None,
 )
 SCORE_CFG = OmegaConf.create(
-    {"score": {"max_batch_tokens": 8192, "max_batch_size": 64, "feature_dtype": "float16", "shard_size": 2048}}
+    {
+        "score": {
+            "max_batch_tokens": 8192,
+            "max_batch_size": 64,
+            "feature_dtype": "float16",
+            "shard_size": 2048,
+            "ifd": False,
+        }
+    }
 )
 
 
