@@ -165,8 +165,11 @@ def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
 def test_a_veto_that_leaves_too_few_samples_is_dropped_before_the_band(store, caplog):
     # Vetoing the worst 90% of three signals leaves fewer than 24 in the band: the band alone is used.
     overrides = ["selection.count=24", "selection.veto_signals=[overlap,relevance,nll]", "selection.veto_share=0.9"]
-    table = selected_table(run_select(select_config(store, *overrides)))
+    run = mlflow.get_run(run_select(select_config(store, *overrides)))
+    table = selected_table(run.info.run_id)
     assert "the band less selection.veto_signals leave" in caplog.text
+    assert "vetoed samples selected" in run.data.tags["mygo.vetoes_dropped"]  # the run says they did not act
+    assert not any(key.startswith(("selection/vetoed", "noise/fraction_vetoed")) for key in run.data.metrics)
     low, high = np.quantile(table["quality"], [0.4, 0.7])
     assert table.loc[table["selected"], "quality"].between(low, high).all() and table["selected"].sum() == 24
 

@@ -43,6 +43,8 @@ from mygo.tracking.runs import POOL_DIGEST_TAG, POOL_SOURCE_TAG, check_upstream,
 
 logger = logging.getLogger(__name__)
 
+VETOES_DROPPED_TAG = "mygo.vetoes_dropped"  # the vetoes left fewer samples than the budget and were not applied
+
 
 def check_settings(cfg: DictConfig) -> None:
     """Fail on bad settings before loading anything."""
@@ -422,6 +424,9 @@ def run_select(cfg: DictConfig) -> str:
         excluded = np.logical_or.reduce(list(vetoes.values())) if vetoes else None
         chosen = select_in_band(quality, clustering.labels, cfg, sources, excluded)
         selected = chosen.rounds >= 0
+        if excluded is not None and (selected & excluded).any():  # too few samples left: the vetoes were dropped
+            mlflow.set_tag(VETOES_DROPPED_TAG, f"{int((selected & excluded).sum())} vetoed samples selected")
+            vetoes = {}  # log no veto metrics for vetoes that did not act
         noise = data.index[NOISE_FIELD].to_numpy() if NOISE_FIELD in data.index.columns else None
 
         run_dir = Path(cfg.output_dir) / run.info.run_id
