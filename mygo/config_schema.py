@@ -238,7 +238,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "selection.rank_mean_of": "list of str or null",
         "selection.quality_floor": "float in [0, 1)",
         "selection.quality_ceiling": "float in [0, 1)",
-        "selection.within_cluster": "one of quality, random",
+        "selection.within_cluster": "one of quality, random, coverage",
         "selection.cluster_quota": "one of equal, proportional",
         "selection.floor_scope": "one of pool, cluster",
         "selection.quality_within": "one of pool, source",

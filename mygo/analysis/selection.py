@@ -17,11 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mygo.analysis.coverage import covering_picks
+
 STRATEGIES = ("round_robin", "quality_topk", "random")
 # In which order a cluster gives its members to round robin: best quality first (MyGO), or in a seeded random
 # order (quality then only filters, through `quality_floor`: a likelihood-based signal ranks short, easy answers
-# first, so best-first fills a budget with what teaches least).
-WITHIN_CLUSTER = ("quality", "random")
+# first, so best-first fills a budget with what teaches least), or the member that best covers its cluster with the
+# least repeated text (`mygo.analysis.coverage`; needs the features, and the text embedding for novelty).
+WITHIN_CLUSTER = ("quality", "random", "coverage")
 # How many picks each cluster gets: the same number (MyGO's round robin: rare kinds of data count as much as
 # common ones), or a number proportional to its size (stratified sampling: every cluster is covered, but a small
 # cluster of outliers, where broken samples gather, gets no more than its share).
@@ -57,13 +60,16 @@ def select(
     within_cluster: str = "quality",
     cluster_quota: str = "equal",
     count: int | None = None,
+    features: np.ndarray | None = None,
+    text: np.ndarray | None = None,
 ) -> Selection:
     """Choose `count` rows (or target_count(n, percentage): give one of them) with `strategy`; the same inputs and
     seed give the same selection.
 
     quality: [n] higher is better; labels: [n] cluster ids >= 0, or -1 for HDBSCAN noise (see `round_robin`).
     `seed` is used by `random`, and by round robin with `within_cluster="random"`; `cluster_quota` is round
-    robin's (`CLUSTER_QUOTAS`).
+    robin's (`CLUSTER_QUOTAS`). `within_cluster="coverage"` needs `features` ([n, d], the clustering's) and takes
+    `text` ([n, t] unit rows of `mygo.analysis.coverage.text_embedding`; None: coverage alone).
     """
     if (percentage is None) == (count is None):
         raise ValueError(f"give one of percentage and count, got percentage={percentage}, count={count}")
@@ -79,6 +85,8 @@ def select(
     elif not 1 <= count <= len(quality):
         raise ValueError(f"count={count} must be in [1, n={len(quality)}]")
     if strategy == "round_robin":
+        if within_cluster == "coverage":
+            return covering_round_robin(labels, count, cluster_quota, features, text, seed)
         if within_cluster == "random":  # a cluster's members in a seeded random order: quality is not a ranking
             order = np.random.default_rng(seed).permutation(len(quality)).astype(np.float64)
             selection = round_robin(-order, labels, count, cluster_quota)
@@ -132,6 +140,26 @@ def round_robin(quality: np.ndarray, labels: np.ndarray, count: int, quota: str 
     return Selection(chosen.astype(np.int64), rounds, "round_robin")
 
 
+def covering_round_robin(
+    labels: np.ndarray, count: int, quota: str, features: np.ndarray | None, text: np.ndarray | None, seed: int
+) -> Selection:
+    """Round robin in which each cluster's turn gives the member that best covers it (`covering_picks`); the
+    quotas are round robin's (`quota`: equal, or by size), clusters visited by id, HDBSCAN noise last."""
+    if features is None or len(features) != len(labels):
+        raise ValueError("within_cluster='coverage' needs the clustering's features, one row per sample")
+    group = np.where(labels < 0, labels.max() + 1, labels)
+    names, sizes = np.unique(group, return_counts=True)
+    if quota == "proportional":
+        shares = _apportion(count, sizes)
+    else:
+        shares = apportion_capped(count, np.ones(len(sizes)), sizes)
+    quotas = dict(zip(names.tolist(), shares.tolist(), strict=True))
+    chosen, picked_rounds = covering_picks(features, group, quotas, text, seed)
+    rounds = np.full(len(labels), -1, dtype=np.int64)
+    rounds[chosen] = picked_rounds
+    return Selection(chosen, rounds, "round_robin")
+
+
 def select_by_source(
     strategy: str,
     quality: np.ndarray,
@@ -144,7 +172,8 @@ def select_by_source(
     **how,
 ) -> Selection:
     """`count` rows, the budget split over `sources` ([n] names) by `balance` and `caps` (source -> most rows),
-    the strategy (`select`, with `how`: seed, within_cluster, cluster_quota) run within each source on its share.
+    the strategy (`select`, with `how`: seed, within_cluster, cluster_quota, features, text) run within each source
+    on its share.
 
     `pool_sources`: the sources of the whole pool when these rows are part of it (a quality band): proportional
     budgets follow the pool's shares, not the band's. With `balance="none"` and no cap this is `select` itself;
@@ -171,7 +200,7 @@ def select_by_source(
     parts = [free] if free is not None else []
     for source in np.flatnonzero(budgets):
         rows = np.flatnonzero(of_row == source)
-        inner = select(strategy, quality[rows], labels[rows], count=int(budgets[source]), **how)
+        inner = select(strategy, quality[rows], labels[rows], count=int(budgets[source]), **settings_of_rows(how, rows))
         parts.append((rows[inner.indices], inner.rounds[inner.indices]))
     chosen = np.concatenate([rows for rows, _ in parts])
     chosen_rounds = np.concatenate([rounds for _, rounds in parts])
@@ -199,7 +228,7 @@ def _capped_budgets(
     free = np.ones(len(capacity), dtype=bool)
     while (left := count - int(budgets.sum())) > 0:
         rows = np.flatnonzero(free[of_row])
-        inner = select(strategy, quality[rows], labels[rows], count=left, **how)
+        inner = select(strategy, quality[rows], labels[rows], count=left, **settings_of_rows(how, rows))
         over = free & (np.bincount(of_row[rows[inner.indices]], minlength=len(capacity)) > capacity)
         if not over.any():
             return budgets, (rows[inner.indices], inner.rounds[inner.indices])
@@ -218,6 +247,12 @@ def apportion_capped(count: int, weights: np.ndarray, capacity: np.ndarray) -> n
         open_ = shares < capacity
         shares[open_] += np.minimum(_apportion(left, weights[open_]), capacity[open_] - shares[open_])
     return shares
+
+
+def settings_of_rows(how: dict, rows: np.ndarray) -> dict:
+    """`select`'s settings for a subset of the rows: the per-row arrays (features, text) sliced to them."""
+    per_row = ("features", "text")
+    return {key: value[rows] if key in per_row and value is not None else value for key, value in how.items()}
 
 
 def _counts_of(names: np.ndarray, values: np.ndarray) -> np.ndarray:

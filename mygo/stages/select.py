@@ -29,13 +29,30 @@ from mygo.analysis.clustering import (
     prepare_features,
     silhouette,
 )
+from mygo.analysis.coverage import text_embedding
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.quality_signals import SIGNALS, STORED, rank_within, signal_values
 from mygo.analysis.score_shards import RouterData
-from mygo.analysis.selection import STRATEGIES, Selection, select_by_source, source_capacity, target_count
+from mygo.analysis.selection import (
+    STRATEGIES,
+    Selection,
+    select_by_source,
+    settings_of_rows,
+    source_capacity,
+    target_count,
+)
 from mygo.atomic import atomic_path
-from mygo.data.pool import NOISE_FIELD, RECORD_DIGEST_FIELD, PoolError, record_digest, record_id, record_texts
+from mygo.data.formats import conversation
+from mygo.data.pool import (
+    NOISE_FIELD,
+    RECORD_DIGEST_FIELD,
+    PoolError,
+    record_digest,
+    record_id,
+    record_texts,
+    records_at,
+)
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
@@ -262,6 +279,24 @@ def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
     return masks
 
 
+def covering_text(index: pd.DataFrame, cfg: DictConfig) -> np.ndarray | None:
+    """The text embedding `within_cluster: coverage` compares picks by (`mygo.analysis.coverage.text_embedding` of
+    each record's prompt and answers, read from the pool files); None for the other orders."""
+    if cfg.selection.strategy != "round_robin" or cfg.selection.within_cluster != "coverage":
+        return None
+    started = time.perf_counter()
+    records = records_at(list(zip(index["file"], index["line"], strict=True)))
+    texts = [" ".join(message["content"] for message in conversation(record)) for record in records]
+    embedding = text_embedding(texts, seed=cfg.selection.seed)
+    logger.info(
+        "text embedding of %d records (%d dims) in %.1f s",
+        len(texts),
+        embedding.shape[1],
+        time.perf_counter() - started,
+    )
+    return embedding
+
+
 def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: float, scope: str) -> np.ndarray:
     """Rows between the `floor` and `1 - ceiling` quantiles of quality: of the whole pool, or of each row's cluster.
 
@@ -283,6 +318,8 @@ def select_in_band(
     cfg: DictConfig,
     sources: np.ndarray | None = None,
     excluded: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    text: np.ndarray | None = None,
 ) -> Selection:
     """The strategy over the samples in the quality band. `selection.quality_floor` is the share of the pool,
     lowest quality first, that no strategy may pick; `selection.quality_ceiling` the share, highest first: by a
@@ -292,15 +329,17 @@ def select_in_band(
 
     `sources` ([n] source names; all one source when None): the budget is split over them by
     `selection.source_balance` and `selection.source_caps` (proportional shares are the whole pool's, not the
-    band's). `excluded` ([n] bool, the vetoes) leaves the band too. A band too small for the budget, or for the
-    caps, is ignored (vetoes included) with a warning; caps that the whole pool cannot fill are an error naming
-    `selection.source_caps`."""
+    band's). `excluded` ([n] bool, the vetoes) leaves the band too. `features` and `text` ([n, ...]) are what
+    `within_cluster: coverage` covers and compares (`mygo.analysis.selection.select`). A band too small for the
+    budget, or for the caps, is ignored (vetoes included) with a warning; caps that the whole pool cannot fill are
+    an error naming `selection.source_caps`."""
     options = cfg.selection
     sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
     count, caps = budget_of(cfg, sources)
     balance = options.get("source_balance", "none")
     floor, ceiling = options.quality_floor, options.quality_ceiling
     how = {"seed": options.seed, "within_cluster": options.within_cluster, "cluster_quota": options.cluster_quota}
+    how |= {"features": features, "text": text}
     band = within_band(quality, labels, floor, ceiling, options.floor_scope) if floor or ceiling else None
     # What may be picked, strictest first: the band less the vetoes, then the band alone, then the whole pool.
     candidates = []
@@ -322,7 +361,7 @@ def select_in_band(
                 balance,
                 caps,
                 pool_sources=sources,
-                **how,
+                **settings_of_rows(how, eligible),
             )
             rounds = np.full(len(quality), -1, dtype=np.int64)
             rounds[eligible[inner.indices]] = inner.rounds[inner.indices]
@@ -422,7 +461,8 @@ def run_select(cfg: DictConfig) -> str:
         clustering_seconds = time.perf_counter() - clustered_at
         vetoes = vetoed(data, cfg)
         excluded = np.logical_or.reduce(list(vetoes.values())) if vetoes else None
-        chosen = select_in_band(quality, clustering.labels, cfg, sources, excluded)
+        text = covering_text(data.index, cfg)
+        chosen = select_in_band(quality, clustering.labels, cfg, sources, excluded, features, text)
         selected = chosen.rounds >= 0
         if excluded is not None and (selected & excluded).any():  # too few samples left: the vetoes were dropped
             mlflow.set_tag(VETOES_DROPPED_TAG, f"{int((selected & excluded).sum())} vetoed samples selected")

@@ -1,0 +1,123 @@
+"""Round robin whose every pick covers: within each cluster, the member that newly represents most of its cluster,
+its text least like what is already selected (`within_cluster: coverage`).
+
+A random member of a cluster is as likely as not to sit where an earlier pick already is, and the clusters of a
+router's features do not follow what the texts are about, so several clusters can give the same kind of sample.
+Each pick here weighs two things:
+
+- **coverage** (facility location, in the features the clustering used): how much closer the pick brings the
+  cluster's members to their nearest pick (the gain in sum over members of max cosine to a pick). It favours
+  typical members over outliers, where broken samples sit, and it is what `diversity/coverage_distance` measures;
+- **novelty** (in the text): one minus the pick's highest cosine to any sample already selected, in any cluster,
+  in a TF-IDF + truncated SVD embedding (LSA) of its prompt and answer: a second sample of a kind already
+  selected counts less, whichever cluster it comes from.
+
+The score is coverage x novelty. Each turn scores a random subset of the cluster's remaining members, of size
+(members / quota) x ln(1 / epsilon) ("stochastic greedy", Mirzasoleiman et al., 2015: within 1 - 1/e - epsilon of
+greedy in expectation), so a pick costs about the same whatever the pool's size. Coverage is measured on a seeded
+sample of each cluster (`ground_size` rows over all clusters, split by size) so memory stays bounded at 270k rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+GROUND_SIZE = 8192  # pool rows, over all clusters, that coverage is measured on
+TEXT_DIMS = 128  # LSA components of the text embedding
+TEXT_FIT_SAMPLE = 20_000  # documents the TF-IDF vocabulary and the SVD are fitted on (all of a smaller pool)
+EPSILON = 0.01  # stochastic greedy's tolerance: each turn scores (members / quota) x ln(1 / epsilon) candidates
+
+
+def unit_rows(points: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    points = np.asarray(points, dtype=np.float32).reshape(len(points), -1)
+    norms = np.linalg.norm(points, axis=1, keepdims=True)
+    return points / np.where(norms > 0, norms, 1)
+
+
+def text_embedding(texts: Sequence[str], dims: int = TEXT_DIMS, seed: int = 0) -> np.ndarray:
+    """[len(texts), <= dims] unit rows: TF-IDF (sublinear, words seen in two documents or more) then truncated SVD,
+    both fitted on a seeded sample of TEXT_FIT_SAMPLE texts. Texts with no known word get a zero row (novel to
+    every other: nothing is known to repeat)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if not len(texts):
+        return np.zeros((0, 0), dtype=np.float32)
+    texts = list(texts)
+    fit_rows = np.arange(len(texts))
+    if len(texts) > TEXT_FIT_SAMPLE:
+        fit_rows = np.sort(np.random.default_rng(seed).choice(len(texts), TEXT_FIT_SAMPLE, replace=False))
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2 if len(fit_rows) > 2 else 1)
+    try:
+        fitted = vectorizer.fit_transform([texts[i] for i in fit_rows])
+    except ValueError:  # no word at all (empty texts, or none repeated)
+        return np.zeros((len(texts), 1), dtype=np.float32)
+    weights = fitted if len(fit_rows) == len(texts) else vectorizer.transform(texts)
+    components = min(dims, fitted.shape[1] - 1, len(fit_rows) - 1)
+    if components < 1:
+        return unit_rows(weights.toarray())
+    svd = TruncatedSVD(components, random_state=seed).fit(fitted)
+    return unit_rows(svd.transform(weights))
+
+
+def covering_picks(
+    features: np.ndarray,
+    labels: np.ndarray,
+    quotas: dict[int, int],
+    text: np.ndarray | None = None,
+    seed: int = 0,
+    ground_size: int = GROUND_SIZE,
+    epsilon: float = EPSILON,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows chosen by round robin over the groups in `quotas` (label -> picks; groups visited in that order each
+    round), each turn the member with the best coverage x novelty (module docstring). Returns (rows in the order
+    chosen, the round of each).
+
+    features: [n, d] the clustering's features (cosine geometry); labels: [n] group of each row; text: [n, t] unit
+    rows of the text embedding (`text_embedding`), or None for coverage alone."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    points = unit_rows(features)
+    groups = []
+    for label, quota in quotas.items():
+        members = np.flatnonzero(labels == label)
+        quota = min(int(quota), len(members))
+        if quota < 1:
+            continue
+        size = min(len(members), max(1, math.ceil(ground_size * len(members) / n)))
+        ground = members if size == len(members) else np.sort(rng.choice(members, size, replace=False))
+        similarity = np.clip(points[ground] @ points[members].T, 0.0, None)  # [ground, members]
+        draw = min(len(members), math.ceil(len(members) / quota * math.log(1 / epsilon)))
+        groups.append(
+            {
+                "members": members,
+                "quota": quota,
+                "similarity": similarity,
+                "covered": np.zeros(len(ground)),
+                "left": np.ones(len(members), dtype=bool),
+                "draw": draw,
+            }
+        )
+    nearest_text = np.zeros(n, dtype=np.float32)  # each row's highest text cosine to a pick so far
+    chosen, rounds = [], []
+    for round_ in range(max((group["quota"] for group in groups), default=0)):
+        for group in groups:
+            if round_ >= group["quota"]:
+                continue
+            left = np.flatnonzero(group["left"])
+            candidates = left if len(left) <= group["draw"] else rng.choice(left, group["draw"], replace=False)
+            gain = np.maximum(group["similarity"][:, candidates] - group["covered"][:, None], 0.0).sum(axis=0)
+            novelty = 1.0 - np.clip(nearest_text[group["members"][candidates]], 0.0, 1.0)
+            best = candidates[int(np.argmax((gain + 1e-9) * novelty))]  # + 1e-9: a covered cluster still ranks text
+            group["covered"] = np.maximum(group["covered"], group["similarity"][:, best])
+            group["left"][best] = False
+            row = int(group["members"][best])
+            chosen.append(row)
+            rounds.append(round_)
+            if text is not None:
+                nearest_text = np.maximum(nearest_text, text @ text[row])
+    return np.asarray(chosen, dtype=np.int64), np.asarray(rounds, dtype=np.int64)

@@ -1,0 +1,88 @@
+"""Round robin that covers (`within_cluster: coverage`): typical members over outliers, distinct texts over
+repeated ones, round robin's quotas kept, and the text embedding it compares by."""
+
+import numpy as np
+import pytest
+
+from mygo.analysis.coverage import covering_picks, text_embedding, unit_rows
+from mygo.analysis.diversity import coverage_distance
+from mygo.analysis.selection import apportion_capped, select, select_by_source
+
+
+def blobs(rng, centres: np.ndarray, per_blob: int, spread: float = 0.05) -> np.ndarray:
+    return np.concatenate([centre + spread * rng.normal(size=(per_blob, centres.shape[1])) for centre in centres])
+
+
+def test_coverage_picks_one_per_region_of_a_cluster_and_covers_better_than_random_picks():
+    rng = np.random.default_rng(0)
+    # One cluster made of four tight regions of 40, and 8 outliers far from all of them (where broken samples sit).
+    regions = np.eye(6)[:4] * 3 + 1
+    outliers = rng.normal(size=(8, 6)) * 3
+    features = np.concatenate([blobs(rng, regions, 40), outliers])
+    labels = np.zeros(len(features), dtype=np.int64)
+    rows, rounds = covering_picks(features, labels, {0: 4}, seed=0)
+    assert rounds.tolist() == [0, 1, 2, 3]
+    assert sorted(set((rows // 40).tolist())) == [0, 1, 2, 3]  # one per region, no outlier (rows >= 160)
+    chosen = np.zeros(len(features), dtype=bool)
+    chosen[rows] = True
+    every = np.arange(len(features))
+    randoms = []
+    for seed in range(20):
+        mask = np.zeros(len(features), dtype=bool)
+        mask[np.random.default_rng(seed).choice(len(features), 4, replace=False)] = True
+        randoms.append(coverage_distance(features, mask, every))
+    assert coverage_distance(features, chosen, every) < 0.5 * np.mean(randoms)
+
+
+def test_text_novelty_spreads_picks_over_texts_that_the_features_do_not_tell_apart():
+    rng = np.random.default_rng(1)
+    # Two clusters, alike in features within each; the texts are about three subjects, shared across clusters.
+    features = np.concatenate([np.tile([1.0, 0.0], (30, 1)), np.tile([0.0, 1.0], (30, 1))])
+    features += 1e-3 * rng.normal(size=features.shape)
+    labels = np.repeat([0, 1], 30)
+    subjects = np.tile(np.arange(3), 20)
+    text = unit_rows(np.eye(3)[subjects] + 0.05 * rng.random((60, 3)))
+    rows, _ = covering_picks(features, labels, {0: 2, 1: 1}, text=text, seed=0)
+    assert len(set(subjects[rows].tolist())) == 3  # a subject already picked in one cluster is not picked again
+    alone, _ = covering_picks(features, labels, {0: 2, 1: 1}, text=None, seed=0)
+    assert np.bincount(labels[alone]).tolist() == [2, 1]
+
+
+def test_select_by_coverage_keeps_round_robins_quotas_is_seeded_and_needs_the_features():
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2, -1], [60, 30, 20, 10])
+    features = rng.normal(size=(len(labels), 4)) + labels[:, None]
+    quality = rng.random(len(labels))
+    text = text_embedding([f"word{i % 7} topic{i % 5} shared" for i in range(len(labels))])
+    how = {"within_cluster": "coverage", "features": features, "text": text}
+    proportional = select("round_robin", quality, labels, count=24, cluster_quota="proportional", seed=3, **how)
+    groups = np.where(labels < 0, 3, labels)
+    sizes = np.bincount(groups)
+    expected = apportion_capped(24, sizes, sizes).tolist()
+    assert np.bincount(groups[proportional.indices], minlength=4).tolist() == expected
+    equal = select("round_robin", quality, labels, count=24, cluster_quota="equal", seed=3, **how)
+    assert np.bincount(groups[equal.indices], minlength=4).tolist() == [6, 6, 6, 6]
+    assert (equal.rounds[equal.indices] == np.repeat(np.arange(6), 4)).all()  # clusters by id each round, noise last
+    again = select("round_robin", quality, labels, count=24, cluster_quota="equal", seed=3, **how)
+    assert np.array_equal(again.indices, equal.indices)
+    # Within sources, the per-row arrays follow the rows of each source.
+    sources = np.where(np.arange(len(labels)) % 2, "a", "b")
+    split = select_by_source("round_robin", quality, labels, sources, 20, "equal", seed=3, **how)
+    assert np.bincount((sources[split.indices] == "a").astype(int)).tolist() == [10, 10]
+    with pytest.raises(ValueError, match="within_cluster='coverage' needs the clustering's features"):
+        select("round_robin", quality, labels, count=24, within_cluster="coverage")
+
+
+def test_text_embedding_puts_texts_on_one_subject_together_and_survives_texts_without_words():
+    texts = [
+        "json dumps serialises a dict to a json string",
+        "json loads parses a json string into a dict",
+        "the socket module opens network connections",
+        "a socket listens on a port for network connections",
+    ]
+    embedding = text_embedding(texts)
+    assert np.allclose(np.linalg.norm(embedding, axis=1), 1, atol=1e-5)
+    similarity = embedding @ embedding.T
+    assert similarity[0, 1] > similarity[0, 2] and similarity[2, 3] > similarity[1, 3]
+    assert text_embedding(["", "   ", ""]).shape[0] == 3
+    assert text_embedding([]).shape[0] == 0
