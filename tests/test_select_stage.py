@@ -125,6 +125,26 @@ def test_the_default_selects_within_the_band_of_source_ranks_by_cluster_size(sto
     assert (table.groupby("dataset")["quality"].max() == 1.0).all()
 
 
+def test_coverage_order_picks_within_the_band_by_the_records_text_and_is_seeded(store, caplog):
+    caplog.set_level("INFO", logger="mygo.stages.select")
+    run = mlflow.get_run(run_select(select_config(store, "selection.within_cluster=coverage", "selection.count=24")))
+    assert "text embedding of 120 records" in caplog.text  # read from the pool files, not from the router data
+    table, vetoed = (
+        selected_table(run.info.run_id),
+        vetoed_rows(store, "overlap", 0.1) | vetoed_rows(store, "relevance", 0.1),
+    )
+    low, high = np.quantile(table["quality"], [0.4, 0.7])
+    chosen = table.loc[table["selected"]]
+    assert len(chosen) == 24 and chosen["quality"].between(low, high).all() and not table.loc[vetoed, "selected"].any()
+    assert chosen.groupby("cluster")["round"].apply(lambda r: sorted(r) == list(range(len(r)))).all()
+    metrics = run.data.metrics
+    assert {"diversity/coverage_distance", "diversity/coverage_distance/random"} <= set(metrics)
+    again = mlflow.get_run(run_select(select_config(store, "selection.within_cluster=coverage", "selection.count=24")))
+    shuffled = mlflow.get_run(run_select(select_config(store, "selection.within_cluster=random", "selection.count=24")))
+    assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]
+    assert shuffled.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+
+
 def vetoed_rows(store, name: str, share: float) -> np.ndarray:
     """Rows whose `name` signal ranks within their source's worst `share` (as the stage should veto them)."""
     data = router_data_of(mlflow.get_run(store["score_run"]))
