@@ -142,6 +142,10 @@ SMALL = Sizes(
 )  # fmt: skip
 
 
+class BoxSpent(Exception):
+    """A part's time box is spent: it stops measuring (what it measured so far stands)."""
+
+
 class TimeBoxExceeded(Exception):
     """Raised by the hard limit: a part ran well past its time box."""
 
@@ -411,7 +415,7 @@ def part_forward(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
     reserve = 0.15 * box.seconds  # for the profiles
     for sweep in range(2):  # each batch's best of two, the variants back to back in turns
         for i, batch in enumerate(batches):
-            if box.left() < reserve:
+            if (sweep or i) and box.left() < reserve:  # one batch at least, whatever the box
                 break
             shift = (sweep + i) % len(variants)
             order = [*list(variants)[shift:], *list(variants)[:shift]]
@@ -456,9 +460,12 @@ def part_forward(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
         middle = batches[measured // 2]
         metrics["profile"] = {"batch_shape": list(middle["input_ids"].shape)}
         for variant in variants:
-            metrics["profile"][variant] = profile_forward(
-                lambda v=variant: forward(v, middle), variants[variant][0], ctx
-            )
+            try:  # a diagnostic: a profiler that cannot start (no CUPTI) costs the profile, not the figures
+                metrics["profile"][variant] = profile_forward(
+                    lambda v=variant: forward(v, middle), variants[variant][0], ctx
+                )
+            except Exception as error:  # noqa: BLE001
+                metrics["profile"][variant] = {"error": f"{type(error).__name__}: {error}"}
     ctx.drop_source()
 
 
@@ -564,7 +571,15 @@ def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
     tokenizer = word_tokenizer(model.config.vocab_size)
     pad = model.config.pad_token_id
 
-    def run(indices):
+    class BoxProgress:
+        """score_rows' progress bar, which ends a shard mid-way once the box is spent and a shard is done: a shard
+        of the full pool takes tens of seconds, and a box checked between shards only would overrun by that."""
+
+        def update(self, rows: int) -> None:
+            if samples and box.left() <= 0:
+                raise BoxSpent
+
+    def run(indices, progress=None):
         sequences, answer_labels = [rows[i] for i in indices], [labels[i] for i in indices]
         return score_rows(
             model,
@@ -575,6 +590,7 @@ def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
             score["max_batch_size"],
             bool(score["ifd"]),
             feature_dtype,
+            progress,
         )
 
     started = time.perf_counter()  # warm-up, as a real run pays it once: the longest and the shortest rows
@@ -585,11 +601,15 @@ def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
     seconds = {"model": 0.0, "overlap": 0.0, "write": 0.0}
     with tempfile.TemporaryDirectory() as work_dir:
         for shard, indices in enumerate(plan):
-            if box.left() <= 0:
+            if samples and box.left() <= 0:  # the first shard always: a projection needs one
                 notes.append(f"time box: {shard} of {len(plan)} shards scored (the longest rows first)")
                 break
             started = time.perf_counter()
-            quality, features, signals = run(indices)
+            try:
+                quality, features, signals = run(indices, BoxProgress())
+            except BoxSpent:
+                notes.append(f"time box: {shard} of {len(plan)} shards scored (the longest rows first)")
+                break
             scored = time.perf_counter()
             sequences, answer_labels = [rows[i] for i in indices], [labels[i] for i in indices]
             signals["overlap"] = answer_overlap(tokenizer, sequences, answer_labels)
@@ -601,6 +621,8 @@ def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
             seconds["write"] += written - overlapped
             samples += len(indices)
             tokens += int(lengths[indices].sum())
+    if not samples:
+        raise RuntimeError(f"the time box ({box.seconds:.0f} s) ended before one shard was scored")
     total = sum(seconds.values())
     metrics.update(
         pool_samples=len(rows),
@@ -652,11 +674,16 @@ def part_kmeans(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) -> 
     kmeans(x[:1000], k=4, auto_k=False, backend="torch", elbow_sample=1000)
     results = {}
     for backend in [*accelerated, "sklearn"]:  # the CPU default last: it is the baseline, the others the figures
-        if box.left() <= 0:
+        if results and box.left() <= 0:  # the first backend at least, whatever the box
             notes.append(f"time box: backend {backend} not run")
             continue
         started = time.perf_counter()
-        result = kmeans(x, backend=backend, **settings)
+        try:
+            result = kmeans(x, backend=backend, **settings)
+        except Exception as error:  # noqa: BLE001 - a broken backend (a cuML install) costs its figure only
+            metrics[f"error_{backend}"] = f"{type(error).__name__}: {error}"
+            notes.append(f"backend {backend} failed: {metrics[f'error_{backend}']}")
+            continue
         seconds = time.perf_counter() - started
         results[backend] = result
         metrics[f"seconds_{backend}"] = seconds
@@ -674,6 +701,9 @@ def part_kmeans(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) -> 
     timed = [metrics[f"seconds_{backend}"] for backend in accelerated if backend in results]
     if timed:
         metrics["gpu_seconds"] = min(timed)
+    failed = [backend for backend in (*accelerated, "sklearn") if f"error_{backend}" in metrics]
+    if failed:  # after the others' figures are in: the part is failed, what it measured stays
+        raise RuntimeError("; ".join(f"{backend}: {metrics[f'error_{backend}']}" for backend in failed))
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -700,7 +730,7 @@ def train_steps(
     losses = []
     batches = iter(batches)
     for step in range(steps):
-        if step > 0 and box.left() <= 0:
+        if step > 1 and box.left() <= 0:  # the untimed first step and one timed, whatever the box
             metrics["stopped_by_time_box"] = True
             break
         tokens = 0
@@ -859,7 +889,7 @@ PART_FUNCTIONS = {
 
 def run_part(name: str, ctx: Context, box_s: float, memory: PeakMemory) -> dict:
     record: dict = {"status": "running", "time_box_s": round(box_s, 1), "metrics": {}, "notes": []}
-    print(f"[gpu.py] {name}: start (time box {box_s:.0f} s)", file=sys.stderr, flush=True)
+    print(f"[gpu.py] {name}: start (time box {box_s:g} s)", file=sys.stderr, flush=True)
     free_memory()
     memory.reset()
     started = time.perf_counter()
