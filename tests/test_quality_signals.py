@@ -7,7 +7,7 @@ import torch
 from mygo.analysis.noise_metrics import auroc_by_kind, noise_metrics
 from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
-from mygo.stages.score import answer_nll, answers_alone, prompt_answer_relevance
+from mygo.models.scoring import answer_nll, answers_alone, prompt_answer_relevance
 from tests.conftest import TINY_ARCH
 
 GATE = np.array([0.9, 0.2, 0.5, 0.7])

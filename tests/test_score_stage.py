@@ -16,7 +16,8 @@ from mygo.analysis.score_shards import (
     write_shard,
 )
 from mygo.config import load_config
-from mygo.stages.score import length_batches, run_score
+from mygo.models.scoring import length_batches
+from mygo.stages.score import run_score
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
@@ -140,7 +141,7 @@ def test_batched_padded_scores_equal_each_sample_scored_alone():
     from tqdm.auto import tqdm
 
     from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
-    from mygo.stages.score import score_rows
+    from mygo.models.scoring import score_rows
     from tests.conftest import TINY_ARCH
 
     torch.manual_seed(0)
@@ -148,9 +149,11 @@ def test_batched_padded_scores_equal_each_sample_scored_alone():
     generator = np.random.default_rng(0)
     sequences = [list(map(int, generator.integers(2, 128, n))) for n in (12, 9, 9, 5, 3)]  # sorted by length
     labels = [[-100] * (len(s) // 2) + s[len(s) // 2 :] for s in sequences]  # the second half is the answer
-    cfg = load_config("score", ["score.max_batch_tokens=30"])  # batches of 2-3 rows, padded
-    with tqdm(disable=True) as progress:
-        quality, _, signals = score_rows(model, sequences, labels, 0, cfg, torch.float32, progress)
+    score = load_config("score").score
+    with tqdm(disable=True) as progress:  # a budget of 30 tokens: batches of 2-3 rows, padded
+        quality, _, signals = score_rows(
+            model, sequences, labels, 0, 30, score.max_batch_size, score.ifd, torch.float32, progress
+        )
     for row, (sequence, label) in enumerate(zip(sequences, labels, strict=True)):
         with torch.no_grad():
             out = model(input_ids=torch.tensor([sequence]), output_router_logits=True)

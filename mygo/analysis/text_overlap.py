@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from mygo.labels import IGNORE_INDEX
+
 _VECTORIZER = HashingVectorizer(
     analyzer="char_wb",
     ngram_range=(4, 4),
@@ -44,3 +46,16 @@ def prompt_answer_overlap(prompts: Sequence[str], answers: Sequence[str]) -> np.
     cosine = np.full(len(prompts), np.nan)
     cosine[both] = dot[both] / (prompt_norm[both] * answer_norm[both])
     return cosine
+
+
+def answer_overlap(tokenizer, sequences: list[list[int]], labels: list[list[int]]) -> np.ndarray:
+    """Per row, the `overlap` signal of its prompt and answer texts: the tokens without and with a label,
+    decoded (by any tokenizer with `decode(ids, skip_special_tokens=...)`) without the chat template's special
+    tokens."""
+    prompts, answers = [], []
+    for sequence, row in zip(sequences, labels, strict=True):
+        answer = [token for token, label in zip(sequence, row, strict=False) if label != IGNORE_INDEX]
+        prompt = [token for token, label in zip(sequence, row, strict=False) if label == IGNORE_INDEX]
+        prompts.append(tokenizer.decode(prompt, skip_special_tokens=True))
+        answers.append(tokenizer.decode(answer, skip_special_tokens=True))
+    return prompt_answer_overlap(prompts, answers)

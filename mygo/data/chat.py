@@ -27,8 +27,8 @@ from transformers import PreTrainedTokenizerBase
 
 from mygo.data.dedup import DedupSettings, deduplicate_cached
 from mygo.data.pool import Pool, load_configured_pool
+from mygo.labels import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 # The chat format of OLMoE's tokenizer (and of the built-in one, `mygo.builtin.tokenizer`), Tulu style:
 # "<|user|>\n...\n<|assistant|>\n...<eos>\n"; the generation prompt opens an assistant turn.
 TULU_CHAT_TEMPLATE = (

@@ -54,10 +54,16 @@ class SelectMoeConfig(OlmoeConfig):
 
 def select_moe_settings(settings) -> dict:
     """Config values for SelectMoeConfig (a mapping or DictConfig), an int given for a float field as that float:
-    the strict dataclass refuses `quality_loss_weight=20`, which Hydra parses as an int."""
-    from omegaconf import DictConfig, OmegaConf
-
-    values = OmegaConf.to_container(settings, resolve=True) if isinstance(settings, DictConfig) else dict(settings)
+    the strict dataclass refuses `quality_loss_weight=20`, which Hydra parses as an int. A plain mapping needs no
+    OmegaConf installed (benchmarks/gpu.py reads the configs with PyYAML)."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:
+        DictConfig = OmegaConf = None
+    if DictConfig is not None and isinstance(settings, DictConfig):
+        values = OmegaConf.to_container(settings, resolve=True)
+    else:
+        values = dict(settings)
     floats = {name for name, kind in SelectMoeConfig.__annotations__.items() if kind in (float, "float")}
     return {
         key: float(value) if key in floats and isinstance(value, int) and not isinstance(value, bool) else value

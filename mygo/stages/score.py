@@ -2,7 +2,8 @@
 
 Per sample and layer it keeps the mean good_ratio (quality) and the mean MoE router logits (the
 clustering feature), over real tokens only. Only the decoder runs (no LM head), in inference mode,
-on batches of similar length (rows are sorted by length and cut by a token budget). Unless
+on batches of similar length (rows are sorted by length and cut by a token budget): the model-facing core is
+`mygo.models.scoring.score_rows`, importable without MLflow or the configs. Unless
 `tracking.log_model` is false, the run also logs the selector itself as a servable model
 (`runs:/<id>/selector`, registered as `mygo-selector`; `mygo.stages.selector`).
 
@@ -29,15 +30,15 @@ from transformers import AutoTokenizer
 
 from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_metrics
 from mygo.analysis.quality_signals import all_signal_values
-from mygo.analysis.sample_summaries import per_sample_quality, per_sample_router_logits
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.analysis.text_overlap import prompt_answer_overlap
+from mygo.analysis.text_overlap import answer_overlap
 from mygo.config import config_hash, split_overrides
-from mygo.data.chat import IGNORE_INDEX, ensure_chat_template, load_and_tokenize
+from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.dedup import GROUPS_ARTIFACT
 from mygo.data.pool import LABEL_FIELDS, NOISE_FIELD, RECORD_DIGEST_FIELD
 from mygo.models import load_select_moe
 from mygo.models.router_weights import load_router_weights
+from mygo.models.scoring import score_rows
 from mygo.stages.selector import log_selector
 from mygo.tracking import plots
 from mygo.tracking.handoffs import ROUTER_DATA_ARTIFACT, ROUTER_DATA_PATH_TAG, model_dir_of, router_weights_of
@@ -61,122 +62,6 @@ def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
     return OmegaConf.merge(dataset, OmegaConf.from_dotlist(split_overrides(dataset_overrides)))
 
 
-def length_batches(lengths: np.ndarray, max_batch_tokens: int, max_batch_size: int) -> list[slice]:
-    """Consecutive slices of length-sorted rows whose padded size stays within the token budget."""
-    batches, start = [], 0
-    while start < len(lengths):
-        longest = int(lengths[start])
-        size = max(1, min(max_batch_size, max_batch_tokens // max(longest, 1)))
-        batches.append(slice(start, min(start + size, len(lengths))))
-        start += size
-    return batches
-
-
-def _padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention_mask[i, : len(row)] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def answer_nll(model, hidden: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """Per row, the mean NLL of the tokens marked in `scored` [rows, seq], each predicted from the position
-    before it (NaN for a row with none). The LM head runs at those positions only, not over the whole sequence."""
-    predicts = torch.zeros_like(scored)
-    predicts[:, :-1] = scored[:, 1:]  # position t predicts token t + 1
-    rows, positions = predicts.nonzero(as_tuple=True)
-    logits = model.lm_head(hidden[rows, positions]).float()
-    nll = torch.nn.functional.cross_entropy(logits, input_ids[rows, positions + 1], reduction="none")
-    total = torch.zeros(len(input_ids), device=nll.device).index_add_(0, rows, nll)
-    count = torch.zeros(len(input_ids), device=nll.device).index_add_(0, rows, torch.ones_like(nll))
-    return torch.where(count > 0, total / count.clamp(min=1), torch.nan)
-
-
-def prompt_answer_relevance(
-    embeddings: torch.nn.Embedding, input_ids: torch.Tensor, attention_mask: torch.Tensor, answer: torch.Tensor
-) -> torch.Tensor:
-    """Per row, the cosine between the mean input embedding of the prompt tokens and that of the answer tokens
-    (NaN for a row with no prompt or no answer token). Embeddings are centred on the vocabulary's mean first, so
-    that what every text shares (frequent tokens, the chat markers) does not make every pair look alike.
-
-    A fluent answer to another question passes every likelihood test; what it lacks is any relation to its
-    instruction. IFD asks the model whether the instruction helps it predict the answer, which a model too small
-    to condition on instructions cannot say; the embedding table can still tell what the two are about."""
-    vectors = embeddings(input_ids).float() - embeddings.weight.float().mean(0)
-    answer = answer.bool() & attention_mask.bool()
-    prompt = attention_mask.bool() & ~answer
-
-    def mean_of(mask: torch.Tensor) -> torch.Tensor:
-        return (vectors * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-
-    cosine = torch.nn.functional.cosine_similarity(mean_of(prompt), mean_of(answer), dim=-1)
-    return torch.where(prompt.any(1) & answer.any(1), cosine, torch.nan)
-
-
-def answers_alone(sequence: list[int], labels: list[int]) -> list[int]:
-    """The answer tokens without the instruction, after the one token that opens the first answer (IFD)."""
-    answer = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
-    if not answer:
-        return sequence[:1]
-    return [sequence[max(answer[0] - 1, 0)]] + [sequence[i] for i in answer]
-
-
-def answer_overlap(tokenizer, sequences: list[list[int]], labels: list[list[int]]) -> np.ndarray:
-    """Per row, the `overlap` signal (`mygo.analysis.text_overlap`) of its prompt and answer texts: the tokens
-    without and with a label, decoded without the chat template's special tokens."""
-    prompts, answers = [], []
-    for sequence, row in zip(sequences, labels, strict=True):
-        answer = [token for token, label in zip(sequence, row, strict=False) if label != IGNORE_INDEX]
-        prompt = [token for token, label in zip(sequence, row, strict=False) if label == IGNORE_INDEX]
-        prompts.append(tokenizer.decode(prompt, skip_special_tokens=True))
-        answers.append(tokenizer.decode(answer, skip_special_tokens=True))
-    return prompt_answer_overlap(prompts, answers)
-
-
-@torch.inference_mode()
-def score_rows(
-    model, sequences: list[list[int]], labels: list[list[int]], pad_id: int, cfg: DictConfig, feature_dtype, progress
-) -> tuple:
-    """Quality [rows, layers], features [rows, layers, experts] and signals {name: [rows]} of length-sorted rows.
-
-    Quality averages the gates over the answer tokens (over all tokens for a row without answer tokens):
-    the gate judges the answer, and every prompt token would pull clean and noisy samples together.
-    """
-    device = next(model.parameters()).device
-    lengths = np.array([len(s) for s in sequences])
-    qualities, features, nlls, relevances, ifds = [], [], [], [], []
-    for batch in length_batches(lengths, cfg.score.max_batch_tokens, cfg.score.max_batch_size):
-        input_ids, attention_mask = _padded(sequences[batch], pad_id, device)
-        answer = torch.zeros_like(attention_mask)
-        for i, row in enumerate(labels[batch]):
-            answer[i, : len(row)] = torch.tensor([label != IGNORE_INDEX for label in row])
-        # The decoder, then the LM head only where an answer token is predicted.
-        outputs = model.model(input_ids=input_ids, attention_mask=attention_mask, output_router_logits=True)
-        gate_mask = torch.where(answer.sum(1, keepdim=True) > 0, answer, attention_mask)
-        qualities.append(per_sample_quality(outputs.router_logits, gate_mask).float().cpu())
-        pooled = per_sample_router_logits(outputs.router_logits, attention_mask)
-        features.append(pooled.to(feature_dtype).cpu())
-        nll = answer_nll(model, outputs.last_hidden_state, input_ids, answer.bool())
-        nlls.append(nll.float().cpu())
-        relevance = prompt_answer_relevance(model.get_input_embeddings(), input_ids, attention_mask, answer)
-        relevances.append(relevance.cpu())
-        if cfg.score.ifd:
-            alone = [answers_alone(seq, lab) for seq, lab in zip(sequences[batch], labels[batch], strict=True)]
-            alone_ids, alone_mask = _padded(alone, pad_id, device)
-            hidden = model.model(input_ids=alone_ids, attention_mask=alone_mask).last_hidden_state
-            scored = alone_mask.bool().clone()
-            scored[:, 0] = False  # the opening token is context, not answer
-            ifds.append((nll / answer_nll(model, hidden, alone_ids, scored).clamp(min=1e-6)).float().cpu())
-        progress.update(input_ids.shape[0])
-    signals = {"nll": torch.cat(nlls).numpy(), "relevance": torch.cat(relevances).numpy()}
-    if ifds:
-        signals["ifd"] = torch.cat(ifds).numpy()
-    return torch.cat(qualities).numpy(), torch.cat(features).numpy(), signals
-
-
 def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, tokenizer):
     """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
     are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens).
@@ -189,7 +74,15 @@ def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work
             selected = tokenized.select(rows)
             sequences, labels = selected["input_ids"], selected["labels"]
             quality, features, signals = score_rows(
-                model, sequences, labels, tokenizer.pad_token_id, cfg, feature_dtype, progress
+                model,
+                sequences,
+                labels,
+                tokenizer.pad_token_id,
+                cfg.score.max_batch_tokens,
+                cfg.score.max_batch_size,
+                cfg.score.ifd,
+                feature_dtype,
+                progress,
             )
             signals["overlap"] = answer_overlap(tokenizer, sequences, labels)
             write_shard(work_dir, shard, rows, quality, features, signals)

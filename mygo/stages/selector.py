@@ -89,9 +89,10 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         import torch
         from tqdm.auto import tqdm
 
+        from mygo.analysis.text_overlap import answer_overlap
         from mygo.data.chat import encode_messages
         from mygo.data.formats import conversation
-        from mygo.stages.score import answer_overlap, score_rows
+        from mygo.models.scoring import score_rows
 
         records = _records(model_input)
         encoded = [encode_messages(self.tokenizer, conversation(record), self.options) for record in records]
@@ -99,8 +100,17 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         sequences = [encoded[i]["input_ids"] for i in order]
         labels = [encoded[i]["labels"] for i in order]
         with tqdm(total=len(order), disable=True) as progress:
+            score = self.cfg.score
             quality, _, signals = score_rows(
-                self.model, sequences, labels, self.tokenizer.pad_token_id, self.cfg, torch.float32, progress
+                self.model,
+                sequences,
+                labels,
+                self.tokenizer.pad_token_id,
+                score.max_batch_tokens,
+                score.max_batch_size,
+                score.ifd,
+                torch.float32,
+                progress,
             )
         signals["overlap"] = answer_overlap(self.tokenizer, sequences, labels)
         back = np.argsort(order)
