@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from mygo.analysis.coverage import unit_rows
+
 MIN_SELECTED = 2  # one sample has no spread to measure
 COVERAGE_SAMPLE = 20_000  # pool samples the coverage distance is averaged over (all of a smaller pool)
 _CHUNK = 2048  # pool rows per similarity block: bounds memory to chunk x selected floats
@@ -48,21 +50,15 @@ def coverage_rows(n: int, seed: int = 0, size: int = COVERAGE_SAMPLE) -> np.ndar
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def _unit_rows(points: np.ndarray) -> np.ndarray:
-    points = np.asarray(points, dtype=np.float32).reshape(len(points), -1)
-    norms = np.linalg.norm(points, axis=1, keepdims=True)
-    return points / np.where(norms > 0, norms, 1)
-
-
 def coverage_distance(features: np.ndarray, selected: np.ndarray, rows: np.ndarray) -> float:
     """Mean over `rows` of the cosine distance (1 - cosine similarity) to the nearest selected sample.
 
     A matrix product per block of rows rather than a neighbour index: the selected set is a few percent of the
     pool, so blocks of [chunk, selected] similarities are small and BLAS does the work."""
-    chosen = _unit_rows(features[selected])
+    chosen = unit_rows(features[selected])
     nearest = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), _CHUNK):
-        block = _unit_rows(features[rows[start : start + _CHUNK]])
+        block = unit_rows(features[rows[start : start + _CHUNK]])
         nearest[start : start + len(block)] = (block @ chosen.T).max(axis=1)
     return float(np.mean(1.0 - np.clip(nearest, -1.0, 1.0)))
 
