@@ -126,3 +126,20 @@ def test_auto_model_loads_saved_select_moe(tmp_path, padded_batch):
     assert loaded.config.trash_expert_mode == "noise"
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_experts_run_grouped_like_olmoe_and_match_the_eager_loop(padded_batch):
+    """Select-MoE's experts are OLMoE's, so they take OLMoE's default grouped_mm kernel (not transformers' eager
+    loop over experts, its fallback for models it cannot see decorated), with the same logits and gradients."""
+    model = make_model(quality_gate_init_std=1.0)
+    assert model.config._experts_implementation == "grouped_mm"
+    results = {}
+    for implementation in ("grouped_mm", "eager"):
+        model.set_experts_implementation(implementation)
+        model.zero_grad()
+        logits = model(**padded_batch).logits
+        logits.square().mean().backward()
+        experts = model.model.layers[0].mlp.experts
+        results[implementation] = (logits.detach(), experts.gate_up_proj.grad.clone(), experts.down_proj.grad.clone())
+    for grouped, eager in zip(results["grouped_mm"], results["eager"], strict=True):
+        torch.testing.assert_close(grouped, eager, rtol=1e-4, atol=1e-6)

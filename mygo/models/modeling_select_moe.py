@@ -124,6 +124,13 @@ class SelectMoePreTrainedModel(OlmoePreTrainedModel):
         "attentions": OlmoeAttention,
     }
 
+    @classmethod
+    def _can_set_experts_implementation(cls) -> bool:
+        # transformers decides this by looking for `@use_experts_implementation` in the model's own module source;
+        # ours reuses OlmoeExperts, which carries it, so grouped_mm (OLMoE's default) applies here too, not the
+        # eager loop over experts.
+        return True
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
