@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 # eval/<task>/<split>/<metric>: the figures an evaluate run logs (subject accuracies and stderrs left out)
 EVAL_DEPTH = 3
+# The headline figures, printed in summaries and plotted: accuracy for choice tasks; for likelihood tasks bits per
+# byte pooled over every answer byte (`bits_per_byte`: the steadiest over training seeds, README "Does the
+# selection help?") and per answer (`bpb`, with a standard error over answers).
+HEADLINE_METRICS = ("/acc", "/bits_per_byte", "/bpb")
 
 
 def eval_figures(metrics: dict[str, float]) -> dict[str, float]:

@@ -196,7 +196,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         tags={"base_only": "mygo.eval_base_only"},  # true: the target alone (a control arm of its own)
         key_params=("evaluation.base_only", "evaluation.tasks", "evaluation.splits", "evaluation.num_fewshot"),
-        key_metrics=(),  # eval/<task>/<split>/acc and /bpb, whichever ran (see mygo.workflows.lineage.key_metrics)
+        key_metrics=(),  # eval/<task>/<split>/<headline metric>, whichever ran (see mygo.workflows.lineage.key_metrics)
     ),
 )
 

@@ -15,7 +15,14 @@ import mlflow
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
-from mygo.analysis.arms import Estimate, arm_estimates, eval_figures, lower_is_better, paired_deltas
+from mygo.analysis.arms import (
+    HEADLINE_METRICS,
+    Estimate,
+    arm_estimates,
+    eval_figures,
+    lower_is_better,
+    paired_deltas,
+)
 from mygo.tracking import plots
 from mygo.tracking.handoffs import BASE_ONLY_TAG
 from mygo.tracking.runs import STAGE_TAG, configure_tracking, get_run
@@ -24,7 +31,6 @@ ARM_TAG = "mygo.arm"
 SEED_TAG = "mygo.seed"
 ARMS_ARTIFACT = "comparison/arms.json"  # arm -> seed -> evaluate run ID, on a pipeline (or trial) run
 REFERENCE_ARM = "selection"
-PLOTTED = ("/acc", "/bpb")  # the headline figure of each kind of task: plotted and printed; the CSV has all
 
 ArmRuns = dict[str, dict[int, str]]  # arm -> seed -> evaluate run ID
 ArmFigures = dict[str, dict[int, dict[str, float]]]  # arm -> seed -> eval figures
@@ -100,9 +106,9 @@ def comparison_rows(figures: ArmFigures, reference: str = REFERENCE_ARM) -> list
 def format_comparison(rows: list[dict], reference: str = REFERENCE_ARM, headline: bool = True) -> str:
     """A block per figure: each arm's mean ± standard error (seeds), and `reference − arm` in standard errors.
 
-    `headline`: accuracies and bits per byte only (the CSV has every figure)."""
+    `headline`: the HEADLINE_METRICS only (the CSV has every figure)."""
     lines: list[str] = []
-    for key in dict.fromkeys(row["figure"] for row in rows if not headline or row["figure"].endswith(PLOTTED)):
+    for key in dict.fromkeys(row["figure"] for row in rows if not headline or row["figure"].endswith(HEADLINE_METRICS)):
         direction = "lower" if lower_is_better(key) else "higher"
         lines += ["", f"{key} ({direction} is better)", f"  {'arm':<22}{'mean ± se (seeds)':<30}{reference} − arm"]
         for row in (r for r in rows if r["figure"] == key):
@@ -129,7 +135,7 @@ def comparison_csv(rows: list[dict]) -> str:
 def comparison_figure(rows: list[dict], title: str):
     plotted: dict[str, dict[str, tuple[float, float]]] = {}
     for row in rows:
-        if row["figure"].endswith(PLOTTED):
+        if row["figure"].endswith(HEADLINE_METRICS):
             plotted.setdefault(row["figure"], {})[row["arm"]] = (row["mean"], row["stderr"])
     return plots.arm_comparison(plotted, title) if plotted else None
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 from mlflow.entities import Run
 from omegaconf import DictConfig
 
+from mygo.analysis.arms import HEADLINE_METRICS
 from mygo.stages.table import STAGE_NAMES, STAGES
 from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG, configure_tracking, get_run
 
 # What one looks at first in each stage: used by lineage and the pipeline's summary.
 KEY_PARAMS = {entry.name: entry.key_params for entry in STAGES}
-KEY_METRICS = {entry.name: entry.key_metrics for entry in STAGES}  # evaluate: see EVAL_KEY_METRICS
-EVAL_KEY_METRICS = ("/acc", "/bpb")  # eval/<task>/<split>/acc or /bpb, whichever tasks and splits ran
+KEY_METRICS = {entry.name: entry.key_metrics for entry in STAGES}  # evaluate: see HEADLINE_METRICS
 PIPELINE_ORDER = STAGE_NAMES
 
 
@@ -27,7 +27,7 @@ def key_metrics(run: Run) -> dict[str, float]:
         return {
             k: v
             for k, v in sorted(metrics.items())
-            if k.startswith("eval/") and k.count("/") == 3 and k.endswith(EVAL_KEY_METRICS)
+            if k.startswith("eval/") and k.count("/") == 3 and k.endswith(HEADLINE_METRICS)
         }
     return {name: metrics[name] for name in KEY_METRICS.get(stage, ()) if name in metrics}
 
