@@ -57,3 +57,15 @@ def test_the_printed_comparison_says_which_way_is_better():
     assert "lower is better" in bpb_block and "selection better" in bpb_block  # 0.2 lower in both seeds
     assert "higher is better" in acc_block and "selection not better" in acc_block
     assert "-0.2000 ± 0.0000" in bpb_block
+
+
+def test_the_printed_comparison_holds_the_headline_figures_and_the_csv_every_figure():
+    pooled, nll = "eval/qa/val/bits_per_byte", "eval/qa/val/nll"
+    arms = {
+        arm: {0: {BPB: 1.0, pooled: 0.9, nll: 50.0}, 1: {BPB: 1.1, pooled: 0.95, nll: 52.0}}
+        for arm in ("selection", "random")
+    }
+    rows = comparison_rows(arms)
+    text = format_comparison(rows)
+    assert f"{pooled} (lower is better)" in text and f"{BPB} (lower is better)" in text and nll not in text
+    assert nll in format_comparison(rows, headline=False)

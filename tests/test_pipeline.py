@@ -92,6 +92,7 @@ def test_second_main_reuses_everything_and_force_reruns_from_a_stage(store, caps
         and "selection/num_selected=12" in printed
         and "eval/stdlib_mmlu/val/acc=" in printed
         and "eval/stdlib_qa/val/bpb=" in printed
+        and "eval/stdlib_qa/val/bits_per_byte=" in printed
     )
     assert "mlflow ui --backend-store-uri" in printed
     assert "The selection against its controls" in printed and "eval/stdlib_qa/val/bpb (lower is better)" in printed
