@@ -69,3 +69,13 @@ def test_the_printed_comparison_holds_the_headline_figures_and_the_csv_every_fig
     text = format_comparison(rows)
     assert f"{pooled} (lower is better)" in text and f"{BPB} (lower is better)" in text and nll not in text
     assert nll in format_comparison(rows, headline=False)
+
+
+def test_a_difference_the_same_at_every_seed_has_no_spread_and_says_so():
+    arms = {
+        "selection": {s: {ACC: 0.3 + 0.05 * s} for s in range(3)},
+        "random": {s: {ACC: 0.35 + 0.05 * s} for s in range(3)},
+    }
+    delta = paired_deltas(arms, "selection", "random")[ACC]
+    assert delta.mean == pytest.approx(-0.05) and delta.stderr == 0.0  # not float dust of 1e-17
+    assert "(the same at every seed, selection not better)" in format_comparison(comparison_rows(arms))

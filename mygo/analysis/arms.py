@@ -55,7 +55,11 @@ def estimate(values: list[float]) -> Estimate:
     if n < 2:
         return Estimate(mean, math.nan, n)
     variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return Estimate(mean, math.sqrt(variance / n), n)
+    stderr = math.sqrt(variance / n)
+    # equal values can leave float dust (1e-17) that would read as a difference of 1e15 standard errors
+    if stderr <= 1e-12 * max(1.0, abs(mean)):
+        stderr = 0.0
+    return Estimate(mean, stderr, n)
 
 
 def arm_estimates(arms: dict[str, dict[int, dict[str, float]]]) -> dict[str, dict[str, Estimate]]:

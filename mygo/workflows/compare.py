@@ -117,7 +117,12 @@ def format_comparison(rows: list[dict], reference: str = REFERENCE_ARM, headline
             if not math.isnan(row["delta"]):
                 found = Estimate(row["delta"], row["delta_stderr"], row["seeds"])
                 better = (found.mean < 0) == lower_is_better(key) and found.mean != 0
-                strength = "one seed, " if found.n < 2 else f"{abs(found.ratio()):.1f} se, "
+                if found.n < 2:
+                    strength = "one seed, "
+                elif found.stderr == 0:
+                    strength = "the same at every seed, "
+                else:
+                    strength = f"{abs(found.ratio()):.1f} se, "
                 delta = f"{found.text()} ({strength}{reference} {'better' if better else 'not better'})"
             counted = f"{value} ({row['seeds']})"
             lines.append(f"  {row['arm']:<22}{counted:<30}{delta}")
