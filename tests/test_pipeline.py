@@ -275,7 +275,16 @@ def test_ctrl_c_marks_runs_killed_and_the_next_main_reuses_what_finished(store):
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env |= {"MLFLOW_TRACKING_URI": store["uri"], "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mygo.cli", "main", *overrides]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background by a non-interactive shell ignores SIGINT, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     # Interrupt inside the training loop: once the RUNNING warmup has logged its first training step.
     while time.monotonic() < deadline and process.poll() is None:
