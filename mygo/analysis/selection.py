@@ -99,6 +99,11 @@ def select(
     return Selection(chosen, _rounds(len(quality), chosen, 0), strategy)
 
 
+def _noise_last(labels: np.ndarray) -> np.ndarray:
+    """Round robin's groups: the cluster ids, with HDBSCAN noise (-1) one extra group after every cluster."""
+    return np.where(labels < 0, labels.max() + 1, labels)
+
+
 def round_robin(quality: np.ndarray, labels: np.ndarray, count: int, quota: str = "equal") -> Selection:
     """Round r takes the r-th best member (by quality; ties by row index) of every cluster that has one.
 
@@ -114,7 +119,7 @@ def round_robin(quality: np.ndarray, labels: np.ndarray, count: int, quota: str 
     n = len(quality)
     if not 1 <= count <= n:
         raise ValueError(f"count={count} must be in [1, n={n}]")
-    group = np.where(labels < 0, labels.max() + 1, labels)  # noise after every cluster
+    group = _noise_last(labels)
     order = np.lexsort((np.arange(n), -quality, group))  # by group, best first, then row index
     sorted_group = group[order]
     group_start = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
@@ -147,7 +152,7 @@ def covering_round_robin(
     quotas are round robin's (`quota`: equal, or by size), clusters visited by id, HDBSCAN noise last."""
     if features is None or len(features) != len(labels):
         raise ValueError("within_cluster='coverage' needs the clustering's features, one row per sample")
-    group = np.where(labels < 0, labels.max() + 1, labels)
+    group = _noise_last(labels)
     names, sizes = np.unique(group, return_counts=True)
     if quota == "proportional":
         shares = _apportion(count, sizes)
