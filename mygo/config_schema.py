@@ -124,6 +124,7 @@ DATASET = {  # configs/dataset/*.yaml
     "dataset.dataset_names": "list of str or null",
     "dataset.demo.num_samples": "int >= 1",
     "dataset.demo.noise_fraction": "float in [0, 1)",
+    "dataset.demo.noise_kinds": "list of str",
     "dataset.skip_bad_lines": "bool",
     "dataset.max_sequence_length": "int >= 8",
     "dataset.full_sequence_prediction": "bool",

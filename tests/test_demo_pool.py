@@ -18,7 +18,7 @@ from mygo.data.demo_pool.build import (
     ensure_demo_pool,
     generate_demo_records,
 )
-from mygo.data.demo_pool.noise import NOISE_KINDS
+from mygo.data.demo_pool.noise import HELDOUT_NOISE_KINDS, NOISE_KINDS
 from mygo.data.demo_pool.templates import COT_SUFFIX
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 
@@ -186,7 +186,41 @@ def test_ensure_demo_pool_reuses_its_cache(tmp_path: Path) -> None:
     # Every argument is part of the key (checked on the path alone: each build reads the whole stdlib).
     changed = [{**args, name: value} for name, value in [("num_samples", 21), ("noise_fraction", 0.2), ("seed", 1)]]
     changed.append({**args, "max_answer_chars": 101})
-    assert len({first, *(demo_pool_dir(tmp_path, **other) for other in changed)}) == 5
+    changed.append({**args, "noise_kinds": HELDOUT_NOISE_KINDS})
+    assert len({first, *(demo_pool_dir(tmp_path, **other) for other in changed)}) == 6
+    # The default kinds, named or not, are the same pool (so the default pool kept its cache key).
+    assert demo_pool_dir(tmp_path, **args, noise_kinds=list(NOISE_KINDS)) == first
+
+
+def test_held_out_noise_kinds_corrupt_as_described(documents: list[Document]) -> None:
+    items = generate_demo_records(documents, **{**ARGS, "noise_kinds": HELDOUT_NOISE_KINDS})
+    kinds = Counter(item.record["mygo_noise"] for item in items)
+    assert kinds == {None: 340, **{kind: NUM_NOISY // 5 for kind in HELDOUT_NOISE_KINDS}}
+    default_items = generate_demo_records(documents, **ARGS)
+    # The same clean conversations underneath: only which records are noisy, and how, differs.
+    assert [i.clean_answer for i in items] == [i.clean_answer for i in default_items]
+    for item in items:
+        kind, answer, original = item.record["mygo_noise"], _answers(item.record)[-1], item.clean_answer
+        question = item.record["messages"][-2]["content"]
+        assert len(answer) <= ARGS["max_answer_chars"]
+        if kind is None:
+            assert answer == original
+            continue
+        assert answer != original, kind
+        if kind in ("refusal", "boilerplate"):  # fluent and the same whatever was asked: nothing of the answer
+            assert "`" not in answer and item.record["mygo_topic"] not in answer
+        elif kind == "echoed_question":
+            assert answer == question.strip()[: ARGS["max_answer_chars"]].strip()
+        elif kind == "wrong_script":
+            assert not any("a" <= c.lower() <= "z" for c in answer)
+            assert answer.count(" ") == original.count(" ") and len(answer) == len(original)
+        else:  # wrong_facts: the answer's wording, with some of its names or numbers another record's
+            assert len(answer.split()) == len(original.split()) or any(c.isdigit() or c == "." for c in original)
+            assert sum(a != b for a, b in zip(answer.split(), original.split(), strict=False)) >= 1
+    counts = Counter(
+        answer for item in items if item.record["mygo_noise"] == "refusal" for answer in _answers(item.record)[-1:]
+    )
+    assert len(counts) > 1  # several refusals, not one string a filter could match
 
 
 @pytest.mark.parametrize(
@@ -199,6 +233,10 @@ def test_ensure_demo_pool_reuses_its_cache(tmp_path: Path) -> None:
         ("noise_fraction", float("nan")),
         ("seed", 1.5),
         ("max_answer_chars", 39),
+        ("noise_kinds", ["random_chars", "typo"]),
+        ("noise_kinds", []),
+        ("noise_kinds", ["refusal", "refusal"]),
+        ("noise_kinds", "refusal"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(tmp_path: Path, argument: str, value: object) -> None:

@@ -412,6 +412,7 @@ def configured_data_dir(dataset_cfg) -> Path:
     if dataset_cfg.data_dir != DEMO_DATA_DIR:
         return Path(dataset_cfg.data_dir)
     from mygo.data.demo_pool.build import ensure_demo_pool  # only the embedded default needs it
+    from mygo.data.demo_pool.noise import NOISE_KINDS
 
     demo = dataset_cfg.demo
     return ensure_demo_pool(
@@ -420,6 +421,7 @@ def configured_data_dir(dataset_cfg) -> Path:
         noise_fraction=demo.noise_fraction,
         seed=demo.seed,
         max_answer_chars=demo.max_answer_chars,
+        noise_kinds=tuple(demo.get("noise_kinds") or NOISE_KINDS),
     )
 
 

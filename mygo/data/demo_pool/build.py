@@ -9,7 +9,8 @@ Each record names the stdlib module (or language-reference topic) it is about in
 diversity of a selection can be measured against the pool's topics; like `mygo_noise`, selection never reads it.
 
 A known fraction of the records is corrupted on purpose (random characters, shuffled words, an answer to another
-question, one repeated word, an answer cut off after a few words) and marked in `mygo_noise`. Selection never reads
+question, one repeated word, an answer cut off after a few words; `noise_kinds` picks others, see `noise`) and
+marked in `mygo_noise`. Selection never reads
 that field; only the evaluation of the selector does, to measure how much of the noise a selection keeps out.
 Noise corrupts the last assistant turn only, so a noisy multi-turn conversation starts out fine and then goes wrong;
 the questions always stay clean.
@@ -32,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from mygo.atomic import atomic_path
-from mygo.data.demo_pool.noise import NOISE_KINDS, assign_noise, corrupt, donor_answer
+from mygo.data.demo_pool.noise import (
+    ALL_NOISE_KINDS,
+    DONOR_NOISE_KINDS,
+    NOISE_KINDS,
+    assign_noise,
+    corrupt,
+    donor_answer,
+)
 from mygo.data.demo_pool.templates import TEMPLATES, Corpus, Message
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 
@@ -95,10 +103,15 @@ def _clean_conversations(
 
 
 def generate_demo_records(
-    documents: Sequence[Document], num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int
+    documents: Sequence[Document],
+    num_samples: int,
+    noise_fraction: float,
+    seed: int,
+    max_answer_chars: int,
+    noise_kinds: Sequence[str] = NOISE_KINDS,
 ) -> list[DemoRecord]:
     """The pool's records in file order (by source, then id); what `build_demo_pool` writes."""
-    _validate(num_samples, noise_fraction, seed, max_answer_chars)
+    _validate(num_samples, noise_fraction, seed, max_answer_chars, noise_kinds)
     rng = random.Random(seed)
     corpus = Corpus(documents)
     sources: list[str] = []
@@ -110,15 +123,16 @@ def generate_demo_records(
     conversations = [messages for _, messages in drawn]
     answers = [messages[-1]["content"] for messages in conversations]
 
-    noise = assign_noise(answers, round(noise_fraction * num_samples), rng)
+    noise = assign_noise(answers, round(noise_fraction * num_samples), rng, tuple(noise_kinds))
     clean = [i for i in range(num_samples) if i not in noise]
     records = []
     first_index = {source: sources.index(source) for source in DEMO_SOURCES}
     for index, (source, messages) in enumerate(zip(sources, conversations, strict=True)):
         kind = noise.get(index)
         if kind is not None:
-            donor = donor_answer(index, sources, answers, clean, rng) if kind == "mismatched_answer" else ""
-            corrupted = corrupt(kind, answers[index], donor, rng, max_answer_chars)
+            donor = donor_answer(index, sources, answers, clean, rng) if kind in DONOR_NOISE_KINDS else ""
+            question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+            corrupted = corrupt(kind, answers[index], donor, rng, max_answer_chars, question)
             messages = [*messages[:-1], {"role": "assistant", "content": corrupted}]
         number = index - first_index[source]
         record = {"dataset": source, "id": f"{source}_{number}", "messages": messages, "mygo_noise": kind}
@@ -128,7 +142,9 @@ def generate_demo_records(
 
 
 # -------------------------------------------------------------------------------------------- writing
-def _validate(num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int) -> None:
+def _validate(
+    num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int, noise_kinds: Sequence[str] = NOISE_KINDS
+) -> None:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < MIN_SAMPLES:
         raise ValueError(f"num_samples must be an integer >= {MIN_SAMPLES}, got {num_samples!r}")
     if not 0 <= noise_fraction < 1:  # also refuses NaN
@@ -141,6 +157,12 @@ def _validate(num_samples: int, noise_fraction: float, seed: int, max_answer_cha
         or max_answer_chars < MIN_ANSWER_CHARS
     ):
         raise ValueError(f"max_answer_chars must be an integer >= {MIN_ANSWER_CHARS}, got {max_answer_chars!r}")
+    unknown = [kind for kind in noise_kinds if kind not in ALL_NOISE_KINDS]
+    if isinstance(noise_kinds, str) or unknown or not noise_kinds or len(set(noise_kinds)) < len(noise_kinds):
+        raise ValueError(
+            f"noise_kinds must be distinct kinds of {list(ALL_NOISE_KINDS)}, got {noise_kinds!r}"
+            + (f" ({unknown} unknown)" if unknown and not isinstance(noise_kinds, str) else "")
+        )
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -161,11 +183,14 @@ def build_demo_pool(
     noise_fraction: float = 0.15,
     seed: int = 0,
     max_answer_chars: int = 600,
+    noise_kinds: Sequence[str] = NOISE_KINDS,
 ) -> DemoPoolReport:
     """Build the pool into `output_dir` (per-source JSONL files, then the manifest) and report its counts."""
-    _validate(num_samples, noise_fraction, seed, max_answer_chars)
+    _validate(num_samples, noise_fraction, seed, max_answer_chars, noise_kinds)
     output_dir = Path(output_dir)
-    records = generate_demo_records(stdlib_documents(), num_samples, noise_fraction, seed, max_answer_chars)
+    records = generate_demo_records(
+        stdlib_documents(), num_samples, noise_fraction, seed, max_answer_chars, noise_kinds
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
     # An old manifest would vouch for files that are about to change.
     (output_dir / MANIFEST_NAME).unlink(missing_ok=True)
@@ -178,12 +203,12 @@ def build_demo_pool(
         output_dir=output_dir,
         num_samples=num_samples,
         counts_by_source=_source_counts(num_samples),
-        counts_by_noise={kind: kinds.count(kind) for kind in NOISE_KINDS},
+        counts_by_noise={kind: kinds.count(kind) for kind in noise_kinds},
     )
     manifest = {
         "format_version": DEMO_POOL_VERSION,
         "python_version": _python_version(),
-        "arguments": _arguments(num_samples, noise_fraction, seed, max_answer_chars),
+        "arguments": _arguments(num_samples, noise_fraction, seed, max_answer_chars, noise_kinds),
         "counts_by_source": report.counts_by_source,
         "counts_by_noise": report.counts_by_noise,
         "num_noisy": sum(report.counts_by_noise.values()),
@@ -193,20 +218,32 @@ def build_demo_pool(
     return report
 
 
-def _arguments(num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int) -> dict[str, Any]:
+def _arguments(
+    num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int, noise_kinds: Sequence[str] = NOISE_KINDS
+) -> dict[str, Any]:
     # Normalised, so that noise_fraction=0 and 0.0 name the same pool.
-    return {
+    arguments = {
         "num_samples": int(num_samples),
         "noise_fraction": float(noise_fraction),
         "seed": int(seed),
         "max_answer_chars": int(max_answer_chars),
     }
+    if tuple(noise_kinds) != NOISE_KINDS:  # only when set: the default pool keeps the key (and cache) it had
+        arguments["noise_kinds"] = list(noise_kinds)
+    return arguments
 
 
-def demo_pool_dir(cache_root: Path, num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int) -> Path:
+def demo_pool_dir(
+    cache_root: Path,
+    num_samples: int,
+    noise_fraction: float,
+    seed: int,
+    max_answer_chars: int,
+    noise_kinds: Sequence[str] = NOISE_KINDS,
+) -> Path:
     """Where `ensure_demo_pool` keeps a pool: keyed by the arguments, the format and this Python's docs."""
     key = {
-        **_arguments(num_samples, noise_fraction, seed, max_answer_chars),
+        **_arguments(num_samples, noise_fraction, seed, max_answer_chars, noise_kinds),
         "format_version": DEMO_POOL_VERSION,
         "python_version": _python_version(),
     }
@@ -215,17 +252,22 @@ def demo_pool_dir(cache_root: Path, num_samples: int, noise_fraction: float, see
 
 
 def ensure_demo_pool(
-    cache_root: Path, num_samples: int, noise_fraction: float, seed: int, max_answer_chars: int
+    cache_root: Path,
+    num_samples: int,
+    noise_fraction: float,
+    seed: int,
+    max_answer_chars: int,
+    noise_kinds: Sequence[str] = NOISE_KINDS,
 ) -> Path:
     """The cached pool for these arguments, built first if its directory has no manifest yet."""
-    _validate(num_samples, noise_fraction, seed, max_answer_chars)
-    pool_dir = demo_pool_dir(cache_root, num_samples, noise_fraction, seed, max_answer_chars)
+    _validate(num_samples, noise_fraction, seed, max_answer_chars, noise_kinds)
+    pool_dir = demo_pool_dir(cache_root, num_samples, noise_fraction, seed, max_answer_chars, noise_kinds)
     if (pool_dir / MANIFEST_NAME).is_file():
         logger.info("Reusing demo pool at %s", pool_dir)
         return pool_dir
     logger.info("Building demo pool at %s (%d samples, %.0f%% noise)", pool_dir, num_samples, 100 * noise_fraction)
     start = time.perf_counter()
-    report = build_demo_pool(pool_dir, num_samples, noise_fraction, seed, max_answer_chars)
+    report = build_demo_pool(pool_dir, num_samples, noise_fraction, seed, max_answer_chars, noise_kinds)
     logger.info(
         "Built demo pool in %.1fs: %s, noise %s",
         time.perf_counter() - start,
