@@ -10,8 +10,8 @@ diversity of a selection can be measured against the pool's topics; like `mygo_n
 
 A known fraction of the records is corrupted on purpose (random characters, shuffled words, an answer to another
 question, one repeated word, an answer cut off after a few words; `noise_kinds` picks others, see `noise`) and
-marked in `mygo_noise`. Selection never reads
-that field; only the evaluation of the selector does, to measure how much of the noise a selection keeps out.
+marked in `mygo_noise`. Selection never reads that field; only the evaluation of the selector does, to measure how
+much of the noise a selection keeps out.
 Noise corrupts the last assistant turn only, so a noisy multi-turn conversation starts out fine and then goes wrong;
 the questions always stay clean.
 
@@ -157,11 +157,11 @@ def _validate(
         or max_answer_chars < MIN_ANSWER_CHARS
     ):
         raise ValueError(f"max_answer_chars must be an integer >= {MIN_ANSWER_CHARS}, got {max_answer_chars!r}")
-    unknown = [kind for kind in noise_kinds if kind not in ALL_NOISE_KINDS]
+    unknown = [] if isinstance(noise_kinds, str) else [k for k in noise_kinds if k not in ALL_NOISE_KINDS]
     if isinstance(noise_kinds, str) or unknown or not noise_kinds or len(set(noise_kinds)) < len(noise_kinds):
         raise ValueError(
             f"noise_kinds must be distinct kinds of {list(ALL_NOISE_KINDS)}, got {noise_kinds!r}"
-            + (f" ({unknown} unknown)" if unknown and not isinstance(noise_kinds, str) else "")
+            + (f" ({unknown} unknown)" if unknown else "")
         )
 
 
