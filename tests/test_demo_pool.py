@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mygo.analysis.text_overlap import prompt_copy
 from mygo.data.demo_pool.build import (
     DEMO_POOL_VERSION,
     DEMO_SOURCES,
@@ -221,6 +222,11 @@ def test_held_out_noise_kinds_corrupt_as_described(documents: list[Document]) ->
         answer for item in items if item.record["mygo_noise"] == "refusal" for answer in _answers(item.record)[-1:]
     )
     assert len(counts) > 1  # several refusals, not one string a filter could match
+    # An echo copies its question: selection.max_prompt_copy's 0.8 keeps every echo out and no clean record.
+    copy = prompt_copy([item.record["messages"] for item in items])
+    echoes = [item.record["mygo_noise"] == "echoed_question" for item in items]
+    clean = [item.record["mygo_noise"] is None for item in items]
+    assert (copy[echoes] >= 0.8).all() and (copy[clean] < 0.8).all()
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The select stage on a real scored tiny pool: outputs, strategies side by side, determinism, bad input."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
 from mygo.stages.score import run_score
-from mygo.stages.select import run_select
+from mygo.stages.select import run_select, vetoed
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
@@ -178,8 +179,35 @@ def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
     assert both.data.metrics["selection/vetoed"] == either.sum() > vetoed.sum()
 
     off = mlflow.get_run(run_select(select_config(store, "selection.count=24", "selection.veto_share=0")))
-    assert not any(key.startswith("selection/vetoed") for key in off.data.metrics)
+    assert not any(
+        key.startswith(("selection/vetoed/overlap", "selection/vetoed/relevance")) for key in off.data.metrics
+    )
+    assert off.data.metrics["selection/vetoed"] == 0  # max_prompt_copy found no copy to keep out
     assert off.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+
+
+def test_max_prompt_copy_keeps_answers_that_copy_their_question_out(store):
+    data = router_data_of(mlflow.get_run(store["score_run"]))
+    copy = data.signals["prompt_copy"]
+    assert select_config(store).selection.max_prompt_copy == 0.8 and copy.max() < 0.8  # this pool has no copies
+    limit = float(np.quantile(copy, 0.8))  # as if the fifth that copy most were copies
+    overrides = ("selection.count=24", "selection.veto_signals=null")
+    run = mlflow.get_run(run_select(select_config(store, *overrides, f"selection.max_prompt_copy={limit}")))
+    table, copied = selected_table(run.info.run_id), copy >= limit
+    assert table["selected"].sum() == 24 and not table.loc[copied, "selected"].any()
+    assert run.data.metrics["selection/vetoed/max_prompt_copy"] == copied.sum() >= 20
+    low, high = np.quantile(table["quality"], [0.4, 0.7])
+    assert table.loc[table["selected"], "quality"].between(low, high).all()  # the band holds beside the limit
+
+    default = mlflow.get_run(run_select(select_config(store, *overrides)))
+    assert default.data.metrics["selection/vetoed/max_prompt_copy"] == 0  # a pool without copies loses nothing
+    off = mlflow.get_run(run_select(select_config(store, *overrides, "selection.max_prompt_copy=null")))
+    assert off.data.tags[SELECTED_IDS_TAG] == default.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+
+    # A score run from before the signal existed: the limit says what is missing and how to go on.
+    stale = dataclasses.replace(data, signals={k: v for k, v in data.signals.items() if k != "prompt_copy"})
+    with pytest.raises(ValueError, match=r"max_prompt_copy=0.8 needs the prompt_copy signal.*max_prompt_copy=null"):
+        vetoed(stale, select_config(store))
 
 
 def test_a_veto_that_leaves_too_few_samples_is_dropped_before_the_band(store, caplog):
@@ -187,7 +215,7 @@ def test_a_veto_that_leaves_too_few_samples_is_dropped_before_the_band(store, ca
     overrides = ["selection.count=24", "selection.veto_signals=[overlap,relevance,nll]", "selection.veto_share=0.9"]
     run = mlflow.get_run(run_select(select_config(store, *overrides)))
     table = selected_table(run.info.run_id)
-    assert "the band less selection.veto_signals leave" in caplog.text
+    assert "the band less the vetoes (selection.veto_signals, max_prompt_copy) leave" in caplog.text
     assert "vetoed samples selected" in run.data.tags["mygo.vetoes_dropped"]  # the run says they did not act
     assert not any(key.startswith(("selection/vetoed", "noise/fraction_vetoed")) for key in run.data.metrics)
     low, high = np.quantile(table["quality"], [0.4, 0.7])

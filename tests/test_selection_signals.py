@@ -58,7 +58,7 @@ def test_warmup_probe_logs_per_kind_and_per_layer(store):
 def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
     run = get_run(store["score_run"])
     data = router_data_of(run)
-    assert set(data.signals) == {"nll", "ifd", "relevance", "overlap"}
+    assert set(data.signals) == {"nll", "ifd", "relevance", "overlap", "prompt_copy"}
     answered = (data.index["num_label_tokens"] > 0).to_numpy()
     for name in ("nll", "ifd", "relevance", "overlap"):
         values = data.signals[name]
@@ -68,12 +68,14 @@ def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
             assert (abs(values[answered]) <= 1 + 1e-5).all()
         np.testing.assert_array_equal(np.isfinite(values), answered)  # undefined where no answer token is left
     assert (data.signals["overlap"][answered] >= 0).all()
+    copy = data.signals["prompt_copy"]  # of the record's text: defined whatever truncation left
+    assert np.isfinite(copy).all() and (copy >= 0).all() and (copy <= 1).all() and copy.max() > 0
     kinds = data.index["mygo_noise"].tolist()
     metrics = run.data.metrics
     for name, values in all_signal_values(data.sample_quality, data.signals).items():
         for kind, auroc in auroc_by_kind(values, kinds).items():  # what was logged is what the data says
             assert metrics[f"noise/auroc/{name}/{kind}"] == pytest.approx(auroc)
-    signals = ("gate", "nll", "ifd", "relevance", "overlap", "rank_mean", "rank_min")
+    signals = ("gate", "nll", "ifd", "relevance", "overlap", "prompt_copy", "rank_mean", "rank_min")
     assert {f"noise/auroc/{name}" for name in signals} <= set(metrics)
     # The NLL signal is the warmed-up model's answer perplexity: random characters are far less likely than text.
     assert metrics["noise/auroc/nll/random_chars"] > 0.8
@@ -141,4 +143,4 @@ def test_a_signal_the_score_run_lacks_is_named(store, tmp_path, capsys):
     code = mygo_main(["select", f"upstream.score_run={score}", "selection.quality_signal=ifd"])
     error = capsys.readouterr().err
     assert code == 2 and "'ifd' was not computed" in error
-    assert "['gate', 'nll', 'relevance', 'overlap', 'rank_mean', 'rank_min']" in error
+    assert "['gate', 'nll', 'relevance', 'overlap', 'prompt_copy', 'rank_mean', 'rank_min']" in error

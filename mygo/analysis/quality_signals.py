@@ -11,7 +11,11 @@
   centred): a fluent answer to another question has a fine NLL and no relation to its instruction;
 - `overlap`: the cosine between the prompt's and the answer's character 4-gram profiles
   (`mygo.analysis.text_overlap`): what the two texts share on the surface, names and terms, without a model;
-- `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed);
+- `prompt_copy`: the Jaccard similarity of the 4-gram sets of an answer and the question it answers
+  (`mygo.analysis.text_overlap.prompt_copy`), 1 for the question repeated back, which overlap ranks best. A
+  detector of one fault, for `selection.max_prompt_copy`; the signal is -prompt_copy;
+- `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed but
+  prompt_copy, which says nothing of the answers that copy nothing: nearly all);
 - `rank_min`: the lowest of those ranks: a sample is as good as the detector that likes it least, so what one
   signal flags is not averaged away by the others' approval (a fluent answer to another question: fine NLL,
   no overlap).
@@ -24,10 +28,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-STORED = ("nll", "ifd", "relevance", "overlap")  # computed by the score stage beside the gates, kept per sample
+STORED = ("nll", "ifd", "relevance", "overlap", "prompt_copy")  # computed by the score stage beside the gates
 COMBINED = ("rank_mean", "rank_min")  # of the percentile ranks of several signals
 SIGNALS = ("gate", *STORED, *COMBINED)
-LOWER_IS_BETTER = frozenset({"nll", "ifd"})
+LOWER_IS_BETTER = frozenset({"nll", "ifd", "prompt_copy"})
+NOT_COMBINED_BY_DEFAULT = frozenset({"prompt_copy"})
 
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:
@@ -54,7 +59,7 @@ def signal_values(
         finite = np.isfinite(values)
         return np.where(finite, values, values[finite].min() - 1.0)  # no answer left: below every other
     singles = [n for n in available if n not in COMBINED]
-    parts = list(rank_mean_of) if rank_mean_of else singles
+    parts = list(rank_mean_of) if rank_mean_of else [n for n in singles if n not in NOT_COMBINED_BY_DEFAULT]
     if set(parts) & set(COMBINED) or len(parts) < 2:
         raise ValueError(f"selection.rank_mean_of={parts} must name two or more of {singles}")
     ranks = [rankdata(signal_values(part, gate, stored)) / len(gate) for part in parts]

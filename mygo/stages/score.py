@@ -31,7 +31,7 @@ from transformers import AutoTokenizer
 from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_metrics
 from mygo.analysis.quality_signals import all_signal_values
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.analysis.text_overlap import answer_overlap
+from mygo.analysis.text_overlap import answer_overlap, prompt_copy
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.dedup import GROUPS_ARTIFACT
@@ -62,10 +62,13 @@ def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
     return OmegaConf.merge(dataset, OmegaConf.from_dotlist(split_overrides(dataset_overrides)))
 
 
-def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, tokenizer):
+def score_shards(
+    model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, tokenizer, conversations=None
+):
     """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
     are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens).
-    Beside the model's signals (`score_rows`), each sample gets its text's `overlap` (`answer_overlap`)."""
+    Beside the model's signals (`score_rows`), each sample gets its text's `overlap` (`answer_overlap`) and
+    `prompt_copy` (of its record's turns: `conversations`, the records row for row with `tokenized`; none without)."""
     feature_dtype = getattr(torch, cfg.score.feature_dtype)
     samples = tokens = 0
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
@@ -85,6 +88,8 @@ def score_shards(model, tokenized, plan: list[np.ndarray], todo: list[int], work
                 progress,
             )
             signals["overlap"] = answer_overlap(tokenizer, sequences, labels)
+            if conversations is not None:
+                signals["prompt_copy"] = prompt_copy(conversations.select(rows)["messages"])
             write_shard(work_dir, shard, rows, quality, features, signals)
             samples += len(rows)
             tokens += sum(len(s) for s in sequences)
@@ -181,7 +186,8 @@ def run_score(cfg: DictConfig) -> str | None:
         load_router_weights(model, router_weights)
 
         scoring_started = time.perf_counter()
-        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer)
+        conversations = pool.records.select(pool.dedup.kept)  # what dedup kept: `tokenized`, row for row
+        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer, conversations)
         totals = gather_object([(samples, tokens, time.perf_counter() - scoring_started)])
         state.wait_for_everyone()
         if not state.is_main_process:

@@ -261,21 +261,30 @@ def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
 
 def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
     """Per signal of `selection.veto_signals`, the rows among its worst `selection.veto_share` (ranked within
-    their source under `selection.quality_within: source`, as quality is): never selected, whatever the band.
+    their source under `selection.quality_within: source`, as quality is): never selected, whatever the band;
+    and under `max_prompt_copy`, the rows whose answer copies its question at least that much.
 
     The band ranks by one signal (a likelihood), which cannot see what another signal sees: a fluent answer to
     another question has a fine NLL, and shares nothing with its own prompt (`overlap`). A sample must pass every
     detector, so each of them vetoes its own worst; averaging ranks instead would pull a sample that one detector
-    flags and the others like into the middle of the band."""
+    flags and the others like into the middle of the band. The copy limit is a threshold, not a share: a pool
+    that holds no copies loses nothing to it, and overlap, which ranks a copy best, cannot veto one."""
     options = cfg.selection
-    names = list(options.get("veto_signals") or [])
-    if not names or not options.veto_share:
-        return {}
-    groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
     masks = {}
-    for name in names:
-        values = signal_values(name, data.sample_quality, data.signals)
-        masks[name] = rank_within(values, groups) <= options.veto_share
+    names = list(options.get("veto_signals") or [])
+    if names and options.veto_share:
+        groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
+        for name in names:
+            values = signal_values(name, data.sample_quality, data.signals)
+            masks[name] = rank_within(values, groups) <= options.veto_share
+    limit = options.get("max_prompt_copy")  # absent from configs made before it existed: no limit
+    if limit is not None:
+        if "prompt_copy" not in data.signals:
+            raise ValueError(
+                f"selection.max_prompt_copy={limit} needs the prompt_copy signal, which this score run did not store"
+                f" (it has {sorted(data.signals)}): score again, or set selection.max_prompt_copy=null"
+            )
+        masks["max_prompt_copy"] = np.asarray(data.signals["prompt_copy"]) >= limit
     return masks
 
 
@@ -346,7 +355,12 @@ def select_in_band(
     if excluded is not None and excluded.any():
         allowed = np.flatnonzero(~excluded)
         vetoed_band = allowed if band is None else band[~excluded[band]]
-        candidates.append((f"the {'pool' if band is None else 'band'} less selection.veto_signals", vetoed_band))
+        candidates.append(
+            (
+                f"the {'pool' if band is None else 'band'} less the vetoes (selection.veto_signals, max_prompt_copy)",
+                vetoed_band,
+            )
+        )
     if band is not None:
         candidates.append((f"selection.quality_floor={floor} and quality_ceiling={ceiling}", band))
     for what, eligible in candidates:

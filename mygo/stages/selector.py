@@ -5,9 +5,9 @@ score logs it (`runs:/<score run>/selector`, registered as `tracking.registered_
 the pool's chat encoding (`dataset.*` of the warmup run, with score's overrides) and the score settings. Input:
 a table of records in any format `mygo.data.formats` reads (a `messages` column, or alpaca's
 `instruction`/`output`, ...); output: one row per record with every per-sample signal score computes: `gate`
-(the mean good_ratio over layers, the quality select sorts by), `gate/layer_<i>`, `nll`, `relevance`, `overlap`
-(and `ifd` when `score.ifd`), plus `id` when the input has one. The values come from `score_rows` on tokens from
-`encode_messages`, the score stage's own functions, so `mlflow models serve` answers as score does.
+(the mean good_ratio over layers, the quality select sorts by), `gate/layer_<i>`, `nll`, `relevance`, `overlap`,
+`prompt_copy` (and `ifd` when `score.ifd`), plus `id` when the input has one. The values come from `score_rows` on
+tokens from `encode_messages`, the score stage's own functions, so `mlflow models serve` answers as score does.
 
 Why a `mlflow.pyfunc.PythonModel` and not a flavor: no flavor knows the Select-MoE (a custom architecture plus
 separate router weights) nor mygo's signals. It is logged as a model from code (`selector_entry.py`, not a
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SELECTOR_NAME = "selector"  # runs:/<score run>/selector
 SELECTOR_VERSION_TAG = "mygo.selector_version"
 SETTINGS_FILE = "selector.json"
-SIGNAL_ORDER = ("gate", "nll", "relevance", "overlap", "ifd")
+SIGNAL_ORDER = ("gate", "nll", "relevance", "overlap", "prompt_copy", "ifd")
 
 
 def _directory_mb(path: Path) -> float:
@@ -89,13 +89,14 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         import torch
         from tqdm.auto import tqdm
 
-        from mygo.analysis.text_overlap import answer_overlap
+        from mygo.analysis.text_overlap import answer_overlap, prompt_copy
         from mygo.data.chat import encode_messages
         from mygo.data.formats import conversation
         from mygo.models.scoring import score_rows
 
         records = _records(model_input)
-        encoded = [encode_messages(self.tokenizer, conversation(record), self.options) for record in records]
+        conversations = [conversation(record) for record in records]
+        encoded = [encode_messages(self.tokenizer, messages, self.options) for messages in conversations]
         order = np.argsort([-e["length"] for e in encoded], kind="stable")  # as score plans: longest first
         sequences = [encoded[i]["input_ids"] for i in order]
         labels = [encoded[i]["labels"] for i in order]
@@ -113,6 +114,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
                 progress,
             )
         signals["overlap"] = answer_overlap(self.tokenizer, sequences, labels)
+        signals["prompt_copy"] = prompt_copy(conversations)[order]  # in scoring order, as the others
         back = np.argsort(order)
         table = pd.DataFrame({"gate": quality.mean(axis=1)[back]})
         for layer in range(quality.shape[1]):

@@ -32,7 +32,12 @@ logger = logging.getLogger(__name__)
 # random and quality_topk keep the pipeline's budget (selection.count or .percentage) and its source balance and
 # caps: the same size as the selection (a budget is exactly met or an error), and the same source mix, so the
 # comparison is of what is chosen within each source. full drops all three: it is the whole pool.
-NO_BAND = ["selection.quality_floor=0", "selection.quality_ceiling=0", "selection.veto_signals=null"]
+NO_BAND = [
+    "selection.quality_floor=0",
+    "selection.quality_ceiling=0",
+    "selection.veto_signals=null",
+    "selection.max_prompt_copy=null",
+]
 WHOLE_POOL = [
     "selection.percentage=1.0",
     "selection.count=null",
