@@ -22,11 +22,13 @@ from mygo.config import load_config
 from mygo.stages.select import run_select
 from mygo.tracking.handoffs import router_data_of
 
+NO_COPY_LIMIT = "selection.max_prompt_copy=null"
 SETTINGS = {
-    "no veto": ["selection.veto_signals=null"],
-    "overlap veto 0.1": ["selection.veto_signals=[overlap]", "selection.veto_share=0.1"],
-    "overlap veto 0.2": ["selection.veto_signals=[overlap]", "selection.veto_share=0.2"],
-    "overlap and relevance vetoes 0.1 (the default)": [],
+    "no veto": ["selection.veto_signals=null", NO_COPY_LIMIT],
+    "overlap veto 0.1": ["selection.veto_signals=[overlap]", "selection.veto_share=0.1", NO_COPY_LIMIT],
+    "overlap veto 0.2": ["selection.veto_signals=[overlap]", "selection.veto_share=0.2", NO_COPY_LIMIT],
+    "overlap and relevance vetoes 0.1": [NO_COPY_LIMIT],
+    "overlap and relevance vetoes 0.1, copy limit 0.8 (the default)": [],
 }
 
 
