@@ -544,22 +544,24 @@ def profile_forward(run: Callable[[], object], model, ctx: Context) -> dict:
 # ------------------------------------------------------------------------------------------------ scoring
 
 
-def word_tokenizer(vocab_size: int):
-    """A word-level tokenizer over the model's vocabulary ("w<id>"), for the overlap signal's decoding: the score
-    stage decodes every prompt and answer, and random ids need a vocabulary to decode to."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+def word_conversations(rows, labels) -> list[list[dict]]:
+    """Each random-id row as a conversation of words ("w<id>"): the user turn its unlabelled tokens, the assistant
+    turn its labelled ones, for the overlap signal, which the score stage computes from the records' texts."""
+    from mygo.labels import IGNORE_INDEX
 
-    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab_size)}, unk_token="w0"))
-    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=words)
+    conversations = []
+    for row, row_labels in zip(rows, labels, strict=True):
+        prompt = " ".join(f"w{t}" for t, label in zip(row, row_labels, strict=True) if label == IGNORE_INDEX)
+        answer = " ".join(f"w{t}" for t, label in zip(row, row_labels, strict=True) if label != IGNORE_INDEX)
+        conversations.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
+    return conversations
 
 
 def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) -> None:
     import torch
 
     from mygo.analysis.score_shards import plan_shards, write_shard
-    from mygo.analysis.text_overlap import answer_overlap
+    from mygo.analysis.text_overlap import NgramWeights, answer_overlap, message_texts
     from mygo.models.scoring import score_rows
 
     _, model = ctx.models(metrics)
@@ -568,7 +570,10 @@ def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
     lengths = sample_lengths(ctx.sizes, ctx.sizes.pool, seed=2)
     rows, labels = token_rows(lengths, model.config.vocab_size, seed=2)
     plan = plan_shards(lengths, score["shard_size"])  # the score stage's plan: longest first
-    tokenizer = word_tokenizer(model.config.vocab_size)
+    started = time.perf_counter()  # the score stage counts the pool's 4-grams once, before the shards
+    conversations = word_conversations(rows, labels)
+    weights = NgramWeights.fit(message_texts(conversations))
+    metrics["overlap_weights_s"] = time.perf_counter() - started
     pad = model.config.pad_token_id
 
     class BoxProgress:
@@ -611,8 +616,7 @@ def part_scoring(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) ->
                 notes.append(f"time box: {shard} of {len(plan)} shards scored (the longest rows first)")
                 break
             scored = time.perf_counter()
-            sequences, answer_labels = [rows[i] for i in indices], [labels[i] for i in indices]
-            signals["overlap"] = answer_overlap(tokenizer, sequences, answer_labels)
+            signals["overlap"] = answer_overlap([conversations[i] for i in indices], weights)
             overlapped = time.perf_counter()
             write_shard(Path(work_dir), shard, indices, quality, features, signals)
             written = time.perf_counter()

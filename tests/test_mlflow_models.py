@@ -28,7 +28,7 @@ from mygo.data.demo_pool.build import ensure_demo_pool
 from mygo.data.pool import records_at
 from mygo.stages.evaluate import run_evaluate
 from mygo.stages.finetune import run_finetune
-from mygo.stages.score import run_score
+from mygo.stages.score import OVERLAP_WEIGHTS_FILE, run_score
 from mygo.stages.selector import SELECTOR_VERSION_TAG, log_selector
 from mygo.stages.target import load_target_tokenizer
 from mygo.stages.warmup import run_warmup
@@ -277,7 +277,8 @@ def test_a_selector_over_the_size_threshold_is_referenced_and_loading_names_its_
     resolved.tracking.log_model_max_mb = 0
     resolved.tracking.registered_selector = None
     with mlflow.start_run():
-        assert log_selector(resolved, local, router_weights_of(mlflow.get_run(scored["warmup"]))) is None
+        weights = Path(score.data.tags[ROUTER_DATA_PATH_TAG]) / OVERLAP_WEIGHTS_FILE  # the scored pool's 4-gram idf
+        assert log_selector(resolved, local, router_weights_of(mlflow.get_run(scored["warmup"])), weights) is None
         referenced = mlflow.active_run().info.run_id
     included = Path(mlflow.artifacts.download_artifacts(f"runs:/{score.info.run_id}/selector"))
     assert (included / "artifacts" / "model" / "config.json").is_file()  # the score run's carries its model

@@ -1,18 +1,21 @@
 """Quality signals through the real stages: a corruption-trained warmup, scoring with NLL and IFD, selecting by
 each signal, and the per-noise-kind records every run leaves."""
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
 
 from mygo.analysis.noise_metrics import auroc_by_kind
 from mygo.analysis.quality_signals import all_signal_values
+from mygo.analysis.text_overlap import NgramWeights
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
-from mygo.stages.score import run_score
+from mygo.stages.score import OVERLAP_WEIGHTS_FILE, run_score
 from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
-from mygo.tracking.handoffs import router_data_of
+from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG, router_data_of
 from mygo.tracking.runs import get_run
 from tests.helpers import artifact_paths, quick_warmup_overrides, use_store
 
@@ -60,16 +63,18 @@ def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
     data = router_data_of(run)
     assert set(data.signals) == {"nll", "ifd", "relevance", "overlap", "prompt_copy"}
     answered = (data.index["num_label_tokens"] > 0).to_numpy()
-    for name in ("nll", "ifd", "relevance", "overlap"):
+    for name in ("nll", "ifd", "relevance"):
         values = data.signals[name]
         if name in ("nll", "ifd"):
             assert (values[answered] > 0).all()
         else:
             assert (abs(values[answered]) <= 1 + 1e-5).all()
         np.testing.assert_array_equal(np.isfinite(values), answered)  # undefined where no answer token is left
-    assert (data.signals["overlap"][answered] >= 0).all()
-    copy = data.signals["prompt_copy"]  # of the record's text: defined whatever truncation left
-    assert np.isfinite(copy).all() and (copy >= 0).all() and (copy <= 1).all() and copy.max() > 0
+    for name in ("overlap", "prompt_copy"):  # of the record's text: defined whatever truncation left
+        values = data.signals[name]
+        assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all() and values.max() > 0
+    weights = NgramWeights.load(Path(run.data.tags[ROUTER_DATA_PATH_TAG]) / OVERLAP_WEIGHTS_FILE)
+    assert weights.document_count >= 2 * len(data.index)  # every message of the pool kept: two or more a record
     kinds = data.index["mygo_noise"].tolist()
     metrics = run.data.metrics
     for name, values in all_signal_values(data.sample_quality, data.signals).items():

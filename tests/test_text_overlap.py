@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mygo.analysis.text_overlap import prompt_answer_overlap, prompt_copy
+from mygo.analysis.text_overlap import NgramWeights, answer_overlap, message_texts, prompt_answer_overlap, prompt_copy
 
 PROMPT = "How do I read a CSV file with csv.DictReader in Python?"
 ANSWER = "Open the file and pass it to csv.DictReader: each row is a dict keyed by the CSV header."
@@ -72,3 +72,49 @@ def test_a_conversation_with_no_answered_question_copies_nothing():
     values = prompt_copy([no_user, turns(("", "")), turns((PROMPT, ANSWER))])
     assert values[:2].tolist() == [0.0, 0.0] and values[2] > 0
     assert prompt_copy([]).shape == (0,)
+
+
+# A pool in which "python" is in every text and "pandas" in one: sharing the rare word is the evidence.
+POOL = ["python lists and python tuples", "python dicts", "python sets and python loops", "pandas frames"]
+
+
+def test_rare_shared_grams_weigh_more_than_common_ones_once_weighted_by_the_pool():
+    weights = NgramWeights.fit(POOL * 5)
+    assert weights.document_count == 20
+    prompt = "python pandas"
+    rare, common = "pandas reads rows", "python reads rows"
+    plain = prompt_answer_overlap([prompt, prompt], [rare, common])
+    weighted = prompt_answer_overlap([prompt, prompt], [rare, common], weights)
+    assert plain[0] == pytest.approx(plain[1])  # the same share of 4-grams, unweighted
+    assert weighted[0] > 2 * weighted[1]  # the common word says little of what the answer is about
+    np.testing.assert_allclose(prompt_answer_overlap([prompt], [rare], NgramWeights.uniform()), plain[:1])
+
+
+def test_weights_survive_a_round_trip_through_their_file(tmp_path):
+    weights = NgramWeights.fit(message_texts([turns((PROMPT, ANSWER)), turns((OTHER, PROMPT))]))
+    assert weights.document_count == 4
+    loaded = NgramWeights.load(weights.save(tmp_path / "weights.npz"))
+    assert loaded.document_count == 4
+    np.testing.assert_array_equal(loaded.idf, weights.idf)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.npz"]  # written in place, no temporary left
+    with pytest.raises(ValueError, match="one per hash"):
+        NgramWeights(4, np.zeros(10))
+
+
+def test_each_answer_is_compared_with_all_before_it_and_the_weakest_turn_counts():
+    weights = NgramWeights.fit([PROMPT, ANSWER, OTHER] * 3)
+    follow_up = ("Can you go into more detail?", "csv.DictReader maps each CSV row to a dict keyed by the header.")
+    detailed = turns((PROMPT, ANSWER), follow_up)  # the follow-up shares nothing, the conversation does
+    derailed = turns((PROMPT, ANSWER), ("Can you go into more detail?", OTHER))
+    system = [{"role": "system", "content": PROMPT}, {"role": "assistant", "content": ANSWER}]
+    single, multi, bad, with_system = answer_overlap([turns((PROMPT, ANSWER)), detailed, derailed, system], weights)
+    assert multi > 0.3 and bad < 0.1 and with_system == pytest.approx(single)
+    assert bad == pytest.approx(answer_overlap([turns(("Can you go into more detail?", OTHER))], weights)[0], abs=0.1)
+
+
+def test_a_conversation_without_an_answer_to_anything_has_no_overlap():
+    weights = NgramWeights.uniform()
+    alone = [{"role": "assistant", "content": ANSWER}]
+    values = answer_overlap([alone, turns(("", ANSWER)), [{"role": "user", "content": PROMPT}]], weights)
+    assert np.isnan(values).all()
+    assert answer_overlap([], weights).shape == (0,)

@@ -9,8 +9,9 @@
   a sample with no answer token left (truncated away) has no NLL or IFD: it ranks below every other;
 - `relevance`: the cosine between what the prompt and the answer are about (their mean input embeddings,
   centred): a fluent answer to another question has a fine NLL and no relation to its instruction;
-- `overlap`: the cosine between the prompt's and the answer's character 4-gram profiles
-  (`mygo.analysis.text_overlap`): what the two texts share on the surface, names and terms, without a model;
+- `overlap`: the cosine between the character 4-gram profiles of each answer and the conversation before it,
+  4-grams weighted by their idf over the pool (`mygo.analysis.text_overlap`), the weakest turn's: what the texts
+  share on the surface, rare names and terms most, without a model;
 - `prompt_copy`: the Jaccard similarity of the 4-gram sets of an answer and the question it answers
   (`mygo.analysis.text_overlap.prompt_copy`), 1 for the question repeated back, which overlap ranks best. A
   detector of one fault, for `selection.max_prompt_copy`; the signal is -prompt_copy;

@@ -31,7 +31,7 @@ from transformers import AutoTokenizer
 from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_metrics
 from mygo.analysis.quality_signals import all_signal_values
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.analysis.text_overlap import answer_overlap, prompt_copy
+from mygo.analysis.text_overlap import NgramWeights, answer_overlap, message_texts, prompt_copy
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.dedup import GROUPS_ARTIFACT
@@ -47,6 +47,8 @@ from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, sta
 logger = logging.getLogger(__name__)
 
 WARMUP_ONLY_KEYS = ("subset_ratio", "seed", "shuffle")  # how warmup sampled the pool; scoring takes all of it
+OVERLAP_WEIGHTS_FILE = "overlap_weights.npz"
+SIGNALS_VERSION = 2  # bump when a stored signal's definition changes: old shards are not continued (2: idf overlap)
 INDEX_COLUMNS = ("id", "dataset", "length", "file", "line", RECORD_DIGEST_FIELD, "num_label_tokens")
 
 
@@ -63,12 +65,21 @@ def pool_settings(warmup_run, dataset_overrides: str) -> DictConfig:
 
 
 def score_shards(
-    model, tokenized, plan: list[np.ndarray], todo: list[int], work_dir: Path, cfg, tokenizer, conversations=None
+    model,
+    tokenized,
+    plan: list[np.ndarray],
+    todo: list[int],
+    work_dir: Path,
+    cfg,
+    tokenizer,
+    conversations=None,
+    weights: NgramWeights | None = None,
 ):
     """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
     are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens).
-    Beside the model's signals (`score_rows`), each sample gets its text's `overlap` (`answer_overlap`) and
-    `prompt_copy` (of its record's turns: `conversations`, the records row for row with `tokenized`; none without)."""
+    Beside the model's signals (`score_rows`), each sample gets its text's `overlap` (`answer_overlap`, 4-grams
+    weighted by `weights`, the pool's) and `prompt_copy`, both of its record's turns: `conversations`, the records
+    row for row with `tokenized` (none without)."""
     feature_dtype = getattr(torch, cfg.score.feature_dtype)
     samples = tokens = 0
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
@@ -87,19 +98,44 @@ def score_shards(
                 feature_dtype,
                 progress,
             )
-            signals["overlap"] = answer_overlap(tokenizer, sequences, labels)
             if conversations is not None:
-                signals["prompt_copy"] = prompt_copy(conversations.select(rows)["messages"])
+                turns = conversations.select(rows)["messages"]
+                signals["overlap"] = answer_overlap(turns, weights or NgramWeights.uniform())
+                signals["prompt_copy"] = prompt_copy(turns)
             write_shard(work_dir, shard, rows, quality, features, signals)
             samples += len(rows)
             tokens += sum(len(s) for s in sequences)
     return samples, tokens
 
 
+def overlap_weights(conversations, work_dir: Path, write: bool) -> NgramWeights:
+    """The idf of the pool's 4-grams, for `overlap`: counted over every message kept (each process counts the
+    same), written beside the shards by the main process (logged with them, and with the selector)."""
+    with tqdm(total=len(conversations), desc="overlap: 4-gram frequencies", unit="record") as progress:
+
+        def texts():
+            for batch in conversations.iter(batch_size=1000):
+                yield from message_texts(batch["messages"])
+                progress.update(len(batch["messages"]))
+
+        weights = NgramWeights.fit(texts())
+    if write:
+        weights.save(work_dir / OVERLAP_WEIGHTS_FILE)
+    return weights
+
+
 def scoring_key(cfg: DictConfig, warmup_run_id: str, pool_digest: str) -> str:
     """What decides the scores: the same key continues the same work directory."""
     return config_hash(
-        OmegaConf.create({"warmup_run": warmup_run_id, "pool": pool_digest, "dataset": cfg.dataset, "score": cfg.score})
+        OmegaConf.create(
+            {
+                "warmup_run": warmup_run_id,
+                "pool": pool_digest,
+                "dataset": cfg.dataset,
+                "score": cfg.score,
+                "signals": SIGNALS_VERSION,
+            }
+        )
     )
 
 
@@ -187,7 +223,8 @@ def run_score(cfg: DictConfig) -> str | None:
 
         scoring_started = time.perf_counter()
         conversations = pool.records.select(pool.dedup.kept)  # what dedup kept: `tokenized`, row for row
-        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer, conversations)
+        weights = overlap_weights(conversations, work_dir, state.is_main_process)
+        samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer, conversations, weights)
         totals = gather_object([(samples, tokens, time.perf_counter() - scoring_started)])
         state.wait_for_everyone()
         if not state.is_main_process:
@@ -195,6 +232,6 @@ def run_score(cfg: DictConfig) -> str | None:
         log_score_results(work_dir, started, totals, reused)
         if cfg.tracking.get("log_model", True):  # the selector that made these scores, servable (mygo.stages.selector)
             logging_started = time.perf_counter()
-            log_selector(cfg, model_dir, router_weights)
+            log_selector(cfg, model_dir, router_weights, work_dir / OVERLAP_WEIGHTS_FILE)
             mlflow.log_metric("score/log_model_seconds", time.perf_counter() - logging_started)
         return run.info.run_id

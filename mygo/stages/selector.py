@@ -7,7 +7,8 @@ a table of records in any format `mygo.data.formats` reads (a `messages` column,
 `instruction`/`output`, ...); output: one row per record with every per-sample signal score computes: `gate`
 (the mean good_ratio over layers, the quality select sorts by), `gate/layer_<i>`, `nll`, `relevance`, `overlap`,
 `prompt_copy` (and `ifd` when `score.ifd`), plus `id` when the input has one. The values come from `score_rows` on
-tokens from `encode_messages`, the score stage's own functions, so `mlflow models serve` answers as score does.
+tokens from `encode_messages`, the score stage's own functions, and `overlap` weighs 4-grams by the scored pool's
+idf (logged with the model), so `mlflow models serve` answers as score does.
 
 Why a `mlflow.pyfunc.PythonModel` and not a flavor: no flavor knows the Select-MoE (a custom architecture plus
 separate router weights) nor mygo's signals. It is logged as a model from code (`selector_entry.py`, not a
@@ -68,6 +69,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         import torch
         from transformers import AutoTokenizer
 
+        from mygo.analysis.text_overlap import NgramWeights
         from mygo.data.chat import ChatEncoding, ensure_chat_template
         from mygo.models import load_select_moe
         from mygo.models.router_weights import load_router_weights
@@ -84,6 +86,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         load_router_weights(self.model, context.artifacts["router_weights"])
         self.options = ChatEncoding(**settings["encoding"])
         self.cfg = OmegaConf.create({"score": settings["score"]})
+        self.overlap_weights = NgramWeights.load(Path(context.artifacts["overlap_weights"]))
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         import torch
@@ -113,8 +116,8 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
                 torch.float32,
                 progress,
             )
-        signals["overlap"] = answer_overlap(self.tokenizer, sequences, labels)
-        signals["prompt_copy"] = prompt_copy(conversations)[order]  # in scoring order, as the others
+        signals["overlap"] = answer_overlap(conversations, self.overlap_weights)[order]  # in scoring order, as the
+        signals["prompt_copy"] = prompt_copy(conversations)[order]  # others are
         back = np.argsort(order)
         table = pd.DataFrame({"gate": quality.mean(axis=1)[back]})
         for layer in range(quality.shape[1]):
@@ -135,8 +138,9 @@ def selector_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in names]
 
 
-def log_selector(cfg: DictConfig, model_dir: Path, router_weights: str) -> str | None:
-    """Log the selector as `selector` in the active score run and register it; returns "<name>/<version>"."""
+def log_selector(cfg: DictConfig, model_dir: Path, router_weights: str, overlap_weights: Path) -> str | None:
+    """Log the selector as `selector` in the active score run and register it; returns "<name>/<version>".
+    `overlap_weights`: the scored pool's 4-gram idf (`NgramWeights`), so served overlap is the pool's."""
     settings = {
         "encoding": {
             "max_sequence_length": int(cfg.dataset.max_sequence_length),
@@ -151,7 +155,11 @@ def log_selector(cfg: DictConfig, model_dir: Path, router_weights: str) -> str |
     with tempfile.TemporaryDirectory() as scratch:
         settings_file = Path(scratch) / SETTINGS_FILE
         settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True))
-        artifacts = {"settings": str(settings_file), "router_weights": router_weights}
+        artifacts = {
+            "settings": str(settings_file),
+            "router_weights": router_weights,
+            "overlap_weights": str(overlap_weights),
+        }
         if size <= limit:
             artifacts["model"] = str(model_dir)
         logger.info("selector: converted model %.1f MB, %s", size, "included" if size <= limit else "referenced")
