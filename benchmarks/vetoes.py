@@ -19,17 +19,27 @@ import numpy as np
 from mygo.analysis.noise_metrics import noise_metrics
 from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.config import load_config
-from mygo.stages.select import run_select
+from mygo.stages.select import FAULT_LIMITS, run_select
 from mygo.tracking.handoffs import router_data_of
 
-NO_COPY_LIMIT = "selection.max_prompt_copy=null"
+NO_LIMITS = [f"selection.{key}=null" for key in FAULT_LIMITS]
 SETTINGS = {
-    "no veto": ["selection.veto_signals=null", NO_COPY_LIMIT],
-    "overlap veto 0.1": ["selection.veto_signals=[overlap]", "selection.veto_share=0.1", NO_COPY_LIMIT],
-    "overlap veto 0.2": ["selection.veto_signals=[overlap]", "selection.veto_share=0.2", NO_COPY_LIMIT],
-    "overlap and relevance vetoes 0.1": [NO_COPY_LIMIT],
-    "overlap and relevance vetoes 0.1, copy limit 0.8 (the default)": [],
+    "no veto": ["selection.veto_signals=null", *NO_LIMITS],
+    "overlap veto 0.1": ["selection.veto_signals=[overlap]", "selection.veto_share=0.1", *NO_LIMITS],
+    "overlap and relevance vetoes 0.1": NO_LIMITS,
+    "the same, copy limit 0.8": ["selection.max_repetition=null"],
+    "the same, copy limit 0.8 and repetition limit 0.5 (the default)": [],
 }
+
+
+def ranked_with_faults_last(ranks: np.ndarray, data, cfg) -> np.ndarray:
+    """The ranks, with every sample over a fault limit of `cfg` (the default select config) below all others: how
+    the default selection treats them, whatever their rank."""
+    over = np.zeros(len(ranks), dtype=bool)
+    for key, signal in FAULT_LIMITS.items():
+        if cfg.selection[key] is not None and signal in data.signals:
+            over |= np.asarray(data.signals[signal]) >= cfg.selection[key]
+    return np.where(over, -1.0, ranks)
 
 
 def auroc_within_source(score_run: str) -> tuple[str, list[str]]:
@@ -43,6 +53,10 @@ def auroc_within_source(score_run: str) -> tuple[str, list[str]]:
     if {"nll", "overlap"} <= set(ranks):
         rows["lowest rank of nll, overlap"] = np.minimum(ranks["nll"], ranks["overlap"])
         rows["mean rank of nll, overlap"] = (ranks["nll"] + ranks["overlap"]) / 2
+        defaults = load_config("select", [f"upstream.score_run={score_run}"])
+        rows["lowest rank of nll, overlap; over a fault limit last"] = ranked_with_faults_last(
+            rows["lowest rank of nll, overlap"], data, defaults
+        )
     lines = ["| signal (ranked within source) | all | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for name, values in rows.items():
         metrics = noise_metrics(values, kinds)

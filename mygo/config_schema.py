@@ -233,10 +233,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         # selection.source_caps is a mapping (no spec for it): checked by the stage, names against the pool
         "selection.strategy": "str",  # the strategies' names are checked by the stage
         "selection.seed": "int",
-        "selection.quality_signal": "one of gate, nll, ifd, relevance, overlap, prompt_copy, rank_mean, rank_min",
+        "selection.quality_signal": (
+            "one of gate, nll, ifd, relevance, overlap, prompt_copy, repetition, rank_mean, rank_min"
+        ),
         "selection.veto_signals": "list of str or null",  # which: checked by the stage (a stored signal)
         "selection.veto_share": "float in [0, 1)",
         "selection.max_prompt_copy": "float in (0, 1] or null",
+        "selection.max_repetition": "float in (0, 1] or null",
         "selection.rank_mean_of": "list of str or null",
         "selection.quality_floor": "float in [0, 1)",
         "selection.quality_ceiling": "float in [0, 1)",

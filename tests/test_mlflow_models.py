@@ -222,7 +222,8 @@ def test_the_selector_is_a_registered_pyfunc_that_scores_as_score_does(scored, m
     records, expected = sample_records(scored["data"])
     selector = mlflow.pyfunc.load_model(f"models:/{name}/{number}")
     answer = selector.predict(pd.DataFrame(records))
-    assert {"gate", "gate/layer_0", "gate/layer_1", "nll", "relevance", "overlap", "prompt_copy"} <= set(answer.columns)
+    signals = {"gate", "gate/layer_0", "gate/layer_1", "nll", "relevance", "overlap", "prompt_copy", "repetition"}
+    assert signals <= set(answer.columns)
     assert_scores_equal(answer, expected)
     # Another format mygo reads: the same conversation as alpaca fields scores as the messages record does.
     single = next(r for r in records if len(r["messages"]) == 2 and r["messages"][0]["role"] == "user")

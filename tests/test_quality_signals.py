@@ -32,12 +32,13 @@ def test_rank_min_is_as_good_as_the_detector_that_likes_a_sample_least():
         signal_values("rank_min", gate, stored, ["nll", "rank_mean"])
 
 
-def test_prompt_copy_ranks_copies_last_and_joins_a_rank_combination_only_when_named():
-    stored = {**STORED, "prompt_copy": np.array([0.1, 0.0, 1.0, 0.2])}
-    assert np.argmin(signal_values("prompt_copy", GATE, stored)) == 2  # the copy
-    # Most answers copy nothing: its ranks would add ties, not judgement, so the default combination leaves it out.
+@pytest.mark.parametrize("detector", ["prompt_copy", "repetition"])
+def test_a_fault_detector_ranks_the_fault_last_and_joins_a_rank_combination_only_when_named(detector):
+    stored = {**STORED, detector: np.array([0.1, 0.0, 1.0, 0.2])}
+    assert np.argmin(signal_values(detector, GATE, stored)) == 2  # the copy, or the loop
+    # Most answers lack the fault: its ranks would add ties, not judgement, so the default combination leaves it out.
     np.testing.assert_allclose(signal_values("rank_mean", GATE, stored), signal_values("rank_mean", GATE, STORED))
-    named = signal_values("rank_min", GATE, stored, ["nll", "prompt_copy"])
+    named = signal_values("rank_min", GATE, stored, ["nll", detector])
     assert named[2] == named.min() < signal_values("rank_min", GATE, STORED)[2]
 
 

@@ -20,7 +20,7 @@ from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
 from mygo.stages.score import run_score
-from mygo.stages.select import run_select, vetoed
+from mygo.stages.select import FAULT_LIMITS, run_select, vetoed
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
@@ -155,7 +155,8 @@ def vetoed_rows(store, name: str, share: float) -> np.ndarray:
 
 def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
     assert list(select_config(store).selection.veto_signals) == ["overlap", "relevance"]  # the default
-    only = ("selection.count=24", "selection.veto_share=0.2", "selection.veto_signals=[overlap]")
+    no_limits = tuple(f"selection.{key}=null" for key in FAULT_LIMITS)  # the share vetoes alone
+    only = ("selection.count=24", "selection.veto_share=0.2", "selection.veto_signals=[overlap]", *no_limits)
     run = mlflow.get_run(run_select(select_config(store, *only)))
     assert run.data.params["selection.veto_signals"] == "['overlap']"
     table, vetoed = selected_table(run.info.run_id), vetoed_rows(store, "overlap", 0.2)
@@ -170,7 +171,11 @@ def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
     both = mlflow.get_run(
         run_select(
             select_config(
-                store, "selection.count=24", "selection.veto_share=0.2", "selection.veto_signals=[overlap,relevance]"
+                store,
+                "selection.count=24",
+                "selection.veto_share=0.2",
+                "selection.veto_signals=[overlap,relevance]",
+                *no_limits,
             )
         )
     )
@@ -178,35 +183,45 @@ def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
     assert not selected_table(both.info.run_id).loc[either, "selected"].any()
     assert both.data.metrics["selection/vetoed"] == either.sum() > vetoed.sum()
 
-    off = mlflow.get_run(run_select(select_config(store, "selection.count=24", "selection.veto_share=0")))
+    off_cfg = select_config(store, "selection.count=24", "selection.veto_share=0")
+    off = mlflow.get_run(run_select(off_cfg))
     assert not any(
         key.startswith(("selection/vetoed/overlap", "selection/vetoed/relevance")) for key in off.data.metrics
     )
-    assert off.data.metrics["selection/vetoed"] == 0  # max_prompt_copy found no copy to keep out
+    data = router_data_of(mlflow.get_run(store["score_run"]))
+    faulty = np.logical_or.reduce(
+        [data.signals[signal] >= off_cfg.selection[key] for key, signal in FAULT_LIMITS.items()]
+    )
+    assert off.data.metrics["selection/vetoed"] == faulty.sum()  # what is left: the fault limits' own
     assert off.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
 
 
-def test_max_prompt_copy_keeps_answers_that_copy_their_question_out(store):
+@pytest.mark.parametrize(("key", "signal"), list(FAULT_LIMITS.items()))
+def test_a_fault_limit_keeps_answers_at_or_over_it_out(store, key, signal):
     data = router_data_of(mlflow.get_run(store["score_run"]))
-    copy = data.signals["prompt_copy"]
-    assert select_config(store).selection.max_prompt_copy == 0.8 and copy.max() < 0.8  # this pool has no copies
-    limit = float(np.quantile(copy, 0.8))  # as if the fifth that copy most were copies
+    values = data.signals[signal]
+    default = select_config(store).selection[key]
+    assert default == {"max_prompt_copy": 0.8, "max_repetition": 0.5}[key]
+    limit = float(np.quantile(values, 0.8))  # as if the fifth that read most had the fault
+    assert 0 < limit < default  # so the limit below acts on what the default lets through
     overrides = ("selection.count=24", "selection.veto_signals=null")
-    run = mlflow.get_run(run_select(select_config(store, *overrides, f"selection.max_prompt_copy={limit}")))
-    table, copied = selected_table(run.info.run_id), copy >= limit
-    assert table["selected"].sum() == 24 and not table.loc[copied, "selected"].any()
-    assert run.data.metrics["selection/vetoed/max_prompt_copy"] == copied.sum() >= 20
+    run = mlflow.get_run(run_select(select_config(store, *overrides, f"selection.{key}={limit}")))
+    table, faulty = selected_table(run.info.run_id), values >= limit
+    assert table["selected"].sum() == 24 and not table.loc[faulty, "selected"].any()
+    assert run.data.metrics[f"selection/vetoed/{key}"] == faulty.sum() >= 20
     low, high = np.quantile(table["quality"], [0.4, 0.7])
     assert table.loc[table["selected"], "quality"].between(low, high).all()  # the band holds beside the limit
 
-    default = mlflow.get_run(run_select(select_config(store, *overrides)))
-    assert default.data.metrics["selection/vetoed/max_prompt_copy"] == 0  # a pool without copies loses nothing
-    off = mlflow.get_run(run_select(select_config(store, *overrides, "selection.max_prompt_copy=null")))
-    assert off.data.tags[SELECTED_IDS_TAG] == default.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+    at_default = mlflow.get_run(run_select(select_config(store, *overrides)))
+    assert at_default.data.metrics[f"selection/vetoed/{key}"] == (values >= default).sum()
+    if not (values >= default).any():  # a pool without the fault loses nothing to its limit
+        off = mlflow.get_run(run_select(select_config(store, *overrides, f"selection.{key}=null")))
+        assert off.data.tags[SELECTED_IDS_TAG] == at_default.data.tags[SELECTED_IDS_TAG]
+    assert at_default.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
 
     # A score run from before the signal existed: the limit says what is missing and how to go on.
-    stale = dataclasses.replace(data, signals={k: v for k, v in data.signals.items() if k != "prompt_copy"})
-    with pytest.raises(ValueError, match=r"max_prompt_copy=0.8 needs the prompt_copy signal.*max_prompt_copy=null"):
+    stale = dataclasses.replace(data, signals={k: v for k, v in data.signals.items() if k != signal})
+    with pytest.raises(ValueError, match=rf"{key}={default} needs the {signal} signal.*selection.{key}=null"):
         vetoed(stale, select_config(store))
 
 
@@ -215,7 +230,7 @@ def test_a_veto_that_leaves_too_few_samples_is_dropped_before_the_band(store, ca
     overrides = ["selection.count=24", "selection.veto_signals=[overlap,relevance,nll]", "selection.veto_share=0.9"]
     run = mlflow.get_run(run_select(select_config(store, *overrides)))
     table = selected_table(run.info.run_id)
-    assert "the band less the vetoes (selection.veto_signals, max_prompt_copy) leave" in caplog.text
+    assert "the band less the vetoes (selection.veto_signals, max_prompt_copy, max_repetition) leave" in caplog.text
     assert "vetoed samples selected" in run.data.tags["mygo.vetoes_dropped"]  # the run says they did not act
     assert not any(key.startswith(("selection/vetoed", "noise/fraction_vetoed")) for key in run.data.metrics)
     low, high = np.quantile(table["quality"], [0.4, 0.7])

@@ -61,7 +61,7 @@ def test_warmup_probe_logs_per_kind_and_per_layer(store):
 def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
     run = get_run(store["score_run"])
     data = router_data_of(run)
-    assert set(data.signals) == {"nll", "ifd", "relevance", "overlap", "prompt_copy"}
+    assert set(data.signals) == {"nll", "ifd", "relevance", "overlap", "prompt_copy", "repetition"}
     answered = (data.index["num_label_tokens"] > 0).to_numpy()
     for name in ("nll", "ifd", "relevance"):
         values = data.signals[name]
@@ -70,7 +70,7 @@ def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
         else:
             assert (abs(values[answered]) <= 1 + 1e-5).all()
         np.testing.assert_array_equal(np.isfinite(values), answered)  # undefined where no answer token is left
-    for name in ("overlap", "prompt_copy"):  # of the record's text: defined whatever truncation left
+    for name in ("overlap", "prompt_copy", "repetition"):  # of the record's text: defined whatever truncation left
         values = data.signals[name]
         assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all() and values.max() > 0
     weights = NgramWeights.load(Path(run.data.tags[ROUTER_DATA_PATH_TAG]) / OVERLAP_WEIGHTS_FILE)
@@ -80,7 +80,7 @@ def test_score_stores_every_signal_and_logs_its_auroc_per_kind(store):
     for name, values in all_signal_values(data.sample_quality, data.signals).items():
         for kind, auroc in auroc_by_kind(values, kinds).items():  # what was logged is what the data says
             assert metrics[f"noise/auroc/{name}/{kind}"] == pytest.approx(auroc)
-    signals = ("gate", "nll", "ifd", "relevance", "overlap", "prompt_copy", "rank_mean", "rank_min")
+    signals = ("gate", "nll", "ifd", "relevance", "overlap", "prompt_copy", "repetition", "rank_mean", "rank_min")
     assert {f"noise/auroc/{name}" for name in signals} <= set(metrics)
     # The NLL signal is the warmed-up model's answer perplexity: random characters are far less likely than text.
     assert metrics["noise/auroc/nll/random_chars"] > 0.8
@@ -148,4 +148,4 @@ def test_a_signal_the_score_run_lacks_is_named(store, tmp_path, capsys):
     code = mygo_main(["select", f"upstream.score_run={score}", "selection.quality_signal=ifd"])
     error = capsys.readouterr().err
     assert code == 2 and "'ifd' was not computed" in error
-    assert "['gate', 'nll', 'relevance', 'overlap', 'prompt_copy', 'rank_mean', 'rank_min']" in error
+    assert "['gate', 'nll', 'relevance', 'overlap', 'prompt_copy', 'repetition', 'rank_mean', 'rank_min']" in error

@@ -15,8 +15,11 @@
 - `prompt_copy`: the Jaccard similarity of the 4-gram sets of an answer and the question it answers
   (`mygo.analysis.text_overlap.prompt_copy`), 1 for the question repeated back, which overlap ranks best. A
   detector of one fault, for `selection.max_prompt_copy`; the signal is -prompt_copy;
+- `repetition`: the share of an answer's word 3-grams that occur more than once in it
+  (`mygo.analysis.repetition`), near 1 for a phrase looped to the end. A detector of one fault too, for
+  `selection.max_repetition`; the signal is -repetition;
 - `rank_mean`: the mean of the percentile ranks of several signals (`rank_mean_of`, default all computed but
-  prompt_copy, which says nothing of the answers that copy nothing: nearly all);
+  the fault detectors prompt_copy and repetition, which say nothing of the answers without the fault: nearly all);
 - `rank_min`: the lowest of those ranks: a sample is as good as the detector that likes it least, so what one
   signal flags is not averaged away by the others' approval (a fluent answer to another question: fine NLL,
   no overlap).
@@ -29,11 +32,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-STORED = ("nll", "ifd", "relevance", "overlap", "prompt_copy")  # computed by the score stage beside the gates
+# Computed by the score stage beside the gates.
+STORED = ("nll", "ifd", "relevance", "overlap", "prompt_copy", "repetition")
 COMBINED = ("rank_mean", "rank_min")  # of the percentile ranks of several signals
 SIGNALS = ("gate", *STORED, *COMBINED)
-LOWER_IS_BETTER = frozenset({"nll", "ifd", "prompt_copy"})
-NOT_COMBINED_BY_DEFAULT = frozenset({"prompt_copy"})
+LOWER_IS_BETTER = frozenset({"nll", "ifd", "prompt_copy", "repetition"})
+NOT_COMBINED_BY_DEFAULT = frozenset({"prompt_copy", "repetition"})  # fault detectors
 
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:

@@ -30,6 +30,7 @@ from transformers import AutoTokenizer
 
 from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_metrics
 from mygo.analysis.quality_signals import all_signal_values
+from mygo.analysis.repetition import answer_repetition
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
 from mygo.analysis.text_overlap import NgramWeights, answer_overlap, message_texts, prompt_copy
 from mygo.config import config_hash, split_overrides
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 WARMUP_ONLY_KEYS = ("subset_ratio", "seed", "shuffle")  # how warmup sampled the pool; scoring takes all of it
 OVERLAP_WEIGHTS_FILE = "overlap_weights.npz"
-SIGNALS_VERSION = 2  # bump when a stored signal's definition changes: old shards are not continued (2: idf overlap)
+SIGNALS_VERSION = 3  # bump when the stored signals change: old shards are not continued (2: idf overlap; 3: repetition)
 INDEX_COLUMNS = ("id", "dataset", "length", "file", "line", RECORD_DIGEST_FIELD, "num_label_tokens")
 
 
@@ -78,8 +79,8 @@ def score_shards(
     """Score the planned shards in `todo` one by one, each written as soon as it is done: the scores held
     are one shard's worth (the pool and its tokenization are loaded whole before). Returns (samples, tokens).
     Beside the model's signals (`score_rows`), each sample gets its text's `overlap` (`answer_overlap`, 4-grams
-    weighted by `weights`, the pool's) and `prompt_copy`, both of its record's turns: `conversations`, the records
-    row for row with `tokenized` (none without)."""
+    weighted by `weights`, the pool's), `prompt_copy` and `repetition`, all of its record's turns:
+    `conversations`, the records row for row with `tokenized` (none without)."""
     feature_dtype = getattr(torch, cfg.score.feature_dtype)
     samples = tokens = 0
     with tqdm(total=sum(len(plan[s]) for s in todo), desc="score pool", disable=not todo) as progress:
@@ -102,6 +103,7 @@ def score_shards(
                 turns = conversations.select(rows)["messages"]
                 signals["overlap"] = answer_overlap(turns, weights or NgramWeights.uniform())
                 signals["prompt_copy"] = prompt_copy(turns)
+                signals["repetition"] = answer_repetition(turns)
             write_shard(work_dir, shard, rows, quality, features, signals)
             samples += len(rows)
             tokens += sum(len(s) for s in sequences)

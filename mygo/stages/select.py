@@ -60,6 +60,8 @@ from mygo.tracking.runs import POOL_DIGEST_TAG, POOL_SOURCE_TAG, check_upstream,
 
 logger = logging.getLogger(__name__)
 
+# selection.<key>: the most a fault detector may read on a selected sample (a threshold; null: no limit)
+FAULT_LIMITS = {"max_prompt_copy": "prompt_copy", "max_repetition": "repetition"}
 VETOES_DROPPED_TAG = "mygo.vetoes_dropped"  # the vetoes left fewer samples than the budget and were not applied
 
 
@@ -262,13 +264,14 @@ def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
 def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
     """Per signal of `selection.veto_signals`, the rows among its worst `selection.veto_share` (ranked within
     their source under `selection.quality_within: source`, as quality is): never selected, whatever the band;
-    and under `max_prompt_copy`, the rows whose answer copies its question at least that much.
+    and under each fault limit (`FAULT_LIMITS`: `max_prompt_copy`, `max_repetition`), the rows whose fault detector
+    reads at least that much.
 
     The band ranks by one signal (a likelihood), which cannot see what another signal sees: a fluent answer to
     another question has a fine NLL, and shares nothing with its own prompt (`overlap`). A sample must pass every
     detector, so each of them vetoes its own worst; averaging ranks instead would pull a sample that one detector
-    flags and the others like into the middle of the band. The copy limit is a threshold, not a share: a pool
-    that holds no copies loses nothing to it, and overlap, which ranks a copy best, cannot veto one."""
+    flags and the others like into the middle of the band. A fault limit is a threshold, not a share: a pool
+    that holds no copies or loops loses nothing to it, and overlap, which ranks a copy best, cannot veto one."""
     options = cfg.selection
     masks = {}
     names = list(options.get("veto_signals") or [])
@@ -277,14 +280,16 @@ def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
         for name in names:
             values = signal_values(name, data.sample_quality, data.signals)
             masks[name] = rank_within(values, groups) <= options.veto_share
-    limit = options.get("max_prompt_copy")  # absent from configs made before it existed: no limit
-    if limit is not None:
-        if "prompt_copy" not in data.signals:
+    for key, signal in FAULT_LIMITS.items():
+        limit = options.get(key)  # absent from configs made before it existed: no limit
+        if limit is None:
+            continue
+        if signal not in data.signals:
             raise ValueError(
-                f"selection.max_prompt_copy={limit} needs the prompt_copy signal, which this score run did not store"
-                f" (it has {sorted(data.signals)}): score again, or set selection.max_prompt_copy=null"
+                f"selection.{key}={limit} needs the {signal} signal, which this score run did not store"
+                f" (it has {sorted(data.signals)}): score again, or set selection.{key}=null"
             )
-        masks["max_prompt_copy"] = np.asarray(data.signals["prompt_copy"]) >= limit
+        masks[key] = np.asarray(data.signals[signal]) >= limit
     return masks
 
 
@@ -357,7 +362,8 @@ def select_in_band(
         vetoed_band = allowed if band is None else band[~excluded[band]]
         candidates.append(
             (
-                f"the {'pool' if band is None else 'band'} less the vetoes (selection.veto_signals, max_prompt_copy)",
+                f"the {'pool' if band is None else 'band'} less the vetoes "
+                f"(selection.veto_signals, {', '.join(FAULT_LIMITS)})",
                 vetoed_band,
             )
         )

@@ -6,9 +6,9 @@ the pool's chat encoding (`dataset.*` of the warmup run, with score's overrides)
 a table of records in any format `mygo.data.formats` reads (a `messages` column, or alpaca's
 `instruction`/`output`, ...); output: one row per record with every per-sample signal score computes: `gate`
 (the mean good_ratio over layers, the quality select sorts by), `gate/layer_<i>`, `nll`, `relevance`, `overlap`,
-`prompt_copy` (and `ifd` when `score.ifd`), plus `id` when the input has one. The values come from `score_rows` on
-tokens from `encode_messages`, the score stage's own functions, and `overlap` weighs 4-grams by the scored pool's
-idf (logged with the model), so `mlflow models serve` answers as score does.
+`prompt_copy`, `repetition` (and `ifd` when `score.ifd`), plus `id` when the input has one. The values come
+from `score_rows` on tokens from `encode_messages`, the score stage's own functions, and `overlap` weighs 4-grams
+by the scored pool's idf (logged with the model), so `mlflow models serve` answers as score does.
 
 Why a `mlflow.pyfunc.PythonModel` and not a flavor: no flavor knows the Select-MoE (a custom architecture plus
 separate router weights) nor mygo's signals. It is logged as a model from code (`selector_entry.py`, not a
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 SELECTOR_NAME = "selector"  # runs:/<score run>/selector
 SELECTOR_VERSION_TAG = "mygo.selector_version"
 SETTINGS_FILE = "selector.json"
-SIGNAL_ORDER = ("gate", "nll", "relevance", "overlap", "prompt_copy", "ifd")
+SIGNAL_ORDER = ("gate", "nll", "relevance", "overlap", "prompt_copy", "repetition", "ifd")
 
 
 def _directory_mb(path: Path) -> float:
@@ -92,6 +92,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         import torch
         from tqdm.auto import tqdm
 
+        from mygo.analysis.repetition import answer_repetition
         from mygo.analysis.text_overlap import answer_overlap, prompt_copy
         from mygo.data.chat import encode_messages
         from mygo.data.formats import conversation
@@ -118,6 +119,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
             )
         signals["overlap"] = answer_overlap(conversations, self.overlap_weights)[order]  # in scoring order, as the
         signals["prompt_copy"] = prompt_copy(conversations)[order]  # others are
+        signals["repetition"] = answer_repetition(conversations)[order]
         back = np.argsort(order)
         table = pd.DataFrame({"gate": quality.mean(axis=1)[back]})
         for layer in range(quality.shape[1]):

@@ -37,6 +37,7 @@ NO_BAND = [
     "selection.quality_ceiling=0",
     "selection.veto_signals=null",
     "selection.max_prompt_copy=null",
+    "selection.max_repetition=null",
 ]
 WHOLE_POOL = [
     "selection.percentage=1.0",
