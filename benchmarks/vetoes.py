@@ -25,10 +25,10 @@ from mygo.tracking.handoffs import router_data_of
 NO_LIMITS = [f"selection.{key}=null" for key in FAULT_LIMITS]
 SETTINGS = {
     "no veto": ["selection.veto_signals=null", *NO_LIMITS],
-    "overlap veto 0.1": ["selection.veto_signals=[overlap]", "selection.veto_share=0.1", *NO_LIMITS],
     "overlap and relevance vetoes 0.1": NO_LIMITS,
     "the same, copy limit 0.8": ["selection.max_repetition=null"],
     "the same, copy limit 0.8 and repetition limit 0.5 (the default)": [],
+    "overlap veto 0.1 alone, both limits": ["selection.veto_signals=[overlap]"],
 }
 
 
