@@ -116,15 +116,21 @@ def contexts_and_answers(messages: Sequence[dict]) -> Iterator[tuple[str, str]]:
             yield "\n".join(m["content"] for m in messages[:index]), message["content"]
 
 
+def _pairs_of(conversations, pairs) -> tuple[list[str], list[str], list[int]]:
+    """The (text, answer) pairs that `pairs` finds in each conversation, flattened, with each pair's row."""
+    firsts, answers, owners = [], [], []
+    for row, messages in enumerate(conversations):
+        for first, answer in pairs(messages):
+            firsts.append(first)
+            answers.append(answer)
+            owners.append(row)
+    return firsts, answers, owners
+
+
 def answer_overlap(conversations: Sequence[Sequence[dict]], weights: NgramWeights) -> np.ndarray:
     """Per conversation, the lowest over its assistant turns of the turn's overlap with the conversation before
     it; NaN where no turn has text on both sides."""
-    contexts, answers, owners = [], [], []
-    for row, messages in enumerate(conversations):
-        for context, answer in contexts_and_answers(messages):
-            contexts.append(context)
-            answers.append(answer)
-            owners.append(row)
+    contexts, answers, owners = _pairs_of(conversations, contexts_and_answers)
     lowest = np.full(len(conversations), np.inf)
     if owners:
         per_turn = prompt_answer_overlap(contexts, answers, weights)
@@ -148,12 +154,7 @@ def prompt_copy(conversations: Sequence[Sequence[dict]]) -> np.ndarray:
     """Per conversation, the highest Jaccard similarity over its assistant turns between the character 4-gram
     sets of the turn and of the user turn it answers: 1 for an answer that repeats its question, near 0 for one
     that shares a few names with it; 0 where no assistant turn answers a user turn."""
-    questions, answers, owners = [], [], []
-    for row, messages in enumerate(conversations):
-        for question, answer in answered_turns(messages):
-            questions.append(question)
-            answers.append(answer)
-            owners.append(row)
+    questions, answers, owners = _pairs_of(conversations, answered_turns)
     copy = np.zeros(len(conversations), dtype=np.float64)
     if not owners:
         return copy
