@@ -30,9 +30,9 @@ from transformers import AutoTokenizer
 
 from mygo.analysis.noise_metrics import noise_mask, noise_metrics, pool_noise_metrics
 from mygo.analysis.quality_signals import all_signal_values
-from mygo.analysis.repetition import answer_repetition
 from mygo.analysis.score_shards import load_router_data, plan_shards, shard_problem, write_index, write_shard
-from mygo.analysis.text_overlap import NgramWeights, answer_overlap, message_texts, prompt_copy
+from mygo.analysis.text_overlap import NgramWeights, message_texts
+from mygo.analysis.text_signals import text_signals
 from mygo.config import config_hash, split_overrides
 from mygo.data.chat import ensure_chat_template, load_and_tokenize
 from mygo.data.dedup import GROUPS_ARTIFACT
@@ -100,10 +100,7 @@ def score_shards(
                 progress,
             )
             if conversations is not None:
-                turns = conversations.select(rows)["messages"]
-                signals["overlap"] = answer_overlap(turns, weights or NgramWeights.uniform())
-                signals["prompt_copy"] = prompt_copy(turns)
-                signals["repetition"] = answer_repetition(turns)
+                signals |= text_signals(conversations.select(rows)["messages"], weights or NgramWeights.uniform())
             write_shard(work_dir, shard, rows, quality, features, signals)
             samples += len(rows)
             tokens += sum(len(s) for s in sequences)

@@ -92,8 +92,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         import torch
         from tqdm.auto import tqdm
 
-        from mygo.analysis.repetition import answer_repetition
-        from mygo.analysis.text_overlap import answer_overlap, prompt_copy
+        from mygo.analysis.text_signals import text_signals
         from mygo.data.chat import encode_messages
         from mygo.data.formats import conversation
         from mygo.models.scoring import score_rows
@@ -117,9 +116,8 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
                 torch.float32,
                 progress,
             )
-        signals["overlap"] = answer_overlap(conversations, self.overlap_weights)[order]  # in scoring order, as the
-        signals["prompt_copy"] = prompt_copy(conversations)[order]  # others are
-        signals["repetition"] = answer_repetition(conversations)[order]
+        # In scoring order, as the model's signals are.
+        signals |= {name: values[order] for name, values in text_signals(conversations, self.overlap_weights).items()}
         back = np.argsort(order)
         table = pd.DataFrame({"gate": quality.mean(axis=1)[back]})
         for layer in range(quality.shape[1]):
