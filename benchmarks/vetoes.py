@@ -19,7 +19,7 @@ import numpy as np
 from mygo.analysis.noise_metrics import noise_metrics
 from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.config import load_config
-from mygo.stages.select import FAULT_LIMITS, run_select
+from mygo.stages.select import FAULT_LIMITS, run_select, vetoed
 from mygo.tracking.handoffs import router_data_of
 
 NO_LIMITS = [f"selection.{key}=null" for key in FAULT_LIMITS]
@@ -34,12 +34,9 @@ SETTINGS = {
 
 def ranked_with_faults_last(ranks: np.ndarray, data, cfg) -> np.ndarray:
     """The ranks, with every sample over a fault limit of `cfg` (the default select config) below all others: how
-    the default selection treats them, whatever their rank."""
-    over = np.zeros(len(ranks), dtype=bool)
-    for key, signal in FAULT_LIMITS.items():
-        if cfg.selection[key] is not None and signal in data.signals:
-            over |= np.asarray(data.signals[signal]) >= cfg.selection[key]
-    return np.where(over, -1.0, ranks)
+    the default selection treats them, whatever their rank (the select stage's own `vetoed` masks)."""
+    masks = [mask for key, mask in vetoed(data, cfg).items() if key in FAULT_LIMITS]
+    return np.where(np.logical_or.reduce(masks), -1.0, ranks) if masks else ranks
 
 
 def auroc_within_source(score_run: str) -> tuple[str, list[str]]:
