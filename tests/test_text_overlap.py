@@ -1,5 +1,7 @@
 """The overlap and prompt_copy signals: what an answer's text shares with its prompt's."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,25 @@ def test_a_conversation_without_an_answer_to_anything_has_no_overlap():
     values = answer_overlap([alone, turns(("", ANSWER)), [{"role": "user", "content": PROMPT}]], weights)
     assert np.isnan(values).all()
     assert answer_overlap([], weights).shape == (0,)
+
+
+def test_weights_from_a_file_that_is_not_theirs_name_the_file(tmp_path):
+    broken = tmp_path / "overlap_weights.npz"
+    broken.write_text("not an npz")
+    with pytest.raises(ValueError, match=re.escape(f"{broken}: not a file of 4-gram weights")):
+        NgramWeights.load(broken)
+    np.savez(other := tmp_path / "other.npz", something=np.zeros(3))
+    with pytest.raises(ValueError, match=re.escape(f"{other}: not a file of 4-gram weights")):
+        NgramWeights.load(other)
+
+
+def test_a_resumed_scoring_reads_the_weights_its_first_attempt_wrote(tmp_path):
+    from datasets import Dataset
+
+    from mygo.stages.score import OVERLAP_WEIGHTS_FILE, overlap_weights
+
+    first = overlap_weights(Dataset.from_dict({"messages": [turns((PROMPT, ANSWER))]}), tmp_path, write=True)
+    assert (tmp_path / OVERLAP_WEIGHTS_FILE).is_file() and first.document_count == 2
+    again = overlap_weights(Dataset.from_dict({"messages": [turns((PROMPT, ANSWER), (OTHER, OTHER))]}), tmp_path, True)
+    assert again.document_count == 2  # read, not counted anew
+    np.testing.assert_array_equal(again.idf, first.idf)

@@ -73,10 +73,13 @@ class NgramWeights:
 
     @classmethod
     def load(cls, path: Path) -> NgramWeights:
-        with np.load(path, allow_pickle=False) as stored:
-            frequency = np.zeros(_GRAMS["n_features"], dtype=np.int64)
-            frequency[stored["indices"]] = stored["frequency"]
-            return cls(int(stored["document_count"]), frequency)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                frequency = np.zeros(_GRAMS["n_features"], dtype=np.int64)
+                frequency[stored["indices"]] = stored["frequency"]
+                return cls(int(stored["document_count"]), frequency)
+        except (OSError, KeyError, ValueError, IndexError) as error:
+            raise ValueError(f"{path}: not a file of 4-gram weights ({error})") from error
 
 
 def _profiles(texts: Sequence[str], weights: NgramWeights) -> tuple[csr_matrix, np.ndarray]:

@@ -109,7 +109,11 @@ def score_shards(
 
 def overlap_weights(conversations, work_dir: Path, write: bool) -> NgramWeights:
     """The idf of the pool's 4-grams, for `overlap`: counted over every message kept (each process counts the
-    same), written beside the shards by the main process (logged with them, and with the selector)."""
+    same), written beside the shards by the main process (logged with them, and with the selector). A resumed
+    scoring reads the file its first attempt wrote: the same key, so the same pool and the same counts."""
+    path = work_dir / OVERLAP_WEIGHTS_FILE
+    if path.is_file():
+        return NgramWeights.load(path)
     with tqdm(total=len(conversations), desc="overlap: 4-gram frequencies", unit="record") as progress:
 
         def texts():
@@ -119,7 +123,7 @@ def overlap_weights(conversations, work_dir: Path, write: bool) -> NgramWeights:
 
         weights = NgramWeights.fit(texts())
     if write:
-        weights.save(work_dir / OVERLAP_WEIGHTS_FILE)
+        weights.save(path)
     return weights
 
 
