@@ -155,6 +155,8 @@ TARGET = {  # configs/target/*.yaml, in finetune and evaluate
     "target.training.max_grad_norm": "float > 0",
     "target.training.gradient_checkpointing": "bool",
     "target.evaluation.num_fewshot": "int >= 0 or null",
+    "target.evaluation.in_domain": "list of str or null",
+    "target.evaluation.out_of_domain": "list of str or null",
 }
 PIPELINE = {
     "pipeline.force": "str or null",
@@ -216,7 +218,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "score": TRACKING
     | {
         "upstream.warmup_run": "str or null",
-        "dataset_overrides": "str",
+        "upstream.dataset_overrides": "str",
         "score.shard_size": "int >= 1",
         "score.max_batch_tokens": "int >= 1",
         "score.max_batch_size": "int >= 1",

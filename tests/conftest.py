@@ -1,11 +1,26 @@
-"""Shared fixtures: tiny real models and a real MLflow store per test."""
+"""Shared fixtures: tiny real models, a real MLflow store per test, and one scored store per session.
+
+Test tiers: `slow` marks what trains, runs a stage, a pipeline, a server or a subprocess (CONTRIBUTING.md).
+`python -m pytest -m "not slow"` is the quick tier to run while editing; `python -m pytest` runs everything.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 from transformers import OlmoeConfig, OlmoeForCausalLM
+
+from tests.helpers import copy_store, quick_warmup_overrides, scored_copy, use_store
+
+# Under pytest-xdist (`-n 2`), each worker and the processes it starts take one thread: two workers of two
+# threads each on two cores would spend their time waiting on each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 TINY_ARCH = dict(
     vocab_size=128,
@@ -39,14 +54,71 @@ def padded_batch() -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its schema made (MLflow's migrations take about a second per new store)."""
+    path = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def tracking_store(tmp_path, monkeypatch):
+def tracking_store(tmp_path, monkeypatch, empty_store):
     """A real MLflow store (SQLite + local artifacts) private to the test."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # mlflow.set_experiment exports it
-    mlflow.set_tracking_uri(uri)
+    uri = copy_store(empty_store, tmp_path)
+    use_store(uri, monkeypatch)
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def scored_template(tmp_path_factory, empty_store) -> dict:
+    """Built once per session: the quick tiny base and its conversion, a warmup on the 120-sample demo pool, and
+    that pool scored. Modules take a copy of its store (`scored_copy`), never the store itself."""
+    from mygo.config import load_config
+    from mygo.stages.score import run_score
+    from mygo.stages.warmup import run_warmup
+
+    root = tmp_path_factory.mktemp("scored")
+    uri = copy_store(empty_store, root)
+    with pytest.MonkeyPatch.context() as patch:
+        use_store(uri, patch)
+        warmup = run_warmup(load_config("warmup", quick_warmup_overrides(root)))
+        score = run_score(load_config("score", [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}"]))
+    return {"uri": uri, "root": root, "warmup_run": warmup, "score_run": score}
+
+
+@pytest.fixture(scope="module")
+def scored(scored_template, tmp_path_factory) -> dict:
+    """The session's scored store, copied for this module."""
+    return scored_copy(scored_template, tmp_path_factory)
+
+
+@pytest.fixture
+def store(scored, monkeypatch):
+    """The module's scored store, as the tracking store of the test."""
+    use_store(scored["uri"], monkeypatch)
+    yield scored
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the session's scored store needs a warmup and a score first: slow, whatever its module says."""
+    for item in items:
+        if "scored_template" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+UNMARKED_LIMIT_S = 6.0
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the tests that took long without the `slow` mark, so that the quick tier stays quick."""
+    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])]
+    long = [r for r in reports if r.when == "call" and r.duration > UNMARKED_LIMIT_S and "slow" not in r.keywords]
+    if long:
+        terminalreporter.section(f"tests over {UNMARKED_LIMIT_S:.0f} s without the slow mark")
+        for report in sorted(long, key=lambda r: -r.duration):
+            terminalreporter.write_line(f"{report.duration:6.1f}s {report.nodeid}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +33,7 @@ QUICK_TARGET = [
     "target.build.architecture.intermediate_size=64",
     "target.build.architecture.num_attention_heads=2",
     "target.build.architecture.num_key_value_heads=2",
-    "target.build.architecture.max_position_embeddings=256",
+    "target.build.architecture.max_position_embeddings=1024",  # lm-eval refuses an answer longer than this
     "target.build.training.steps=8",
     "target.build.training.batch_size=4",
     "target.build.training.block_size=32",
@@ -58,11 +60,20 @@ def quick_evaluate_overrides(root: Path, *extra: str) -> list[str]:
     return [*QUICK_TARGET, "evaluation.limit=4", f"output_dir={root / 'evaluate'}", *extra]
 
 
+def copy_store(empty_store: Path, directory: Path) -> str:
+    """A new MLflow store in `directory`, copied from the session's `empty_store` fixture; its URI."""
+    shutil.copyfile(empty_store, directory / "mlflow.db")
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
 def use_store(uri: str, patch: pytest.MonkeyPatch) -> None:
     patch.setenv("MLFLOW_TRACKING_URI", uri)
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
         patch.delenv(name, raising=False)
     mlflow.set_tracking_uri(uri)
+    # The experiment an earlier test made active belongs to another store: start from this store's default one.
+    mlflow.set_experiment(experiment_id="0")
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment exports it; the patch restores what was there
 
 
 def quick_warmup_overrides(tmp_path: Path) -> list[str]:
@@ -83,6 +94,12 @@ def quick_warmup_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
+def quick_warmup_given_convert(root: Path, *leave_out: str) -> list[str]:
+    """The quick warmup settings for a warmup given its convert run (the model sizes are the convert run's)."""
+    dropped = ("model.", "upstream.", *leave_out)
+    return [o for o in quick_warmup_overrides(root) if not o.startswith(dropped)]
+
+
 def artifact_paths(run_id: str, path: str = "") -> set[str]:
     paths = set()
     for info in mlflow.MlflowClient().list_artifacts(run_id, path):
@@ -100,7 +117,7 @@ def run_two_processes(entrypoint: str, overrides: list[str], cwd: Path, tracking
 
 
 def pipeline_overrides(root, warmup_extra: tuple[str, ...] = ()) -> list[str]:
-    warmup = [o for o in quick_warmup_overrides(root) if not o.startswith(("model.", "upstream."))]
+    warmup = quick_warmup_given_convert(root)
     convert = [*QUICK_TINY, f"convert.output_dir={root / 'convert'}"]
     stages = {
         "convert": convert,
@@ -119,3 +136,39 @@ def local_olmoe(model, tmp_path: Path) -> Path:
     model.save_pretrained(directory)
     train_bpe_tokenizer(["some real words to learn from"] * 4, vocab_size=300).save_pretrained(directory)
     return directory
+
+
+def mlflow_run(entry: str, params: dict[str, object], cwd: Path, tracking_uri: str) -> subprocess.CompletedProcess:
+    """`mlflow run <repo> --env-manager local -e <entry> -P k=v ...`, as a user runs it, against `tracking_uri`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env |= {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
+    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", entry, "--experiment-name", "mygo"]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def scored_copy(template: dict, tmp_path_factory) -> dict:
+    """A store of its own holding the template's runs: what a module adds, no other module sees.
+
+    The runs' files (the pool under `root`, the shards, the converted model, the artifacts) are the template's,
+    shared: a test that changes one puts it back."""
+    copy = tmp_path_factory.mktemp("store") / "mlflow.db"
+    shutil.copyfile(template["root"] / "mlflow.db", copy)
+    return template | {"uri": f"sqlite:///{copy}"}
+
+
+SUCCEEDED = re.compile(r"=== Run \(ID '([0-9a-f]{32})'\) succeeded ===")
+
+
+def mlflow_run_finished(entry: str, params: dict[str, object], store: dict) -> mlflow.entities.Run:
+    """`mlflow run` it in `store["root"]` against `store["uri"]`; the run MLflow made for it, which must have
+    FINISHED and recorded every -P as a param. Its stdout lands in `store["stdout"][entry]`."""
+    done = mlflow_run(entry, params, store["root"], store["uri"])
+    found = SUCCEEDED.search(done.stderr)
+    assert done.returncode == 0 and found, f"mlflow run -e {entry} {params}:\n{done.stderr[-4000:]}"
+    run = mlflow.get_run(found.group(1))
+    assert run.info.status == "FINISHED", entry
+    assert set(params) <= set(run.data.params), (entry, set(params) - set(run.data.params))
+    store.setdefault("stdout", {})[entry] = done.stdout
+    return run

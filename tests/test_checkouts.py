@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 
 from mygo.tracking import code_version
 from mygo.tracking.runs import STAGE_TAG
 from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
 
 PROJECT = (
     "mygo",
@@ -26,6 +29,7 @@ PROJECT = (
     "setup.py",
     ".gitignore",
 )
+
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 

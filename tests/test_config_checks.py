@@ -8,7 +8,7 @@ import pytest
 
 from mygo.cli import COMMANDS, build_parser, command_overrides
 from mygo.cli import main as mygo_main
-from mygo.config import load_config
+from mygo.config import flatten_config, load_config
 from mygo.config_schema import SCHEMAS, SPECS, Spec, check_value
 from mygo.stages.table import STAGES
 
@@ -61,7 +61,12 @@ def test_knob_values_with_commas_or_equals_reach_the_config_as_one_string():
     assert load_config("evaluate", command_overrides(COMMANDS["evaluate"], args)).evaluation.tasks == "mmlu,arc_easy"
     args = build_parser().parse_args(["score", "--dataset_overrides", "data_dir=/data num_proc=2"])
     cfg = load_config("score", command_overrides(COMMANDS["score"], args))
-    assert cfg.dataset_overrides == "data_dir=/data num_proc=2"
+    assert cfg.upstream.dataset_overrides == "data_dir=/data num_proc=2"
+    args = build_parser().parse_args(["evaluate", "--splits", "val,test"])  # a list knob: comma-separated
+    assert list(load_config("evaluate", command_overrides(COMMANDS["evaluate"], args)).evaluation.splits) == [
+        "val",
+        "test",
+    ]
 
 
 def test_main_checks_every_stage_before_the_first_runs(tracking_store, capsys):
@@ -101,7 +106,7 @@ def test_every_schema_spec_parses_and_names_keys_its_config_has_or_is_to_gain():
 
 
 def test_the_schema_agrees_with_the_stage_table_knob_types():
-    expected = {"int": ("int",), "float": ("float",), "bool": ("bool",), "str": ("str", "list")}
+    expected = {"int": ("int",), "float": ("float",), "bool": ("bool",), "str": ("str",), "list": ("list",)}
     for entry in STAGES:
         for knob in entry.options:
             spec = SPECS[entry.config].get(knob.key)
@@ -142,3 +147,13 @@ def test_an_integer_for_a_float_gate_setting_reaches_the_strict_model_config_as_
     assert settings["quality_loss_weight"] == 20.0 and isinstance(settings["quality_loss_weight"], float)
     assert SelectMoeConfig(**settings).quality_loss_weight == 20.0
     assert settings["sample_wise_averaging"] is False  # bools stay bools
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_named_parameter_is_also_a_logged_config_key(name):
+    """`mlflow run` logs every -P parameter as a param before the command starts; a config key of the same name,
+    logged again by the stage with another spelling of its value ('' against "''"), fails the run."""
+    command = COMMANDS[name]
+    logged = set(flatten_config(load_config(command.config)))
+    options = {knob.option for knob in command.named} | {"overrides"}
+    assert not options & logged, f"{name}: -P {sorted(options & logged)} would be logged twice"

@@ -1,8 +1,5 @@
 """The convert stage against a real MLflow store: tiny base built once and reused, parity logged."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -15,13 +12,14 @@ from mygo.models import SelectMoeForCausalLM, register_select_moe
 from mygo.stages.convert import TINY_BASE_RUN_TAG, run_convert
 from mygo.tracking.handoffs import MODEL_PATH_TAG, model_dir_of
 from mygo.tracking.runs import STAGE_TAG
-from tests.helpers import QUICK_TINY, REPO, local_olmoe
+from tests.helpers import QUICK_TINY, local_olmoe
 
 
 def quick_config(tmp_path, *extra):
     return load_config("convert", [*QUICK_TINY, f"convert.output_dir={tmp_path / 'outputs'}", *extra])
 
 
+@pytest.mark.slow
 def test_tiny_convert_logs_parity_and_reuses_its_base(tracking_store, tmp_path):
     first = mlflow.get_run(run_convert(quick_config(tmp_path)))
     assert first.info.status == "FINISHED"
@@ -50,6 +48,7 @@ def test_tiny_convert_logs_parity_and_reuses_its_base(tracking_store, tmp_path):
     assert not list(Path(second.data.tags[MODEL_PATH_TAG]).glob("*.bin"))  # safetensors only
 
 
+@pytest.mark.slow
 def test_model_artifact_downloads_when_recorded_path_is_gone(tracking_store, tmp_path, olmoe_model):
     source = local_olmoe(olmoe_model, tmp_path)
     cfg = load_config("convert", [f"model.source={source}", f"convert.output_dir={tmp_path / 'out'}"])
@@ -82,24 +81,6 @@ def test_unknown_trash_mode_via_cli_lists_valid_modes(tracking_store, capsys):
 def test_typo_in_override_names_the_key(tracking_store, capsys):
     assert mygo_main(["convert", "select_moe.trash_mode=noise"]) == 2
     assert "trash_mode" in capsys.readouterr().err
-
-
-@pytest.mark.timeout(300)
-def test_mlflow_run_convert_and_main_entry_points(tmp_path, olmoe_model):
-    """The MLproject wiring, for real: `mlflow run . --env-manager local -e convert`."""
-    source = local_olmoe(olmoe_model, tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
-    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "convert"]
-    command += ["-P", f"source={source}", "-P", f"overrides=convert.output_dir={tmp_path / 'out'}"]
-    convert = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert convert.returncode == 0, convert.stderr[-3000:]
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    assert len(runs) == 1 and runs[0].data.tags[STAGE_TAG] == "convert"
-    assert runs[0].data.params["model.source"] == str(source)
-    assert runs[0].data.metrics["parity/bypass_logits_max_abs_diff"] <= 1e-5
 
 
 def test_unsupported_dtype_is_named(tracking_store, capsys):

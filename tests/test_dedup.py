@@ -196,6 +196,7 @@ def test_a_pool_dataset_is_deduplicated_like_its_records(tmp_path):
     assert deduplicate(pool.records, DedupSettings()).kept.tolist() == deduplicate(rows, DedupSettings()).kept.tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_score_run_never_scores_removed_records_and_logs_the_groups(tracking_store, tmp_path):
     # The quick demo pool, plus an exact duplicate under a new id and a near duplicate with a word changed.
@@ -244,7 +245,7 @@ def test_a_score_run_never_scores_removed_records_and_logs_the_groups(tracking_s
 
     # Off for one score run (dataset_overrides): every record is scored, in another work directory.
     everything = mlflow.get_run(
-        run_score(load_config("score", [*score_overrides, "dataset_overrides='dedup.enabled=false'"]))
+        run_score(load_config("score", [*score_overrides, "upstream.dataset_overrides='dedup.enabled=false'"]))
     )
     assert everything.data.metrics["score/samples"] == 122 and "dedup/kept" not in everything.data.metrics
     assert Path(everything.data.tags[ROUTER_DATA_PATH_TAG]) != Path(score.data.tags[ROUTER_DATA_PATH_TAG])

@@ -22,12 +22,11 @@ from mygo.analysis.diversity import (
 from mygo.config import load_config
 from mygo.stages.score import run_score
 from mygo.stages.select import run_select
-from mygo.stages.warmup import run_warmup
 from mygo.tracking.diversity import SKIPPED_TAG
 from mygo.tracking.handoffs import router_data_of
 from mygo.tracking.runs import get_run
 from mygo.workflows.controls import NO_BAND
-from tests.helpers import artifact_paths, quick_warmup_overrides, use_store
+from tests.helpers import artifact_paths, scored_copy, use_store
 
 MEASURES = ("cluster_entropy", "coverage_distance", "source_mix_distance", "distinct_bigrams")
 
@@ -92,31 +91,21 @@ def test_diversity_metrics_leave_out_what_is_undefined_and_refuse_one_sample():
 
 # ------------------------------------------------------------------------------------ through the stages
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    """A quick tiny warmup, its demo pool scored (topics known) and a copy of that pool without topics scored."""
-    root = tmp_path_factory.mktemp("diversity")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+def scored(scored_template, tmp_path_factory):
+    """The session's scored store (demo pool, topics known), plus a copy of that pool without topics scored."""
+    store = scored_copy(scored_template, tmp_path_factory)
+    root, warmup = store["root"], store["warmup_run"]
     with pytest.MonkeyPatch.context() as patch:
-        use_store(uri, patch)
-        warmup = run_warmup(load_config("warmup", quick_warmup_overrides(root)))
-        score = run_score(load_config("score", [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}"]))
-        untopical = root / "untopical"
+        use_store(store["uri"], patch)
+        untopical = tmp_path_factory.mktemp("untopical")
         for path in sorted((root / "cache" / "demo_pool").glob("*/*/*.jsonl")):
             records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
             (untopical / path.parent.name).mkdir(parents=True)
             lines = [json.dumps({k: v for k, v in r.items() if k != "mygo_topic"}) + "\n" for r in records]
             (untopical / path.parent.name / path.name).write_text("".join(lines), encoding="utf-8")
         overrides = [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}"]
-        no_topics = run_score(load_config("score", [*overrides, f"dataset_overrides='data_dir={untopical}'"]))
-        yield {"uri": uri, "root": root, "score_run": score, "no_topics_run": no_topics}
-
-
-@pytest.fixture
-def store(scored, monkeypatch):
-    use_store(scored["uri"], monkeypatch)
-    yield scored
-    while mlflow.active_run():
-        mlflow.end_run()
+        no_topics = run_score(load_config("score", [*overrides, f"upstream.dataset_overrides='data_dir={untopical}'"]))
+    return store | {"no_topics_run": no_topics}
 
 
 def selected_with(scored, *overrides: str, score_run: str | None = None):

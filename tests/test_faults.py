@@ -28,6 +28,8 @@ from mygo.workflows.sweep import run_sweep
 from tests.helpers import REPO, pipeline_overrides, quick_finetune_overrides, quick_warmup_overrides, use_store
 from tests.servers import TrackingServer
 
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
+
 
 def kill_once_checkpointed(command: list[str], runs_dir: Path, known: set[str], uri: str) -> str:
     """Run `command`, SIGKILL it as soon as a new run under `runs_dir` holds a complete checkpoint; its run ID."""
@@ -260,6 +262,7 @@ import resource, signal, sys
 from pathlib import Path
 import numpy as np
 from mygo.analysis.score_shards import shard_problem, write_shard
+
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, like a full disk
 resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))

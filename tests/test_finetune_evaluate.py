@@ -1,8 +1,6 @@
 """finetune and evaluate on the tiny target, real peft, real lm-eval and a real MLflow store."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -21,26 +19,28 @@ from mygo.stages.finetune import run_finetune
 from mygo.tracking.handoffs import TARGET_PATH_TAG, model_dir_of
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (
-    REPO,
     artifact_paths,
+    copy_store,
     quick_evaluate_overrides,
     quick_finetune_overrides,
     run_two_processes,
     use_store,
 )
 
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
+
 SUBJECTS = ("functions", "classes", "modules", "topics")
 
 
 @pytest.fixture(scope="module")
-def finetuned(tmp_path_factory):
+def finetuned(tmp_path_factory, empty_store):
     """A real store with one finished finetune run on 48 demo-pool records (which built the tiny target)."""
     root = tmp_path_factory.mktemp("finetuned")
     pool_dir = ensure_demo_pool(root / "demo", num_samples=60, noise_fraction=0.2, seed=0, max_answer_chars=300)
     records = [line for path in sorted(pool_dir.glob("*/*.jsonl")) for line in path.read_text().splitlines()]
     data = root / "selected_data.jsonl"
     data.write_text("\n".join(records[:48]) + "\n")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = copy_store(empty_store, root)
     with pytest.MonkeyPatch.context() as patch:
         use_store(uri, patch)
         run_id = run_finetune(load_config("finetune", quick_finetune_overrides(root, f"data.path={data}")))
@@ -192,22 +192,6 @@ def test_cli_names_unknown_lm_eval_tasks_with_close_matches(store, capsys):
     assert code == 2
     error = capsys.readouterr().err
     assert "unknown lm-eval task 'stdlib_mmlu_function'" in error and "stdlib_mmlu_functions" in error
-
-
-@pytest.mark.timeout(600)
-def test_mlflow_run_evaluate_entry_point(store):
-    command = [
-        sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "evaluate", "--env-manager", "local",
-        "-P", f"finetune_run={store['run']}", "-P", "limit=2",
-        "-P", f"overrides=output_dir={store['root'] / 'evaluate'}",
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=store["root"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = mlflow.search_runs(
-        search_all_experiments=True, filter_string="params.`evaluation.limit` = '2'", output_format="list"
-    )
-    assert len(runs) == 1 and runs[0].data.tags[UPSTREAM_TAG] == store["run"]
-    assert runs[0].data.params["finetune_run"] == store["run"]  # the -P parameter, beside the resolved config
 
 
 @pytest.mark.timeout(600)

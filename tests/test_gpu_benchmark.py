@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
+
 SCRIPT = REPO / "benchmarks" / "gpu.py"
 ABSENT = ("mlflow", "hydra", "omegaconf", "optuna", "datasets")
 # Installed as sitecustomize (imported at start-up, before any other code): the packages look not installed.

@@ -28,20 +28,22 @@ from mygo.data.demo_pool.build import ensure_demo_pool
 from mygo.data.pool import records_at
 from mygo.stages.evaluate import run_evaluate
 from mygo.stages.finetune import run_finetune
-from mygo.stages.score import OVERLAP_WEIGHTS_FILE, run_score
+from mygo.stages.score import OVERLAP_WEIGHTS_FILE
 from mygo.stages.selector import SELECTOR_VERSION_TAG, log_selector
 from mygo.stages.target import load_target_tokenizer
-from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG, TARGET_PATH_TAG, adapter_of, model_dir_of, router_weights_of
 from mygo.tracking.models import MODEL_BASE_TAG, MODEL_VERSION_TAG, finetune_run_of, log_tuned_model, set_alias
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (
+    copy_store,
     quick_evaluate_overrides,
     quick_finetune_overrides,
-    quick_warmup_overrides,
+    scored_copy,
     use_store,
 )
 from tests.servers import free_port
+
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
 
 
 def hand_made_lineage(client: mlflow.MlflowClient, data_text: str) -> str:
@@ -61,12 +63,12 @@ def hand_made_lineage(client: mlflow.MlflowClient, data_text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
+def tuned(tmp_path_factory, empty_store):
     """One finetune run (1 epoch, 32 records, model logging on) trained on a select run's selection."""
     root = tmp_path_factory.mktemp("tuned")
     pool_dir = ensure_demo_pool(root / "demo", num_samples=40, noise_fraction=0.2, seed=0, max_answer_chars=200)
     records = [line for path in sorted(pool_dir.glob("*/*.jsonl")) for line in path.read_text().splitlines()]
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = copy_store(empty_store, root)
     with pytest.MonkeyPatch.context() as patch:
         use_store(uri, patch)
         client = mlflow.MlflowClient()
@@ -184,17 +186,15 @@ def test_a_sweep_aliases_its_best_trials_model_version(store):
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    """A warmup run and a score run of its pool with the selector logged (and registered)."""
-    root = tmp_path_factory.mktemp("scored")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+def scored(scored_template, tmp_path_factory):
+    """The session's scored store: a warmup run and a score run of its pool with the selector logged (and
+    registered)."""
+    store = scored_copy(scored_template, tmp_path_factory)
     with pytest.MonkeyPatch.context() as patch:
-        use_store(uri, patch)
-        warmup = run_warmup(load_config("warmup", quick_warmup_overrides(root)))
-        overrides = [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}", "tracking.log_model=true"]
-        score = mlflow.get_run(run_score(load_config("score", overrides)))
-        data = load_router_data(score.data.tags[ROUTER_DATA_PATH_TAG])
-        yield {"uri": uri, "root": root, "score": score, "warmup": warmup, "data": data}
+        use_store(store["uri"], patch)
+        score = mlflow.get_run(store["score_run"])
+    data = load_router_data(score.data.tags[ROUTER_DATA_PATH_TAG])
+    return store | {"score": score, "warmup": store["warmup_run"], "data": data}
 
 
 def sample_records(data, count: int = 6) -> tuple[list[dict], pd.DataFrame]:

@@ -28,6 +28,7 @@ def system_metric_names(run_id: str) -> set[str]:
     return {name for name in mlflow.get_run(run_id).data.metrics if name.startswith("system/")}
 
 
+@pytest.mark.slow
 def test_stage_runs_log_system_metrics_unless_switched_off(tracking_store, tmp_path, olmoe_model):
     source = local_olmoe(olmoe_model, tmp_path)
     common = [f"model.source={source}", f"convert.output_dir={tmp_path / 'out'}"]
@@ -71,6 +72,7 @@ def test_every_run_records_its_environment(tracking_store):
     assert requirements["scikit-learn"] == importlib.metadata.version("scikit-learn")  # names as pip spells them
 
 
+@pytest.mark.slow
 def test_reproduce_names_the_package_whose_version_differs(tracking_store, tmp_path, olmoe_model, capsys):
     source = local_olmoe(olmoe_model, tmp_path)
     overrides = [f"model.source={source}", f"convert.output_dir={tmp_path / 'out'}", "tracking.system_metrics=false"]
@@ -101,6 +103,7 @@ def note_of(run_id: str) -> str:
     return mlflow.get_run(run_id).data.tags[NOTE_TAG]
 
 
+@pytest.mark.slow
 def test_the_pipeline_run_page_carries_the_summary_main_prints(tracking_store, tmp_path, olmoe_model, capsys):
     source = local_olmoe(olmoe_model, tmp_path)
     convert = f"model.source={source} convert.output_dir={tmp_path / 'out'} tracking.system_metrics=false"
@@ -123,6 +126,7 @@ def test_the_pipeline_run_page_carries_the_summary_main_prints(tracking_store, t
     assert convert_run in note_of(second)
 
 
+@pytest.mark.slow
 def test_the_sweep_run_page_lists_its_trials_and_the_best(tracking_store, tmp_path, olmoe_model, capsys):
     source = local_olmoe(olmoe_model, tmp_path)
     space = tmp_path / "convert_space.yaml"

@@ -23,7 +23,9 @@ from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from mygo.workflows.lineage import lineage
 from mygo.workflows.pipeline import PIPELINE_STAGES, run_pipeline
 from mygo.workflows.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
-from tests.helpers import REPO, artifact_paths, pipeline_overrides, use_store
+from tests.helpers import REPO, artifact_paths, copy_store, pipeline_overrides, use_store
+
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
 
 # The first main runs two control arms over two seeds (quick: a dozen samples, four eval items); later ones none.
 ARMS = ["pipeline.controls=[random,base]", "pipeline.seeds=[0,1]"]
@@ -36,9 +38,9 @@ def reproduce_config(run_id: str, root, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def first_main(tmp_path_factory):
+def first_main(tmp_path_factory, empty_store):
     root = tmp_path_factory.mktemp("pipeline")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = copy_store(empty_store, root)
     with pytest.MonkeyPatch.context() as patch:
         use_store(uri, patch)
         parent = run_pipeline(load_config("main", [*pipeline_overrides(root), *ARMS]))

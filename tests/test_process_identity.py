@@ -12,6 +12,8 @@ from mygo.config import load_config
 from mygo.tracking.process_identity import Liveness, liveness, process_token
 from mygo.tracking.runs import HOST_TAG, PID_TAG, PROCESS_TAG, STAGE_TAG, stage_run
 
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
+
 
 @pytest.fixture
 def sleeper():

@@ -123,6 +123,7 @@ def test_error_texts_are_masked_in_the_run_and_on_the_console(tracking_store, ca
     assert "hunter2" not in error and "https://alice:***@example.org" in error
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_password_in_a_p_value_fails_at_once_and_says_how_to_purge_it(tracking_store, tmp_path):
     """MLflow records `-P` values raw before mygo runs: the command stops before any work and names the remedy."""

@@ -73,6 +73,7 @@ def test_truncated_corrupt_and_missing_shards_are_named(tmp_path):
     assert "other pool rows" in shard_problem(tmp_path, 0, expected_rows=plan[0][::-1])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_score_resumes_after_damage_and_splits_over_processes(tracking_store, tmp_path):
     warmup = run_warmup(load_config("warmup", quick_warmup_overrides(tmp_path)))

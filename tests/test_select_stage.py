@@ -3,9 +3,6 @@
 import dataclasses
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -19,40 +16,12 @@ from mygo.analysis.quality_signals import rank_within, signal_values
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
-from mygo.stages.score import run_score
 from mygo.stages.select import FAULT_LIMITS, run_select, vetoed
-from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from mygo.workflows.controls import CONTROL_SELECTIONS
-from tests.helpers import REPO, artifact_paths, quick_warmup_overrides
-
-
-@pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    """A real MLflow store holding a finished warmup and score run of the quick tiny setup (120 samples)."""
-    root = tmp_path_factory.mktemp("scored")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-            patch.delenv(name, raising=False)
-        mlflow.set_tracking_uri(uri)
-        warmup = run_warmup(load_config("warmup", quick_warmup_overrides(root)))
-        score = run_score(load_config("score", [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}"]))
-        yield {"uri": uri, "root": root, "score_run": score}
-
-
-@pytest.fixture
-def store(scored, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", scored["uri"])
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-        monkeypatch.delenv(name, raising=False)
-    mlflow.set_tracking_uri(scored["uri"])
-    yield scored
-    while mlflow.active_run():
-        mlflow.end_run()
+from tests.helpers import artifact_paths, quick_warmup_overrides
 
 
 def select_config(scored, *overrides: str):
@@ -361,22 +330,6 @@ def test_wrong_stage_upstream_is_named(store, capsys):
     score = mlflow.get_run(store["score_run"])
     assert mygo_main(["select", "--score_run", score.data.tags[UPSTREAM_TAG]]) == 2
     assert "is a warmup run, expected a score run" in capsys.readouterr().err
-
-
-@pytest.mark.timeout(300)
-def test_mlflow_run_select_entry_point(store, tmp_path):
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": store["uri"], "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
-    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "select", "--experiment-name", "mygo"]
-    command += ["-P", f"score_run={store['score_run']}", "-P", "selection_percentage=0.2", "-P", "k=3"]
-    command += ["-P", f"overrides=output_dir={tmp_path}"]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = mlflow.search_runs(
-        search_all_experiments=True, filter_string="params.`selection.percentage` = '0.2'", output_format="list"
-    )
-    assert len(runs) == 1 and runs[0].data.metrics["selection/num_selected"] == 24
-    assert runs[0].data.metrics["clustering/chosen_k"] == 3
 
 
 def test_a_pool_edited_after_scoring_is_refused_by_select_and_reruns_warmup_and_score(store):

@@ -17,18 +17,19 @@ from mygo.stages.select import run_select
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG, router_data_of
 from mygo.tracking.runs import get_run
-from tests.helpers import artifact_paths, quick_warmup_overrides, use_store
+from tests.helpers import artifact_paths, quick_warmup_overrides, scored_copy, use_store
 
 KINDS = ("cut_off_answer", "mismatched_answer", "random_chars", "repeated_token", "shuffled_words")
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
-    """A corruption-detection warmup of the quick tiny setup, scored with every signal (IFD on)."""
-    root = tmp_path_factory.mktemp("signals")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+def scored(scored_template, tmp_path_factory):
+    """A corruption-detection warmup of the quick tiny setup, scored with every signal (IFD on), in a copy of the
+    session's store (its base, conversion and pool reused)."""
+    store = scored_copy(scored_template, tmp_path_factory)
+    root = store["root"]
     with pytest.MonkeyPatch.context() as patch:
-        use_store(uri, patch)
+        use_store(store["uri"], patch)
         warmup_cfg = load_config(
             "warmup",
             quick_warmup_overrides(root)
@@ -37,15 +38,7 @@ def scored(tmp_path_factory):
         warmup = run_warmup(warmup_cfg)
         overrides = [f"upstream.warmup_run={warmup}", f"score.output_dir={root / 'score'}", "score.ifd=true"]
         score = run_score(load_config("score", overrides))
-        yield {"uri": uri, "root": root, "warmup_run": warmup, "score_run": score}
-
-
-@pytest.fixture
-def store(scored, monkeypatch):
-    use_store(scored["uri"], monkeypatch)
-    yield scored
-    while mlflow.active_run():
-        mlflow.end_run()
+    return store | {"warmup_run": warmup, "score_run": score}
 
 
 def test_warmup_probe_logs_per_kind_and_per_layer(store):

@@ -144,6 +144,7 @@ def test_committed_files_equal_what_the_builder_makes(tmp_path: Path) -> None:
         assert (tmp_path / f"{split}.jsonl").read_bytes() == (TASK_DIR / f"{split}.jsonl").read_bytes(), split
 
 
+@pytest.mark.slow
 # ------------------------------------------------------------------------------------------------ lm-eval
 def test_lm_eval_runs_the_group_from_another_directory(
     documents: list[Document], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -49,6 +49,7 @@ def test_no_pair_is_about_a_document_the_default_pool_names_or_quotes(documents)
     assert len(long_answers) > 300 and not [a for a in long_answers if a in pool_answers]
 
 
+@pytest.mark.slow
 def test_lm_eval_scores_validation_and_test_apart():
     manager = task_manager(task_dir_default())
     counts = {}

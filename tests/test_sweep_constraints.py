@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from mygo.config import load_config
-from mygo.workflows.sweep import SpaceError, load_space, run_sweep
+from mygo.workflows.sweep import SpaceError, constraint_values, load_space, run_sweep
 from tests.helpers import pipeline_overrides
 
 PARAMS = "params:\n  select.selection.percentage: {type: float, low: 0.05, high: 0.2}\n"
@@ -40,6 +40,7 @@ def test_the_diverse_selection_space_bounds_coverage_by_the_random_baseline():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_best_trial_is_the_best_that_meets_the_constraints(tracking_store, tmp_path):
     """Maximise the selection's size under a cap on it: without the constraint the largest would win."""
@@ -65,3 +66,29 @@ def test_the_best_trial_is_the_best_that_meets_the_constraints(tracking_store, t
     best = max(feasible, key=lambda t: (t.value, -t.number))
     assert parent.data.tags["mygo.best_trial"] == str(best.number)
     assert parent.data.metrics["best/objective"] == best.value < max(t.value for t in trials)
+
+
+def test_constraints_read_each_metric_from_the_first_run_that_logged_it(tracking_store):
+    """A trial judged against its control arm holds the deltas; its select run holds noise and diversity."""
+    with mlflow.start_run() as trial:
+        mlflow.log_metric("eval/all_domains/val/bits_per_byte/delta_vs_random", -0.05)
+    with mlflow.start_run() as select:
+        mlflow.log_metrics({"noise/fraction_selected": 0.02, "diversity/topic_coverage": 0.30})
+        mlflow.log_metric("diversity/topic_coverage/random", 0.32)
+    constraints = [
+        {"metric": "noise/fraction_selected", "at_most": 0.03},
+        {"metric": "diversity/topic_coverage", "at_least": "diversity/topic_coverage/random"},
+    ]
+    runs = [trial.info.run_id, select.info.run_id]
+    assert constraint_values(runs, constraints) == pytest.approx([-0.01, 0.02])  # the first holds, the second not
+    with pytest.raises(ValueError, match="no metric 'noise/kept'"):
+        constraint_values(runs, [{"metric": "noise/kept", "at_most": 0.03}])
+
+
+def test_the_generalization_space_chooses_on_every_task_and_bounds_noise_and_diversity():
+    space = load_space("sweeps/generalization.yaml")
+    assert space.objective["metric"] == "eval/all_domains/val/bits_per_byte/delta_vs_random"
+    assert space.objective["direction"] == "minimize" and space.objective["stage"] == "evaluate"
+    bounded = {c["metric"] for c in space.objective["constraints"]}
+    assert {"noise/fraction_selected", "diversity/topic_coverage", "diversity/coverage_distance"} <= bounded
+    assert all(p.stage == "select" for p in space.params)

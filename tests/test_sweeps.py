@@ -34,6 +34,8 @@ from mygo.workflows.sweep import (
 from tests.helpers import REPO, artifact_paths, pipeline_overrides, use_store
 from tests.servers import TrackingServer, free_port
 
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
+
 
 def sweep_config(root, *extra: str):
     return load_config("sweep", [*pipeline_overrides(root), *extra])

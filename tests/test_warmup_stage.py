@@ -1,10 +1,6 @@
 """The warmup stage end to end on tiny real models, a real demo pool and a real MLflow store."""
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -19,7 +15,9 @@ from mygo.stages.convert import run_convert
 from mygo.stages.warmup import run_warmup
 from mygo.tracking.handoffs import model_dir_of
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
-from tests.helpers import QUICK_TINY, REPO, artifact_paths, quick_warmup_overrides, run_two_processes
+from tests.helpers import QUICK_TINY, artifact_paths, quick_warmup_overrides, run_two_processes
+
+pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
 
 
 def router_weights_of(run_id: str) -> str:
@@ -87,28 +85,6 @@ def test_warmup_trains_the_router_and_records_everything(tracking_store, tmp_pat
     assert str(tmp_path / "nowhere") in cli_error(f"dataset.data_dir={tmp_path / 'nowhere'}")
     assert "training.peft_mode: expected one of full_rank, lora, got 'qlora'" in cli_error("training.peft_mode=qlora")
     assert "quality_loss_type='hinge'" in cli_error("select_moe.quality_loss_type=hinge")
-
-
-@pytest.mark.timeout(600)
-def test_mlflow_run_warmup_entry_point_with_named_parameters(tracking_store, tmp_path):
-    """The MLproject wiring, for real: `mlflow run . --env-manager local -e warmup -P ...`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": tracking_store, "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"}
-    overrides = " ".join(quick_warmup_overrides(tmp_path))
-    command = ["mlflow", "run", str(REPO), "--env-manager", "local", "-e", "warmup", "--experiment-name", "mygo"]
-    command += ["-P", "loss_type=mse", "-P", "learning_rate=0.05", "-P", "peft_mode=lora", "-P", "epochs=2"]
-    command += ["-P", f"overrides={overrides}"]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = mlflow.search_runs(
-        search_all_experiments=True, filter_string="tags.`mygo.stage` = 'warmup'", output_format="list"
-    )
-    params = run.data.params
-    assert params["select_moe.quality_loss_type"] == "mse" and params["training.peft_mode"] == "lora"
-    assert params["training.learning_rate"] == "0.05" and params["training.epochs"] == "2"
-    # The tiny preset's tuned objective corrupts batches; mse learns from none, and the params say so.
-    assert params["corruption.fraction"] == "0.0" and load_config("warmup").corruption.fraction == 0.5
-    assert run.info.status == "FINISHED" and run.data.metrics["train/epoch"] == 2.0
 
 
 @pytest.mark.timeout(600)

@@ -192,7 +192,7 @@ def run_score(cfg: DictConfig) -> str | None:
     convert = check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")
     requested = cfg.copy()
     with open_dict(cfg):
-        cfg.dataset = pool_settings(warmup, cfg.dataset_overrides)
+        cfg.dataset = pool_settings(warmup, cfg.upstream.dataset_overrides)
     state = PartialState(cpu=not torch.cuda.is_available())
     started = time.perf_counter()
     main = state.is_main_process

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-KNOB_TYPES = {"str": str, "int": int, "float": float, "bool": None}
+KNOB_TYPES = {"str": str, "int": int, "float": float, "bool": None, "list": None}
 BOOL_VALUES = ("true", "false")
 
 
@@ -27,14 +27,20 @@ class Knob:
 
     option: str
     key: str
-    type: str = "str"  # str | int | float | bool
+    type: str = "str"  # str | int | float | bool | list (comma-separated: `-P splits=val,test`)
 
     def __post_init__(self) -> None:
         if self.type not in KNOB_TYPES:
             raise ValueError(f"knob {self.option}: type {self.type!r} is not one of {list(KNOB_TYPES)}")
 
+    def hydra_value(self, value: str) -> str:
+        """The value as Hydra reads it: a list knob's `val,test` is `[val,test]`."""
+        return f"[{value}]" if self.type == "list" and not value.startswith("[") else value
+
     def check(self, value: str) -> None:
         """A given value must read as the knob's type (an empty value means not given and is never checked)."""
+        if self.type == "list":
+            return
         if self.type == "bool":
             if value.lower() not in BOOL_VALUES:
                 raise ValueError(f"--{self.option}={value!r} ({self.key}): expected true or false")
@@ -128,7 +134,7 @@ STAGES: tuple[Stage, ...] = (
         runner="mygo.stages.score:run_score",
         help="score the pool with a warmup run's router: per-sample quality and router-logit features",
         upstream="warmup",
-        knobs=(Knob("dataset_overrides", "dataset_overrides"),),
+        knobs=(Knob("dataset_overrides", "upstream.dataset_overrides"),),
         artifacts={"router_data": "router_data"},
         tags={"router_data_path": "mygo.router_data_path"},
         key_params=("dataset.data_dir",),
@@ -187,7 +193,7 @@ STAGES: tuple[Stage, ...] = (
         knobs=(
             Knob("model_uri", "upstream.model_uri"),  # models:/<name>@<alias> or models:/<name>/<version>
             Knob("tasks", "evaluation.tasks"),
-            Knob("splits", "evaluation.splits"),
+            Knob("splits", "evaluation.splits", "list"),
             Knob("chat_template", "evaluation.apply_chat_template"),
             Knob("base_only", "evaluation.base_only", "bool"),
             Knob("num_fewshot", "evaluation.num_fewshot", "int"),
