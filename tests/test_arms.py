@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from mygo.analysis.arms import arm_estimates, estimate, eval_figures, lower_is_better, paired_deltas
+from mygo.analysis.arms import (
+    arm_estimates,
+    domain_means,
+    estimate,
+    eval_figures,
+    lower_is_better,
+    paired_deltas,
+)
 from mygo.workflows.compare import comparison_rows, format_comparison
 
 BPB = "eval/qa/val/bpb"
@@ -79,3 +86,30 @@ def test_a_difference_the_same_at_every_seed_has_no_spread_and_says_so():
     delta = paired_deltas(arms, "selection", "random")[ACC]
     assert delta.mean == pytest.approx(-0.05) and delta.stderr == 0.0  # not float dust of 1e-17
     assert "(the same at every seed, selection not better)" in format_comparison(comparison_rows(arms))
+
+
+def test_out_of_domain_tasks_are_averaged_and_weigh_as_much_as_the_in_domain_ones():
+    metrics = {
+        "eval/home/val/bits_per_byte": 1.0,
+        "eval/far_a/val/bits_per_byte": 2.0,
+        "eval/far_b/val/bits_per_byte": 4.0,
+        "eval/far_c/val/bits_per_byte": 6.0,
+        "eval/home/test/bits_per_byte": 1.5,
+        "eval/far_a/test/bits_per_byte": 2.5,  # far_b and far_c not on test: no group mean there
+        "eval/home/val/bpb": 0.9,
+    }
+    means = domain_means(metrics, ["home"], ["far_a", "far_b", "far_c"])
+    assert means == {
+        "eval/out_of_domain/val/bits_per_byte": 4.0,
+        "eval/all_domains/val/bits_per_byte": 2.5,  # (1.0 + 4.0) / 2: three far tasks weigh as much as one home task
+    }
+    assert domain_means(metrics, [], ["far_a", "far_b", "far_c"]) == {"eval/out_of_domain/val/bits_per_byte": 4.0}
+    assert domain_means(metrics, ["home"], []) == {}
+    # Seeds of such figures compare like any task's: a delta paired by seed.
+    arms = {
+        "selection": {s: domain_means(metrics, ["home"], ["far_a"]) for s in (0, 1)},
+        "random": {
+            s: domain_means({**metrics, "eval/far_a/val/bits_per_byte": 2.0 + s}, ["home"], ["far_a"]) for s in (0, 1)
+        },
+    }
+    assert paired_deltas(arms, "selection", "random")["eval/out_of_domain/val/bits_per_byte"].mean == -0.5

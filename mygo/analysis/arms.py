@@ -92,3 +92,36 @@ def lower_is_better(figure: str) -> bool:
     """Likelihood figures (bits per byte, NLL, perplexity) fall as the model gets better; accuracies rise."""
     metric = figure.rsplit("/", 1)[-1]
     return metric in {"bpb", "nll", "bits_per_byte", "perplexity", "word_perplexity", "byte_perplexity"}
+
+
+# Figures over groups of tasks, logged by evaluate beside each task's own (and so compared over seeds like them).
+OUT_OF_DOMAIN = "out_of_domain"  # the mean over the out-of-domain tasks
+ALL_DOMAINS = "all_domains"  # the mean of the in-domain mean and the out-of-domain mean: each side weighs half
+DOMAIN_METRICS = ("bits_per_byte", "bpb", "nll", "acc")
+
+
+def _group_mean(metrics: dict[str, float], tasks: list[str], split: str, metric: str) -> float | None:
+    """The mean of `eval/<task>/<split>/<metric>` over `tasks`; None unless every task logged it (a mean over some
+    of them would read as the whole group's)."""
+    values = [metrics.get(f"eval/{task}/{split}/{metric}") for task in tasks]
+    if not values or any(value is None for value in values):
+        return None
+    return sum(values) / len(values)
+
+
+def domain_means(metrics: dict[str, float], in_domain: list[str], out_of_domain: list[str]) -> dict[str, float]:
+    """`eval/out_of_domain/<split>/<metric>` over the out-of-domain tasks, and `eval/all_domains/<split>/<metric>`:
+    the in-domain tasks' mean and the out-of-domain mean, weighed alike, so that a setting chosen on it cannot win
+    by fitting the pool's own domain alone."""
+    splits = sorted({key.split("/")[2] for key in eval_figures(metrics)})
+    means: dict[str, float] = {}
+    for split in splits:
+        for metric in DOMAIN_METRICS:
+            outside = _group_mean(metrics, out_of_domain, split, metric)
+            if outside is None:
+                continue
+            means[f"eval/{OUT_OF_DOMAIN}/{split}/{metric}"] = outside
+            inside = _group_mean(metrics, in_domain, split, metric)
+            if inside is not None:
+                means[f"eval/{ALL_DOMAINS}/{split}/{metric}"] = (inside + outside) / 2
+    return means

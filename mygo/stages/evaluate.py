@@ -6,7 +6,9 @@ plus the YAMLs in `configs/eval_tasks/` (the embedded default's `stdlib_qa` and 
 is scored on the splits asked for (`evaluation.splits`): `val`, its validation split, which sweeps and
 `main` choose on, and `test`, reported once for the final figure. Every metric lm-eval reports becomes
 `eval/<task>/<split>/<metric>`, with `eval/<task>/<split>/<subject>/<metric>` for a group's subtasks, and
-the full results are kept as `eval/results_<split>.json`.
+the full results are kept as `eval/results_<split>.json`. The tasks the target preset calls out of domain are
+scored as a group too: `eval/out_of_domain/<split>/<metric>` (their mean) and `eval/all_domains/<split>/<metric>`
+(that and the in-domain tasks' mean, weighed alike).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from mygo.analysis.arms import domain_means
 from mygo.config import config_dir
 from mygo.stages.target import load_target_tokenizer, target_location
 from mygo.tracking import plots
@@ -58,6 +61,14 @@ def task_names(setting) -> list[str]:
     if isinstance(setting, str):
         return [name.strip() for name in setting.split(",") if name.strip()]
     return [str(name) for name in setting]
+
+
+def task_domains(cfg: DictConfig, tasks: list[str]) -> tuple[list[str], list[str]]:
+    """(in-domain, out-of-domain) tasks among those run, as the target preset names them (`target.evaluation.
+    in_domain`, `.out_of_domain`): the out-of-domain ones are scored as a group too (`eval/out_of_domain/...`)."""
+    setting = cfg.target.evaluation
+    inside, outside = task_names(setting.get("in_domain") or []), task_names(setting.get("out_of_domain") or [])
+    return [t for t in inside if t in tasks], [t for t in outside if t in tasks]
 
 
 def check_tasks(tasks: list[str], manager) -> None:
@@ -314,6 +325,7 @@ def run_evaluate(cfg: DictConfig) -> str | None:
                 metrics |= eval_metrics(outputs[split], tasks, split)
         if not is_main:
             return None
+        metrics |= domain_means(metrics, *task_domains(cfg, tasks))
         for split, results in outputs.items():
             log_task_inputs(results, tasks, task_dir(cfg))
             mlflow.log_text(json.dumps(results, indent=2, default=str, sort_keys=True), f"eval/results_{split}.json")

@@ -432,14 +432,26 @@ def delta_control(metric: str) -> str | None:
     return control
 
 
-def constraint_values(run_id: str, constraints: list[dict[str, Any]]) -> list[float]:
-    """Each constraint as Optuna takes it, <= 0 where it holds: value - bound (at_most), bound - value (at_least)."""
+def first_logged(run_ids: list[str], metric: str) -> float:
+    """The metric from the first of `run_ids` that logged it (a trial's run holds the deltas against its control
+    arm, its select run the noise and diversity figures)."""
+    for run_id in run_ids[:-1]:
+        try:
+            return objective_value(run_id, metric)
+        except ValueError:
+            continue
+    return objective_value(run_ids[-1], metric)
+
+
+def constraint_values(run_ids: list[str], constraints: list[dict[str, Any]]) -> list[float]:
+    """Each constraint as Optuna takes it, <= 0 where it holds: value - bound (at_most), bound - value (at_least);
+    each metric read from the first of `run_ids` that logged it."""
     values = []
     for constraint in constraints:
-        value = objective_value(run_id, constraint["metric"])
+        value = first_logged(run_ids, constraint["metric"])
         kind = "at_most" if "at_most" in constraint else "at_least"
         bound = constraint[kind]
-        bound = objective_value(run_id, bound) if isinstance(bound, str) else float(bound)
+        bound = first_logged(run_ids, bound) if isinstance(bound, str) else float(bound)
         values.append(value - bound if kind == "at_most" else bound - value)
     return values
 
@@ -480,8 +492,8 @@ def make_objective(cfg: DictConfig, space: SearchSpace):
                 value = objective_value(stage_runs[space.objective["stage"]], metric)
             mlflow.log_metric("objective", value)
             if constraints := space.objective.get("constraints"):
-                holder = run.info.run_id if control else stage_runs[space.objective["stage"]]
-                held = constraint_values(holder, constraints)
+                objective_run = run.info.run_id if control else stage_runs[space.objective["stage"]]
+                held = constraint_values([objective_run, *reversed(stage_runs.values())], constraints)
                 for number, (constraint, excess) in enumerate(zip(constraints, held, strict=True)):
                     trial.set_constraint(f"{number}:{constraint['metric']}", excess)
                 mlflow.log_metric("objective/feasible", float(all(v <= 0 for v in held)))
