@@ -1,7 +1,7 @@
-"""The README's commands work as written: each fenced bash command is parsed as its tool parses it and, for mygo's
-own commands, composed with Hydra (every stage a main or sweep command runs too). `mlflow run` goes through
-MLflow's own project-spec loader against MLproject (parameter types and all); hub models and GPUs are not needed,
-since composing a config loads nothing."""
+"""The documented commands work as written (README.md, CONTRIBUTING.md, docs/): each fenced bash command is parsed
+as its tool parses it and, for mygo's own commands, composed with Hydra (every stage a main or sweep command runs
+too). `mlflow run` goes through MLflow's own project-spec loader against MLproject (parameter types and all); hub
+models and GPUs are not needed, since composing a config loads nothing."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ RUN_ID = "0123456789abcdef0123456789abcdef"  # stands for <run id>
 SCRIPTS = {command.entry_script: name for name, command in COMMANDS.items()}
 
 
+DOCUMENTS = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md", *(REPO / "docs").rglob("*.md")])
+
+
 def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
+    """Every line of every fenced bash block of the README, CONTRIBUTING and docs/, split at `&&`."""
+    text = "\n".join(path.read_text() for path in DOCUMENTS)
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
@@ -86,6 +90,8 @@ def test_readme_command_parses_and_composes(line, tmp_path):
         assert words[1].split("=", 1)[0] in (STORAGE_ENV, "PGPASSWORD"), line
     elif words[:3] == ["python", "-m", "pytest"] or tool == "ruff":
         pass  # the suite and the linters run in CI themselves
+    elif words[:3] == ["python3", "-m", "venv"] or line == ". .venv/bin/activate":
+        pass  # a virtual environment, as .ci/run makes one
     else:
         raise AssertionError(f"README command not covered by this test: {line}")
 
