@@ -172,3 +172,13 @@ def mlflow_run_finished(entry: str, params: dict[str, object], store: dict) -> m
     assert set(params) <= set(run.data.params), (entry, set(params) - set(run.data.params))
     store.setdefault("stdout", {})[entry] = done.stdout
     return run
+
+
+def convert_only_space(directory: Path) -> Path:
+    """A search space whose trials run convert alone (seconds): for tests of the sweep machinery, not of a study."""
+    path = directory / "convert_only.yaml"
+    path.write_text(
+        "objective: {metric: parity/bypass_logits_max_abs_diff, direction: minimize, stage: convert}\n"
+        "params:\n  convert.select_moe.quality_gate_init_std: {type: float, low: 0.01, high: 0.05}\n"
+    )
+    return path

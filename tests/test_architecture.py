@@ -85,6 +85,40 @@ def test_analysis_is_arrays_only_no_model_and_no_mlflow():
     assert violations(analysis, ("mlflow", "mygo.models", "mygo.stages", "mygo.training", "mygo.tracking")) == []
 
 
+# docs/architecture.md's layers, top to bottom: a module imports from its own layer or those below it.
+LAYERS = (
+    ("mygo.cli", "mygo.workflows"),
+    ("mygo.stages",),
+    ("mygo.training", "mygo.tracking"),
+    ("mygo.builtin", "mygo.models", "mygo.analysis", "mygo.data"),
+    ("mygo.config", "mygo.config_schema", "mygo.registry", "mygo.atomic", "mygo.labels"),
+)
+DATA_FOR_EVERY_LAYER = "mygo.stages.table"  # imports nothing from mygo
+
+
+def layer_of(module: str) -> int:
+    for depth, packages in enumerate(LAYERS):
+        if any(_under(module, package) for package in packages):
+            return depth
+    raise AssertionError(f"{module} is in no layer of docs/architecture.md: add it to LAYERS and the doc")
+
+
+def test_the_layer_order_holds_whole():
+    """Every import of a mygo module, lazy ones in functions included, goes to the importer's layer or below."""
+    problems = []
+    for path in FILES:
+        name = module_name(path)
+        if name == "mygo":
+            continue
+        problems += [
+            f"{path.relative_to(REPO)}:{line} imports {module}, a layer above"
+            for module, _, line in imports(path)
+            if _under(module, "mygo") and module != "mygo" and not _under(module, DATA_FOR_EVERY_LAYER)
+            if layer_of(module) < layer_of(name)
+        ]
+    assert problems == []
+
+
 def test_nothing_in_mygo_imports_the_entry_points():
     assert violations(FILES, ("entrypoints",)) == []
 

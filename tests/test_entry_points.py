@@ -14,9 +14,9 @@ from mygo.cli import COMMANDS
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (
     QUICK_TINY,
+    convert_only_space,
     copy_store,
     mlflow_run_finished,
-    pipeline_overrides,
     quick_finetune_overrides,
     quick_warmup_given_convert,
     use_store,
@@ -48,11 +48,15 @@ def test_every_entry_point_runs_with_only_its_required_parameters(tmp_path, empt
         runs["evaluate"] = mlflow_run_finished("evaluate", {"finetune_run": runs["finetune"].info.run_id}, store)
         runs["lineage"] = mlflow_run_finished("lineage", {"run_id": runs["evaluate"].info.run_id}, store)
         runs["compare"] = mlflow_run_finished("compare", {"run_ids": runs["evaluate"].info.run_id}, store)
+        # main with the settings the stages above were given: it reuses every one of them.
+        given = [f"stage_overrides.{stage}='{value}'" for stage, value in (("convert", convert), ("warmup", warmup))]
+        given += [f"stage_overrides.finetune='{finetune}'", *NO_ARMS]
+        runs["main"] = mlflow_run_finished("main", {"overrides": " ".join(given)}, store)
+        space = convert_only_space(root)  # one trial of seconds: the entry point, not a study, is under test
+        sweep = [f"sweep.space={space}", "sweep.n_trials=1", f"stage_overrides.convert='{convert}'"]
+        runs["sweep"] = mlflow_run_finished("sweep", {"overrides": " ".join(sweep)}, store)
+        # Last: its new select run would be the newest match for main's select, and main would build on it.
         runs["reproduce"] = mlflow_run_finished("reproduce", {"run_id": runs["select"].info.run_id}, store)
-        main = " ".join([*pipeline_overrides(root), *NO_ARMS])
-        runs["main"] = mlflow_run_finished("main", {"overrides": main}, store)
-        sweep = " ".join([*pipeline_overrides(root), "pipeline.seeds=[]", "sweep.n_trials=1"])
-        runs["sweep"] = mlflow_run_finished("sweep", {"overrides": sweep}, store)
 
     assert set(runs) == set(COMMANDS), "an entry point this test does not run"
     for stage, upstream in (("warmup", "convert"), ("score", "warmup"), ("select", "score"), ("finetune", "select")):
@@ -69,4 +73,6 @@ def test_every_entry_point_runs_with_only_its_required_parameters(tmp_path, empt
     assert "eval/out_of_domain/test/bits_per_byte" in store["stdout"]["compare"]
     assert runs["reproduce"].data.tags["mygo.reproduces"] == runs["select"].info.run_id
     assert runs["main"].data.tags[STAGE_TAG] == "pipeline" and runs["sweep"].data.tags[STAGE_TAG] == "sweep"
+    for stage in ("convert", "warmup", "score", "select", "finetune", "evaluate"):  # made by mlflow run, reused by main
+        assert runs["main"].data.tags[f"mygo.run.{stage}"] == runs[stage].info.run_id, stage
     assert runs["sweep"].data.metrics["trials/complete"] == 1

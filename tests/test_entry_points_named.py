@@ -13,9 +13,10 @@ from mygo.config import load_config
 from mygo.stages.select import run_select
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (
+    QUICK_TINY,
+    convert_only_space,
     local_olmoe,
     mlflow_run_finished,
-    pipeline_overrides,
     quick_finetune_overrides,
     quick_warmup_given_convert,
     use_store,
@@ -23,6 +24,7 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.timeout(1800)
 
+NO_ARMS = ["pipeline.controls=[]", "pipeline.seeds=[]"]
 EXCLUSIVE = {"finetune": {"select_run"}, "evaluate": {"model_uri"}}
 
 
@@ -38,7 +40,7 @@ def test_every_entry_point_runs_with_every_named_parameter(store, tmp_path, olmo
         artifact_path="selection/selected_data.jsonl",
         dst_path=str(root / "data"),
     )
-    quick_trial = [*pipeline_overrides(root), "pipeline.seeds=[]"]
+    quick_convert = [f"stage_overrides.convert='{' '.join([*QUICK_TINY, f'convert.output_dir={root}'])}'"]
     given = {
         "convert": lambda: {
             "model": "tiny", "source": source, "trash_expert_mode": "noise", "quality_gate_init_std": 0.02,
@@ -70,11 +72,11 @@ def test_every_entry_point_runs_with_every_named_parameter(store, tmp_path, olmo
         "compare": lambda: {"run_ids": runs["evaluate"].info.run_id, "overrides": "compare.output=null"},
         "reproduce": lambda: {"run_id": runs["select"].info.run_id, "overrides": f"reproduce.output_dir={root}"},
         "main": lambda: {
-            "force": "select", "overrides": " ".join([*quick_trial, "pipeline.controls=[]", "pipeline.until=select"]),
+            "force": "convert", "overrides": " ".join([*quick_convert, *NO_ARMS, "pipeline.until=convert"]),
         },
         "sweep": lambda: {
-            "space": "sweeps/selection_noise.yaml", "n_trials": 1, "study": "named",
-            "storage": f"sqlite:///{root / 'optuna.db'}", "overrides": " ".join(quick_trial),
+            "space": convert_only_space(root), "n_trials": 1, "study": "named",
+            "storage": f"sqlite:///{root / 'optuna.db'}", "overrides": " ".join(quick_convert),
         },
     }  # fmt: skip
     assert set(given) == set(COMMANDS), "an entry point this test does not run"
@@ -105,5 +107,5 @@ def test_every_entry_point_runs_with_every_named_parameter(store, tmp_path, olmo
     assert runs["evaluate"].data.params["finetune_run"] == runs["finetune"].info.run_id
     assert runs["evaluate"].info.run_id in target["stdout"]["lineage"]
     assert runs["reproduce"].data.tags["mygo.reproduces"] == runs["select"].info.run_id
-    assert runs["main"].data.tags["mygo.reused.select"] == "False" and "mygo.run.finetune" not in runs["main"].data.tags
+    assert runs["main"].data.tags["mygo.reused.convert"] == "False" and "mygo.run.warmup" not in runs["main"].data.tags
     assert runs["sweep"].data.tags["mygo.study"] == "named" and runs["sweep"].data.tags[STAGE_TAG] == "sweep"

@@ -10,12 +10,12 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from mygo.builtin.store import build_run_tag
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.demo_pool.build import ensure_demo_pool
 from mygo.stages.evaluate import BASE_ONLY_TAG, CHAT_TEMPLATE_TAG, check_adapter_fits, run_evaluate
 from mygo.stages.finetune import run_finetune
+from mygo.tracking.builds import build_run_tag
 from mygo.tracking.handoffs import TARGET_PATH_TAG, model_dir_of
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (

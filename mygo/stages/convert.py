@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
 from mygo.atomic import atomic_directory
-from mygo.builtin.store import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
 from mygo.models import (
     SelectMoeConfig,
     check_conversion_parity,
@@ -26,6 +25,7 @@ from mygo.models import (
     parameter_counts,
 )
 from mygo.models.configuration_select_moe import select_moe_settings
+from mygo.tracking.builds import BUILTIN_SOURCE, build_run_tag, builtin_model_dir
 from mygo.tracking.handoffs import MODEL_ARTIFACT, MODEL_PATH_TAG
 from mygo.tracking.runs import stage_run
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from mygo.builtin.store import BUILTIN_SOURCE, builtin_model_dir
 from mygo.data.chat import ensure_chat_template
+from mygo.tracking.builds import BUILTIN_SOURCE, builtin_model_dir
 
 
 def target_location(target_cfg: DictConfig, build_dir: Path) -> str:

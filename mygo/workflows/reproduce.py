@@ -26,9 +26,9 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from safetensors.numpy import load_file
 
-from mygo.builtin.store import BUILTIN_KINDS
 from mygo.config import flatten_config
 from mygo.stages.table import STAGES, upstream_keys
+from mygo.tracking.builds import BUILTIN_KINDS
 from mygo.tracking.code_version import CODE_DIGEST_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG, code_digest, git_state
 from mygo.tracking.environment import environment_notice
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
