@@ -182,3 +182,21 @@ def convert_only_space(directory: Path) -> Path:
         "params:\n  convert.select_moe.quality_gate_init_std: {type: float, low: 0.01, high: 0.05}\n"
     )
     return path
+
+
+def tiny_llama(vocab_size: int, max_positions: int = 512):
+    """A one-layer Llama of random weights, for running lm-eval tasks end to end in seconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+    )
+    return LlamaForCausalLM(config).eval()

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from mygo.data.reference_qa import (
     OTHER_DOMAINS,
@@ -24,8 +23,8 @@ from mygo.data.reference_qa import (
 )
 from mygo.data.stdlib_corpus import stdlib_documents
 from mygo.data.stdlib_qa import pool_text
+from tests.helpers import REPO, tiny_llama
 
-REPO = Path(__file__).resolve().parents[1]
 TASKS_DIR = REPO / "configs" / "eval_tasks"
 TASK_DIR = TASKS_DIR / "reference_qa"
 TASKS = ("debian_qa", "man_qa", "perldiag_qa")
@@ -288,7 +287,6 @@ def test_lm_eval_scores_a_task_on_its_validation_split_from_another_directory(
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from mygo.builtin.tokenizer import train_bpe_tokenizer
     from mygo.stages.evaluate import SplitTaskManager
@@ -297,17 +295,7 @@ def test_lm_eval_scores_a_task_on_its_validation_split_from_another_directory(
     monkeypatch.chdir(tmp_path)
     records = _records("perldiag_qa", "validation")
     tokenizer = train_bpe_tokenizer((r["question"] + "\n" + r["answer"] for r in records), vocab_size=512)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama(len(tokenizer))
 
     manager = TaskManager(include_path=str(TASKS_DIR))
     assert set(TASKS) <= set(manager.all_tasks)

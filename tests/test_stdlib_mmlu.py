@@ -13,10 +13,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import torch
 
 from mygo.data.stdlib_corpus import Document, stdlib_documents
 from mygo.data.stdlib_mmlu import SOURCE_OF_SUBJECT, SUBJECTS, build_questions, first_sentence, main
+from tests.helpers import tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS_DIR = REPO / "configs" / "eval_tasks"
@@ -152,24 +152,13 @@ def test_lm_eval_runs_the_group_from_another_directory(
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from mygo.builtin.tokenizer import train_bpe_tokenizer
 
     # Relative paths in the task (its `!function` loader, the JSONL files) must not depend on the working directory.
     monkeypatch.chdir(tmp_path)
     tokenizer = train_bpe_tokenizer((d.text for d in documents[:300]), vocab_size=512)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama(len(tokenizer))
 
     task_manager = TaskManager(include_path=str(TASKS_DIR))
     assert {"stdlib_mmlu", *SUBTASKS} <= set(task_manager.all_tasks)
