@@ -240,6 +240,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         ),
         "selection.veto_signals": "list of str or null",  # which: checked by the stage (a stored signal)
         "selection.veto_share": "float in [0, 1)",
+        "selection.outlier_signals": "list of str or null",
+        "selection.outlier_z": "float > 0",
         "selection.max_prompt_copy": "float in (0, 1] or null",
         "selection.max_repetition": "float in (0, 1] or null",
         "selection.rank_mean_of": "list of str or null",

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mygo.analysis.noise_metrics import auroc_by_kind, noise_metrics
-from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
+from mygo.analysis.quality_signals import available_signals, rank_within, robust_z_within, signal_values
 from mygo.models import SelectMoeConfig, SelectMoeForCausalLM
 from mygo.models.scoring import answer_nll, answers_alone, prompt_answer_relevance
 from tests.conftest import TINY_ARCH
@@ -107,3 +107,15 @@ def test_relevance_is_high_for_an_answer_about_its_prompt_and_undefined_without_
     stored = {"nll": np.array([1.0, 1.0, 1.0, 1.0]), "relevance": relevance.numpy()}
     assert available_signals(GATE, stored) == ["gate", "nll", "relevance", "rank_mean", "rank_min"]
     assert list(np.argsort(-signal_values("relevance", GATE, stored))[:2]) == [0, 1]  # undefined rows rank last
+
+
+def test_robust_z_says_how_far_out_a_value_lies_within_its_group():
+    groups = np.array(["a"] * 6 + ["b"] * 4)
+    values = np.array([1.0, 2.0, 2.0, 3.0, 3.0, -20.0, 5.0, 5.0, 5.0, 5.0])
+    z = robust_z_within(values, groups)
+    assert z[5] < -5 and np.abs(z[:5]).max() < 2  # the one far below its group's median, not the others
+    assert (z[6:] == 0).all()  # a group that does not vary has no outliers
+    # A shift or a scale of one group moves none of its z values: the cut follows the group, not the pool.
+    shifted = values.copy()
+    shifted[:6] = shifted[:6] * 10 + 7
+    np.testing.assert_allclose(robust_z_within(shifted, groups), z)

@@ -90,6 +90,9 @@ def test_readme_command_parses_and_composes(line, tmp_path):
         assert words[1].split("=", 1)[0] in (STORAGE_ENV, "PGPASSWORD"), line
     elif words[:3] == ["python", "-m", "pytest"] or tool == "ruff":
         pass  # the suite and the linters run in CI themselves
+    elif tool == "python" and words[1].startswith("benchmarks/"):  # the script exists and takes these options
+        script = (REPO / words[1]).read_text()
+        assert all(f'"{word}"' in script for word in words[2:] if word.startswith("--")), line
     elif words[:3] == ["python3", "-m", "venv"] or line == ". .venv/bin/activate":
         pass  # a virtual environment, as .ci/run makes one
     else:

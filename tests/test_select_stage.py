@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import silhouette_score
 
 from mygo.analysis.clustering import prepare_features
-from mygo.analysis.quality_signals import rank_within, signal_values
+from mygo.analysis.quality_signals import rank_within, robust_z_within, signal_values
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
@@ -120,6 +120,22 @@ def vetoed_rows(store, name: str, share: float) -> np.ndarray:
     data = router_data_of(mlflow.get_run(store["score_run"]))
     values = signal_values(name, data.sample_quality, data.signals)
     return rank_within(values, data.index["dataset"].to_numpy()) <= share
+
+
+def test_outlier_signals_keep_what_lies_far_below_its_source_out_whatever_the_share(store):
+    data = router_data_of(mlflow.get_run(store["score_run"]))
+    z = robust_z_within(signal_values("nll", data.sample_quality, data.signals), data.index["dataset"].to_numpy())
+    outliers = z < -1.5
+    assert 0 < outliers.sum() < len(z) / 3
+    settings = ("selection.count=24", "selection.outlier_signals=[nll]", "selection.outlier_z=1.5")
+    run = mlflow.get_run(run_select(select_config(store, *settings)))
+    table = selected_table(run.info.run_id)
+    assert table["selected"].sum() == 24 and not table.loc[outliers, "selected"].any()
+    assert run.data.metrics["selection/vetoed/outlier_nll"] == outliers.sum()
+    with pytest.raises(ValueError, match="selection.outlier_signals names 'gate'; a veto is a stored signal"):
+        run_select(select_config(store, "selection.outlier_signals=[gate]"))
+    # The control arms decide it: off, as every other filter.
+    assert "selection.outlier_signals=null" in CONTROL_SELECTIONS["random"]
 
 
 def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):

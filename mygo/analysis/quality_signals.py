@@ -87,3 +87,21 @@ def rank_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def all_signal_values(gate: np.ndarray, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: signal_values(name, gate, stored) for name in available_signals(gate, stored)}
+
+
+MAD_TO_SD = 1.4826  # the median absolute deviation of a normal distribution, in standard deviations
+
+
+def robust_z_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each value's distance from its group's median in robust standard deviations (the median absolute deviation
+    scaled to a normal's sd). Unlike a rank, it says how far out a sample lies, not where it stands: a group without
+    outliers has none beyond a few sd, whatever its size. A group whose values barely vary (MAD 0) has none."""
+    values = np.asarray(values, dtype=np.float64)
+    z = np.zeros(len(values))
+    for group in np.unique(groups):
+        members = groups == group
+        center = np.median(values[members])
+        spread = MAD_TO_SD * np.median(np.abs(values[members] - center))
+        if spread > 0:
+            z[members] = (values[members] - center) / spread
+    return z

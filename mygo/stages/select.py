@@ -32,7 +32,7 @@ from mygo.analysis.clustering import (
 from mygo.analysis.coverage import text_embedding
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
-from mygo.analysis.quality_signals import SIGNALS, STORED, rank_within, signal_values
+from mygo.analysis.quality_signals import SIGNALS, STORED, rank_within, robust_z_within, signal_values
 from mygo.analysis.score_shards import RouterData
 from mygo.analysis.selection import (
     STRATEGIES,
@@ -93,9 +93,10 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.selection.quality_signal not in SIGNALS:
         signal = cfg.selection.quality_signal
         raise ValueError(f"selection.quality_signal={signal!r} is not valid; choose one of {list(SIGNALS)}")
-    for name in cfg.selection.get("veto_signals") or []:
-        if name not in STORED:
-            raise ValueError(f"selection.veto_signals names {name!r}; a veto is a stored signal, one of {list(STORED)}")
+    for key in ("veto_signals", "outlier_signals"):
+        for name in cfg.selection.get(key) or []:
+            if name not in STORED:
+                raise ValueError(f"selection.{key} names {name!r}; a veto is a stored signal, one of {list(STORED)}")
     if cfg.clustering.method not in CLUSTERING_METHODS:
         raise ValueError(
             f"clustering.method={cfg.clustering.method!r} is not valid; choose one of {list(CLUSTERING_METHODS)}"
@@ -271,15 +272,22 @@ def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
     another question has a fine NLL, and shares nothing with its own prompt (`overlap`). A sample must pass every
     detector, so each of them vetoes its own worst; averaging ranks instead would pull a sample that one detector
     flags and the others like into the middle of the band. A fault limit is a threshold, not a share: a pool
-    that holds no copies or loops loses nothing to it, and overlap, which ranks a copy best, cannot veto one."""
+    that holds no copies or loops loses nothing to it, and overlap, which ranks a copy best, cannot veto one.
+
+    Per signal of `selection.outlier_signals`, the rows more than `selection.outlier_z` robust standard deviations
+    below their source's median (`outlier_<signal>`): a tail cut by how far out a sample lies rather than a share, so
+    that hard but sound samples, which a quality floor takes out with the garbage, stay."""
     options = cfg.selection
     masks = {}
+    groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
     names = list(options.get("veto_signals") or [])
     if names and options.veto_share:
-        groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
         for name in names:
             values = signal_values(name, data.sample_quality, data.signals)
             masks[name] = rank_within(values, groups) <= options.veto_share
+    for name in options.get("outlier_signals") or []:  # absent from configs made before it existed: none
+        values = signal_values(name, data.sample_quality, data.signals)
+        masks[f"outlier_{name}"] = robust_z_within(values, groups) < -options.outlier_z
     for key, signal in FAULT_LIMITS.items():
         limit = options.get(key)  # absent from configs made before it existed: no limit
         if limit is None:

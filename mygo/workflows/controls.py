@@ -36,6 +36,7 @@ NO_BAND = [
     "selection.quality_floor=0",
     "selection.quality_ceiling=0",
     "selection.veto_signals=null",
+    "selection.outlier_signals=null",
     "selection.max_prompt_copy=null",
     "selection.max_repetition=null",
 ]
