@@ -275,8 +275,9 @@ def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
     that holds no copies or loops loses nothing to it, and overlap, which ranks a copy best, cannot veto one.
 
     Per signal of `selection.outlier_signals`, the rows more than `selection.outlier_z` robust standard deviations
-    below their source's median (`outlier_<signal>`): a tail cut by how far out a sample lies rather than a share, so
-    that hard but sound samples, which a quality floor takes out with the garbage, stay."""
+    below the median of their source (under `selection.quality_within: source`, else of the pool), as
+    `outlier_<signal>`: a tail cut by how far out a sample lies rather than a share, so that hard but sound samples,
+    which a quality floor takes out with the garbage, stay."""
     options = cfg.selection
     masks = {}
     groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
