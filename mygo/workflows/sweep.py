@@ -408,17 +408,21 @@ def check_some_trial_completed(study: optuna.Study) -> None:
 
 def objective_value(run_id: str, metric: str) -> float:
     """The metric of the objective stage's run; `{task}` matches the evaluated task."""
-    metrics = mlflow.get_run(run_id).data.metrics
+    return metric_in(mlflow.get_run(run_id).data.metrics, metric, f"run {run_id}")
+
+
+def metric_in(metrics: dict[str, float], metric: str, where: str) -> float:
+    """`metric` from `metrics`; `{task}` matches the evaluated task. `where` names the run(s) in the error."""
     if "{task}" in metric:
         prefix, suffix = metric.split("{task}", 1)
         found = sorted(
             k for k in metrics if k.startswith(prefix) and k.endswith(suffix) and k.count("/") == metric.count("/")
         )
         if not found:
-            raise ValueError(f"run {run_id} logged no metric matching {metric!r}")
+            raise ValueError(f"{where} logged no metric matching {metric!r}")
         metric = found[0]
     if metric not in metrics:
-        raise ValueError(f"run {run_id} logged no metric {metric!r}; it has {sorted(metrics)[:10]}...")
+        raise ValueError(f"{where} logged no metric {metric!r}; it has {sorted(metrics)[:10]}...")
     return metrics[metric]
 
 
@@ -432,26 +436,20 @@ def delta_control(metric: str) -> str | None:
     return control
 
 
-def first_logged(run_ids: list[str], metric: str) -> float:
-    """The metric from the first of `run_ids` that logged it (a trial's run holds the deltas against its control
-    arm, its select run the noise and diversity figures)."""
-    for run_id in run_ids[:-1]:
-        try:
-            return objective_value(run_id, metric)
-        except ValueError:
-            continue
-    return objective_value(run_ids[-1], metric)
-
-
 def constraint_values(run_ids: list[str], constraints: list[dict[str, Any]]) -> list[float]:
     """Each constraint as Optuna takes it, <= 0 where it holds: value - bound (at_most), bound - value (at_least);
-    each metric read from the first of `run_ids` that logged it."""
+    each metric read from the first of `run_ids` that logged it (a trial's run holds the deltas against its
+    control arm, its select run the noise and diversity figures)."""
+    metrics: dict[str, float] = {}
+    for run_id in reversed(run_ids):  # each run read once; the first one's figures win
+        metrics |= mlflow.get_run(run_id).data.metrics
+    where = f"runs {', '.join(run_ids)}"
     values = []
     for constraint in constraints:
-        value = first_logged(run_ids, constraint["metric"])
+        value = metric_in(metrics, constraint["metric"], where)
         kind = "at_most" if "at_most" in constraint else "at_least"
         bound = constraint[kind]
-        bound = first_logged(run_ids, bound) if isinstance(bound, str) else float(bound)
+        bound = metric_in(metrics, bound, where) if isinstance(bound, str) else float(bound)
         values.append(value - bound if kind == "at_most" else bound - value)
     return values
 
