@@ -1,8 +1,10 @@
 """The arithmetic of a comparison: estimates over seeds, deltas paired by seed, and how they are printed."""
 
 import math
+import shutil
 
 import pytest
+from omegaconf import OmegaConf
 
 from mygo.analysis.arms import (
     arm_estimates,
@@ -12,7 +14,9 @@ from mygo.analysis.arms import (
     lower_is_better,
     paired_deltas,
 )
+from mygo.config import CONFIG_DIR_ENV, config_dir, load_config
 from mygo.workflows.compare import comparison_rows, format_comparison
+from mygo.workflows.controls import control_dir, control_overrides
 
 BPB = "eval/qa/val/bpb"
 ACC = "eval/mc/val/acc"
@@ -113,3 +117,34 @@ def test_out_of_domain_tasks_are_averaged_and_weigh_as_much_as_the_in_domain_one
         },
     }
     assert paired_deltas(arms, "selection", "random")["eval/out_of_domain/val/bits_per_byte"].mean == -0.5
+
+
+def test_every_control_preset_decides_every_selection_knob():
+    knobs = set(load_config("select").selection)
+    for arm in ("random", "quality_topk", "full"):
+        decided = {override.split("=", 1)[0].removeprefix("selection.") for override in control_overrides(arm, 7)}
+        inherited = set(OmegaConf.load(control_dir() / f"{arm}.yaml").inherit)
+        assert decided | inherited == knobs and not decided & inherited, arm
+        # What each arm's config composes to: no band, no vetoes, whatever the pipeline's select says.
+        config = load_config(
+            "select", ["selection.quality_floor=0.3", "selection.within_cluster=coverage"] + control_overrides(arm, 7)
+        )
+        assert config.selection.quality_floor == 0 and config.selection.veto_signals is None, arm
+        assert config.selection.within_cluster == "random", arm
+    assert "selection.seed=7" in control_overrides("random", 7)  # a new draw per seed
+    assert "selection.seed=7" not in control_overrides("quality_topk", 7)
+
+
+def test_a_control_preset_that_leaves_a_knob_undecided_is_an_error_naming_it(tmp_path, monkeypatch):
+    shutil.copytree(config_dir(), tmp_path / "configs")
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "configs"))
+    preset = tmp_path / "configs" / "control" / "random.yaml"
+    original = preset.read_text()
+    preset.write_text(original.replace("  within_cluster: random\n", ""))
+    with pytest.raises(
+        ValueError, match=r"random.yaml: decides nothing about selection knob\(s\) \['within_cluster'\]"
+    ):
+        control_overrides("random", 0)
+    preset.write_text(original.replace("inherit: [", "inherit: [strategy, "))
+    with pytest.raises(ValueError, match=r"both sets and inherits selection knob\(s\) \['strategy'\]"):
+        control_overrides("random", 0)

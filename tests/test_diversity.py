@@ -25,7 +25,7 @@ from mygo.stages.select import run_select
 from mygo.tracking.diversity import SKIPPED_TAG
 from mygo.tracking.handoffs import router_data_of
 from mygo.tracking.runs import get_run
-from mygo.workflows.controls import NO_BAND
+from mygo.workflows.controls import control_overrides
 from tests.helpers import artifact_paths, scored_copy, use_store
 
 MEASURES = ("cluster_entropy", "coverage_distance", "source_mix_distance", "distinct_bigrams")
@@ -136,8 +136,8 @@ def test_every_select_run_measures_its_selection_beside_random_and_topk(store):
 
     # The baselines are the random and quality top-k strategies at the same size and seed over the whole pool
     # (no quality band, as the control arms), measured alike.
-    for suffix, strategy in (("random", "random"), ("topk", "quality_topk")):
-        baseline = selected_with(store, f"selection.strategy={strategy}", *NO_BAND).data.metrics
+    for suffix, arm in (("random", "random"), ("topk", "quality_topk")):
+        baseline = selected_with(store, *control_overrides(arm, None)).data.metrics
         for measure in (*MEASURES, "topic_coverage"):
             assert metrics[f"diversity/{measure}/{suffix}"] == pytest.approx(baseline[f"diversity/{measure}"])
 

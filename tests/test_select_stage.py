@@ -20,7 +20,7 @@ from mygo.stages.select import FAULT_LIMITS, run_select, vetoed
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
-from mygo.workflows.controls import CONTROL_SELECTIONS
+from mygo.workflows.controls import control_overrides
 from tests.helpers import artifact_paths, quick_warmup_overrides
 
 
@@ -135,7 +135,7 @@ def test_outlier_signals_keep_what_lies_far_below_its_source_out_whatever_the_sh
     with pytest.raises(ValueError, match="selection.outlier_signals names 'gate'; a veto is a stored signal"):
         run_select(select_config(store, "selection.outlier_signals=[gate]"))
     # The control arms decide it: off, as every other filter.
-    assert "selection.outlier_signals=null" in CONTROL_SELECTIONS["random"]
+    assert "selection.outlier_signals=null" in control_overrides("random", None)
 
 
 def test_veto_signals_keep_each_signals_worst_share_out_of_the_selection(store):
@@ -332,13 +332,13 @@ def test_control_arms_get_the_selections_size_and_source_mix_whatever_the_budget
     select_run = run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4"))
     mix = selected_table(select_run).query("selected")["dataset"].value_counts().to_dict()
     for arm in ("random", "quality_topk"):
-        run = run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4", *CONTROL_SELECTIONS[arm]))
+        run = run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4", *control_overrides(arm, None)))
         assert selected_table(run).query("selected")["dataset"].value_counts().to_dict() == mix, arm
     full = mlflow.get_run(
-        run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4", *CONTROL_SELECTIONS["full"]))
+        run_select(select_config(store, *BALANCED, "clustering.kmeans.k=4", *control_overrides("full", None)))
     )
     assert full.data.metrics["selection/num_selected"] == 120  # the whole pool: no count, balance or cap
-    percentage = run_select(select_config(store, "clustering.kmeans.k=4", *CONTROL_SELECTIONS["random"]))
+    percentage = run_select(select_config(store, "clustering.kmeans.k=4", *control_overrides("random", None)))
     assert mlflow.get_run(percentage).data.metrics["selection/num_selected"] == 12  # the selection's 10%
 
 

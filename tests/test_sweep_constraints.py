@@ -32,6 +32,22 @@ def test_bad_constraints_name_the_file_and_the_constraint(tmp_path, constraints,
         load_space(path)
 
 
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("{select.selection.percentage: 0.1}", "start must be a list of mappings"),
+        ("[{select.selection.count: 3}]", "start[0].select.selection.count: not a parameter of the space"),
+        ("[{select.selection.percentage: 0.1}, {select.selection.percentage: 0.5}]", "start[1].select.selection"
+         ".percentage: 0.5 is not a number in [0.05, 0.2]"),
+    ],
+)  # fmt: skip
+def test_bad_starting_points_name_the_file_and_the_point(tmp_path, start, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(f"objective: {{metric: x, stage: select}}\nstart: {start}\n{PARAMS}")
+    with pytest.raises(SpaceError, match=f"{re.escape(str(path))}: {re.escape(message)}"):
+        load_space(path)
+
+
 def test_the_diverse_selection_space_bounds_coverage_by_the_random_baseline():
     space = load_space("sweeps/selection_diverse.yaml")
     assert space.objective["metric"] == "noise/fraction_selected" and space.objective["stage"] == "select"
@@ -43,11 +59,13 @@ def test_the_diverse_selection_space_bounds_coverage_by_the_random_baseline():
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_best_trial_is_the_best_that_meets_the_constraints(tracking_store, tmp_path):
-    """Maximise the selection's size under a cap on it: without the constraint the largest would win."""
+    """Maximise the selection's size under a cap on it: without the constraint the largest would win. The two
+    starting points (one under the cap, one over it) are the first two trials, as written."""
     space = tmp_path / "capped.yaml"
     space.write_text(
         "objective:\n  metric: selection/num_selected\n  direction: maximize\n  stage: select\n"
-        "  constraints: [{metric: selection/num_selected, at_most: 17}]\nsampler: {name: tpe, seed: 0}\n" + PARAMS
+        "  constraints: [{metric: selection/num_selected, at_most: 17}]\nsampler: {name: tpe, seed: 0}\n"
+        "start: [{select.selection.percentage: 0.06}, {select.selection.percentage: 0.2}]\n" + PARAMS
     )
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     settings = [f"sweep.space={space}", "sweep.n_trials=4", f"sweep.storage={storage}"]
@@ -56,13 +74,14 @@ def test_the_best_trial_is_the_best_that_meets_the_constraints(tracking_store, t
     study = optuna.load_study(study_name="capped", storage=storage)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 4
+    assert [t.params["select.selection.percentage"] for t in trials[:2]] == [0.06, 0.2]
     for trial in trials:
         assert list(trial.constraints) == ["0:selection/num_selected"]
         assert trial.constraints["0:selection/num_selected"] == trial.value - 17
         run = mlflow.get_run(trial.user_attrs["mlflow_run"])
         assert run.data.metrics["objective/feasible"] == float(trial.value <= 17)
     feasible = [t for t in trials if t.value <= 17]
-    assert feasible and len(feasible) < len(trials)  # the seed gives both kinds, so the constraint decides
+    assert feasible and len(feasible) < len(trials)  # the start gives both kinds, so the constraint decides
     best = max(feasible, key=lambda t: (t.value, -t.number))
     assert parent.data.tags["mygo.best_trial"] == str(best.number)
     assert parent.data.metrics["best/objective"] == best.value < max(t.value for t in trials)

@@ -9,16 +9,20 @@ and evaluate are the selection arm's first seed.
 - quality_topk: the highest-quality samples, no clustering (what diversity adds);
 - full: the whole pool (what selecting at all costs or buys; slow on a real pool);
 - base: the target without fine-tuning, evaluated once.
+
+The select settings of random, quality_topk and full are presets, `configs/control/<arm>.yaml`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mygo.config import load_config
+from mygo.config import config_dir, load_config
 from mygo.stages.table import stage as stage_entry
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import UPSTREAM_TAG
@@ -27,32 +31,53 @@ from mygo.workflows.stage_configs import seed_overrides, stage_overrides_of
 
 logger = logging.getLogger(__name__)
 
-# The select overrides of each control arm (placed after the pipeline's own, so they win). No arm keeps the
-# selection's quality band: random draws from the whole pool, and top-k is the signal's best, as a filter is.
-# random and quality_topk keep the pipeline's budget (selection.count or .percentage) and its source balance and
-# caps: the same size as the selection (a budget is exactly met or an error), and the same source mix, so the
-# comparison is of what is chosen within each source. full drops all three: it is the whole pool.
-NO_BAND = [
-    "selection.quality_floor=0",
-    "selection.quality_ceiling=0",
-    "selection.veto_signals=null",
-    "selection.outlier_signals=null",
-    "selection.max_prompt_copy=null",
-    "selection.max_repetition=null",
-]
-WHOLE_POOL = [
-    "selection.percentage=1.0",
-    "selection.count=null",
-    "selection.source_balance=none",
-    "selection.source_caps=null",
-]
-CONTROL_SELECTIONS: dict[str, list[str]] = {
-    "random": ["selection.strategy=random", *NO_BAND],
-    "quality_topk": ["selection.strategy=quality_topk", *NO_BAND],
-    "full": ["selection.strategy=random", *WHOLE_POOL, *NO_BAND],
-}
-CONTROLS = (*CONTROL_SELECTIONS, "base")
-SEEDED_SELECTIONS = ("random",)  # arms whose selection is drawn anew for each seed
+CONTROLS = ("random", "quality_topk", "full", "base")
+
+
+def control_dir() -> Path:
+    return config_dir() / "control"
+
+
+def control_preset(arm: str) -> tuple[list[str], bool]:
+    """The select overrides of a control arm (placed after the pipeline's own, so they win) and whether its
+    draw is anew per seed, from `configs/control/<arm>.yaml`. A preset decides every knob of `selection`:
+    it sets it or names it under `inherit`; a knob it leaves undecided is an error naming the file and knob."""
+    path = control_dir() / f"{arm}.yaml"
+    preset = OmegaConf.load(path)
+    knobs = set(load_config("select").selection)
+    settings = dict(preset.get("selection") or {})
+    inherited = list(preset.get("inherit") or [])
+    undecided = sorted(knobs - set(settings) - set(inherited))
+    unknown = sorted((set(settings) | set(inherited)) - knobs)
+    both = sorted(set(settings) & set(inherited))
+    for problem, names in (
+        ("decides nothing about", undecided),
+        ("names unknown", unknown),
+        ("both sets and inherits", both),
+    ):
+        if names:
+            raise ValueError(
+                f"{path}: {problem} selection knob(s) {names}; a control preset sets every knob of "
+                "configs/select.yaml's selection or lists it under inherit"
+            )
+    overrides = [f"selection.{key}={_hydra_value(preset.selection[key])}" for key in settings]
+    return overrides, bool(preset.get("seeded", False))
+
+
+def _hydra_value(value: object) -> str:
+    """A YAML value as a Hydra override's value (null, lists and mappings included)."""
+    if value is None:
+        return "null"
+    if isinstance(value, DictConfig | ListConfig):
+        return json.dumps(OmegaConf.to_container(value)).replace('"', "")
+    return str(value)
+
+
+def control_overrides(arm: str, seed: int | None) -> list[str]:
+    overrides, seeded = control_preset(arm)
+    if seeded and seed is not None:
+        overrides = [o for o in overrides if not o.startswith("selection.seed=")] + [f"selection.seed={seed}"]
+    return overrides
 
 
 def check_controls(pipeline: DictConfig) -> None:
@@ -101,10 +126,7 @@ def run_arms(cfg: DictConfig, stage_runs: dict[str, str]) -> ArmRuns:
             arms["base"] = {0: _stage(cfg, "evaluate", first, ["evaluation.base_only=true"], arm, None)}
             continue
         for seed in seeds:
-            extra = CONTROL_SELECTIONS[arm] + (
-                [f"selection.seed={seed}"] if arm in SEEDED_SELECTIONS and seed is not None else []
-            )
-            select = _stage(cfg, "select", stage_runs["score"], extra, arm, seed)
+            select = _stage(cfg, "select", stage_runs["score"], control_overrides(arm, seed), arm, seed)
             finetune_and_evaluate(arm, select, seed)
     return arms
 

@@ -47,7 +47,7 @@ from mygo.workflows.test_split import TRIAL_SPLITS, evaluate_best_on_test
 
 logger = logging.getLogger(__name__)
 
-SPACE_KEYS = ("include", "objective", "sampler", "pruner", "params")
+SPACE_KEYS = ("include", "objective", "sampler", "pruner", "params", "start")
 PARAM_TYPES = ("float", "int", "categorical")
 PARENT_RUN_ATTR = "mlflow_parent_run"
 SPACE_DIGEST_ATTR = "space_digest"
@@ -84,6 +84,7 @@ class SearchSpace:
     sampler: dict[str, Any] = field(default_factory=dict)
     pruner: dict[str, Any] = field(default_factory=dict)
     params: list[SearchParam] = field(default_factory=list)
+    start: list[dict[str, Any]] = field(default_factory=list)  # settings tried first, before the sampler's own
 
     @property
     def digest(self) -> str:
@@ -174,7 +175,33 @@ def load_space(path: str | Path) -> SearchSpace:
         for condition in param.spec.get("when") or {}:
             if condition not in merged["params"]:
                 raise SpaceError(f"{path}: params.{param.name}.when names unknown parameter {condition!r}")
-    return SearchSpace(path, objective, merged["sampler"], merged["pruner"], params)
+    start = _check_start(path, content.get("start"), {param.name: param for param in params})
+    return SearchSpace(path, objective, merged["sampler"], merged["pruner"], params, start)
+
+
+def _check_start(path: Path, start: object, params: dict[str, SearchParam]) -> list[dict[str, Any]]:
+    """`start`: a list of settings (parameter -> value) the study tries first, as written: the candidates a
+    report found, the current default. A parameter left out is sampled; a value must lie in the space."""
+    if start is None:
+        return []
+    if not isinstance(start, list) or not all(isinstance(point, dict) and point for point in start):
+        raise SpaceError(f"{path}: start must be a list of mappings of parameter -> value")
+    for number, point in enumerate(start):
+        for name, value in point.items():
+            where = f"{path}: start[{number}].{name}"
+            if name not in params:
+                raise SpaceError(f"{where}: not a parameter of the space")
+            spec = params[name].spec
+            if spec["type"] == "categorical":
+                if value not in spec["choices"]:
+                    raise SpaceError(f"{where}: {value!r} is not one of its choices {spec['choices']}")
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not spec["low"] <= value <= spec["high"]
+            ):
+                raise SpaceError(f"{where}: {value!r} is not a number in [{spec['low']}, {spec['high']}]")
+    return start
 
 
 def _check_constraints(path: Path, objective: dict[str, Any]) -> None:
@@ -380,6 +407,8 @@ def open_study(cfg: DictConfig, space: SearchSpace, storage: RDBStorage, study_n
         study = _wait_for_parent(study, storage)
         return study, ensure_parent_run(cfg, space, study, storage.url)
     study.set_user_attr(SPACE_DIGEST_ATTR, space.digest)
+    for point in space.start:  # by the study's creator only: each starting point is tried once
+        study.enqueue_trial(point)
     return study, ensure_parent_run(cfg, space, study, storage.url)
 
 
