@@ -101,6 +101,7 @@ def load_config(stage: str, overrides: str | list[str] | None = None) -> DictCon
     """
     overrides = split_overrides(overrides)
     check_no_env_interpolation(overrides)
+    overrides, forwarded = _stage_settings(overrides)
     directory = config_dir()
     try:
         with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
@@ -113,12 +114,37 @@ def load_config(stage: str, overrides: str | list[str] | None = None) -> DictCon
     except HydraException as error:
         raise ValueError(f"config {stage!r} with overrides {overrides}: {error}") from error
     OmegaConf.resolve(cfg)
+    if forwarded:
+        if "stage_overrides" not in cfg:
+            keys = [
+                f"{name}.{setting.partition('=')[0]}" for name, settings in forwarded.items() for setting in settings
+            ]
+            raise ValueError(
+                f"config {stage!r}: {keys} set another stage's keys; only main and sweep forward settings to stages"
+            )
+        for name, settings in forwarded.items():  # after any stage_overrides.<stage> string, so they win
+            cfg.stage_overrides[name] = " ".join([cfg.stage_overrides[name] or "", *map(shlex.quote, settings)]).strip()
     OmegaConf.set_struct(cfg, True)
     try:
         validate(stage, cfg)
     except ValueError as error:
         raise ValueError(f"config {stage!r}: {error}") from None
     return cfg
+
+
+def _stage_settings(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split off the overrides that address a stage's key as sweep spaces do (`select.selection.quality_floor=0`):
+    main and sweep forward them to that stage, as `stage_overrides.select='selection.quality_floor=0'` would."""
+    own: list[str] = []
+    forwarded: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.partition("=")[0]
+        name, dot, rest = key.partition(".")
+        if name in STAGE_NAMES and dot and rest and "=" in override:
+            forwarded.setdefault(name, []).append(override[len(name) + 1 :])
+        else:
+            own.append(override)
+    return own, forwarded
 
 
 def config_keys(cfg: DictConfig) -> list[str]:

@@ -11,6 +11,7 @@ from mygo.cli import main as mygo_main
 from mygo.config import flatten_config, load_config
 from mygo.config_schema import SCHEMAS, SPECS, Spec, check_value
 from mygo.stages.table import STAGES
+from mygo.workflows.stage_configs import stage_overrides_of
 
 
 def runs_in_store() -> list:
@@ -69,8 +70,30 @@ def test_knob_values_with_commas_or_equals_reach_the_config_as_one_string():
     ]
 
 
+def test_main_and_sweep_address_a_stages_key_as_sweep_spaces_do():
+    """`select.selection.quality_floor=0` is forwarded as `stage_overrides.select` would be, after it (it wins)."""
+    for command in ("main", "sweep"):
+        cfg = load_config(
+            command,
+            [
+                "stage_overrides.select='selection.count=3 selection.quality_floor=0.2'",
+                "select.selection.quality_floor=0",
+                "select.selection.veto_signals=[nll,gate]",
+                "finetune.target.training.epochs=2",
+            ],
+        )
+        select = load_config("select", stage_overrides_of(cfg, "select"))
+        assert select.selection.quality_floor == 0 and select.selection.count == 3
+        assert list(select.selection.veto_signals) == ["nll", "gate"]
+        assert load_config("finetune", stage_overrides_of(cfg, "finetune")).target.training.epochs == 2
+    with pytest.raises(ValueError, match=r"\['finetune.training.epochs'\] set another stage's keys"):
+        load_config("select", ["finetune.training.epochs=2"])
+
+
 def test_main_checks_every_stage_before_the_first_runs(tracking_store, capsys):
     assert mygo_main(["main", "stage_overrides.finetune='target.lora.rr=8'"]) == 2
+    assert "stage_overrides.finetune: config 'finetune' has no key 'target.lora.rr'" in capsys.readouterr().err
+    assert mygo_main(["main", "finetune.target.lora.rr=8"]) == 2
     assert "stage_overrides.finetune: config 'finetune' has no key 'target.lora.rr'" in capsys.readouterr().err
     assert mygo_main(["main", "stage_overrides.evaluate='evaluation.limit=-1'"]) == 2
     assert "stage_overrides.evaluate" in capsys.readouterr().err
