@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import OlmoeConfig, OlmoeForCausalLM
 
-from tests.helpers import copy_store, quick_warmup_overrides, scored_copy, use_store
+from tests.helpers import as_tracking_store, copy_store, quick_warmup_overrides, scored_copy, use_store
 
 # Under pytest-xdist (`-n 2`), each worker and the processes it starts take one thread: two workers of two
 # threads each on two cores would spend their time waiting on each other.
@@ -98,10 +98,7 @@ def scored(scored_template, tmp_path_factory) -> dict:
 @pytest.fixture
 def store(scored, monkeypatch):
     """The module's scored store, as the tracking store of the test."""
-    use_store(scored["uri"], monkeypatch)
-    yield scored
-    while mlflow.active_run():
-        mlflow.end_run()
+    yield from as_tracking_store(scored, monkeypatch)
 
 
 # The modules that take longest, first: xdist hands whole modules to its workers in collection order (--dist

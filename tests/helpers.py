@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -74,6 +75,15 @@ def use_store(uri: str, patch: pytest.MonkeyPatch) -> None:
     # The experiment an earlier test made active belongs to another store: start from this store's default one.
     mlflow.set_experiment(experiment_id="0")
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment exports it; the patch restores what was there
+
+
+def as_tracking_store(built: dict, patch: pytest.MonkeyPatch) -> Iterator[dict]:
+    """A fixture's body: the built store (a dict with its "uri") as the test's tracking store, and any run the
+    test left active ended after it."""
+    use_store(built["uri"], patch)
+    yield built
+    while mlflow.active_run():
+        mlflow.end_run()
 
 
 def quick_warmup_overrides(tmp_path: Path) -> list[str]:

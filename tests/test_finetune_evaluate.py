@@ -20,6 +20,7 @@ from mygo.tracking.handoffs import TARGET_PATH_TAG, model_dir_of
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (
     artifact_paths,
+    as_tracking_store,
     copy_store,
     quick_evaluate_overrides,
     quick_finetune_overrides,
@@ -49,10 +50,7 @@ def finetuned(tmp_path_factory, empty_store):
 
 @pytest.fixture
 def store(finetuned, monkeypatch):
-    use_store(finetuned["uri"], monkeypatch)
-    yield finetuned
-    while mlflow.active_run():
-        mlflow.end_run()
+    yield from as_tracking_store(finetuned, monkeypatch)
 
 
 def test_finetune_trains_lora_and_records_everything(store):

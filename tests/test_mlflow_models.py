@@ -35,6 +35,7 @@ from mygo.tracking.handoffs import ROUTER_DATA_PATH_TAG, TARGET_PATH_TAG, adapte
 from mygo.tracking.models import MODEL_BASE_TAG, MODEL_VERSION_TAG, finetune_run_of, log_tuned_model, set_alias
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from tests.helpers import (
+    as_tracking_store,
     copy_store,
     quick_evaluate_overrides,
     quick_finetune_overrides,
@@ -82,10 +83,7 @@ def tuned(tmp_path_factory, empty_store):
 
 @pytest.fixture
 def store(tuned, monkeypatch):
-    use_store(tuned["uri"], monkeypatch)
-    yield tuned
-    while mlflow.active_run():
-        mlflow.end_run()
+    yield from as_tracking_store(tuned, monkeypatch)
 
 
 def test_transformers_load_model_gives_the_tuned_peft_model(store):

@@ -23,7 +23,7 @@ from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
 from mygo.workflows.lineage import lineage
 from mygo.workflows.pipeline import PIPELINE_STAGES, run_pipeline
 from mygo.workflows.reproduce import REPRODUCES_TAG, ReproductionMismatch, code_notice, run_reproduce
-from tests.helpers import REPO, artifact_paths, copy_store, pipeline_overrides, use_store
+from tests.helpers import REPO, artifact_paths, as_tracking_store, copy_store, pipeline_overrides, use_store
 
 pytestmark = pytest.mark.slow  # every test here trains, runs a stage, a server or a subprocess
 
@@ -49,10 +49,7 @@ def first_main(tmp_path_factory, empty_store):
 
 @pytest.fixture
 def store(first_main, monkeypatch):
-    use_store(first_main["uri"], monkeypatch)
-    yield first_main
-    while mlflow.active_run():
-        mlflow.end_run()
+    yield from as_tracking_store(first_main, monkeypatch)
 
 
 def stage_runs(parent_id: str) -> dict:
