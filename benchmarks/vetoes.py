@@ -19,7 +19,8 @@ import numpy as np
 from mygo.analysis.noise_metrics import noise_metrics
 from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.config import load_config
-from mygo.stages.select import FAULT_LIMITS, run_select, vetoed
+from mygo.signal_table import FAULT_LIMITS
+from mygo.stages.select import run_select, vetoed
 from mygo.tracking.handoffs import router_data_of
 
 NO_LIMITS = [f"selection.{key}=null" for key in FAULT_LIMITS]

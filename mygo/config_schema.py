@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mygo.signal_table import SIGNALS
+
 TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 _RANGE = re.compile(r"^(?P<type>int|float) in (?P<open>[\[(])(?P<low>[^,]+), (?P<high>[^\])]+)(?P<close>[\])])$")
 _BOUND = re.compile(r"^(?P<type>int|float) (?P<op>>=|>) (?P<low>\S+)$")
@@ -235,9 +237,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         # selection.source_caps is a mapping (no spec for it): checked by the stage, names against the pool
         "selection.strategy": "str",  # the strategies' names are checked by the stage
         "selection.seed": "int",
-        "selection.quality_signal": (
-            "one of gate, nll, ifd, relevance, overlap, prompt_copy, repetition, rank_mean, rank_min"
-        ),
+        "selection.quality_signal": "one of " + ", ".join(SIGNALS),
         "selection.veto_signals": "list of str or null",  # which: checked by the stage (a stored signal)
         "selection.veto_share": "float in [0, 1)",
         "selection.outlier_signals": "list of str or null",

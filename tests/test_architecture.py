@@ -91,7 +91,7 @@ LAYERS = (
     ("mygo.stages",),
     ("mygo.training", "mygo.tracking"),
     ("mygo.builtin", "mygo.models", "mygo.analysis", "mygo.data"),
-    ("mygo.config", "mygo.config_schema", "mygo.registry", "mygo.atomic", "mygo.labels"),
+    ("mygo.config", "mygo.config_schema", "mygo.registry", "mygo.atomic", "mygo.labels", "mygo.signal_table"),
 )
 DATA_FOR_EVERY_LAYER = "mygo.stages.table"  # imports nothing from mygo
 

@@ -16,7 +16,8 @@ from mygo.analysis.quality_signals import rank_within, robust_z_within, signal_v
 from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
-from mygo.stages.select import FAULT_LIMITS, run_select, vetoed
+from mygo.signal_table import FAULT_LIMITS
+from mygo.stages.select import run_select, vetoed
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG

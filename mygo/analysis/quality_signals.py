@@ -32,12 +32,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-# Computed by the score stage beside the gates.
-STORED = ("nll", "ifd", "relevance", "overlap", "prompt_copy", "repetition")
-COMBINED = ("rank_mean", "rank_min")  # of the percentile ranks of several signals
-SIGNALS = ("gate", *STORED, *COMBINED)
-LOWER_IS_BETTER = frozenset({"nll", "ifd", "prompt_copy", "repetition"})
-NOT_COMBINED_BY_DEFAULT = frozenset({"prompt_copy", "repetition"})  # fault detectors
+from mygo.signal_table import COMBINED, LOWER_IS_BETTER, NOT_COMBINED_BY_DEFAULT, SIGNALS, STORED
+
+__all__ = ["COMBINED", "SIGNALS", "STORED", "available_signals", "rank_within", "robust_z_within", "signal_values"]
 
 
 def available_signals(gate: np.ndarray, stored: dict[str, np.ndarray]) -> list[str]:

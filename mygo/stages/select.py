@@ -53,6 +53,7 @@ from mygo.data.pool import (
     record_texts,
     records_at,
 )
+from mygo.signal_table import FAULT_LIMITS
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
@@ -60,8 +61,6 @@ from mygo.tracking.runs import POOL_DIGEST_TAG, POOL_SOURCE_TAG, check_upstream,
 
 logger = logging.getLogger(__name__)
 
-# selection.<key>: the most a fault detector may read on a selected sample (a threshold; null: no limit)
-FAULT_LIMITS = {"max_prompt_copy": "prompt_copy", "max_repetition": "repetition"}
 VETOES_DROPPED_TAG = "mygo.vetoes_dropped"  # the vetoes left fewer samples than the budget and were not applied
 
 

@@ -31,13 +31,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import mygo
+from mygo.signal_table import STORED
 
 logger = logging.getLogger(__name__)
 
 SELECTOR_NAME = "selector"  # runs:/<score run>/selector
 SELECTOR_VERSION_TAG = "mygo.selector_version"
 SETTINGS_FILE = "selector.json"
-SIGNAL_ORDER = ("gate", "nll", "relevance", "overlap", "prompt_copy", "repetition", "ifd")
 
 
 def _directory_mb(path: Path) -> float:
@@ -122,7 +122,7 @@ class SelectorModel(mlflow.pyfunc.PythonModel):
         table = pd.DataFrame({"gate": quality.mean(axis=1)[back]})
         for layer in range(quality.shape[1]):
             table[f"gate/layer_{layer}"] = quality[back, layer]
-        for name in SIGNAL_ORDER[1:]:
+        for name in STORED:
             if name in signals:
                 table[name] = signals[name][back]
         if all("id" in record for record in records):
