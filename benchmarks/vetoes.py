@@ -20,7 +20,8 @@ from mygo.analysis.noise_metrics import noise_metrics
 from mygo.analysis.quality_signals import available_signals, rank_within, signal_values
 from mygo.config import load_config
 from mygo.signal_table import FAULT_LIMITS
-from mygo.stages.select import run_select, vetoed
+from mygo.stages.select import run_select
+from mygo.stages.selection_policy import SelectionPolicy
 from mygo.tracking.handoffs import router_data_of
 
 NO_LIMITS = [f"selection.{key}=null" for key in FAULT_LIMITS]
@@ -35,8 +36,8 @@ SETTINGS = {
 
 def ranked_with_faults_last(ranks: np.ndarray, data, cfg) -> np.ndarray:
     """The ranks, with every sample over a fault limit of `cfg` (the default select config) below all others: how
-    the default selection treats them, whatever their rank (the select stage's own `vetoed` masks)."""
-    masks = [mask for key, mask in vetoed(data, cfg).items() if key in FAULT_LIMITS]
+    the default selection treats them, whatever their rank (the selection policy's own veto masks)."""
+    masks = [mask for key, mask in SelectionPolicy.of(cfg).vetoes(data).items() if key in FAULT_LIMITS]
     return np.where(np.logical_or.reduce(masks), -1.0, ranks) if masks else ranks
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from mygo.analysis.coverage import covering_picks, text_embedding, unit_rows
 from mygo.analysis.diversity import coverage_distance
-from mygo.analysis.selection import apportion_capped, select, select_by_source
+from mygo.analysis.selection import Order, apportion_capped, select, select_by_source
 
 
 def blobs(rng, centres: np.ndarray, per_blob: int, spread: float = 0.05) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_select_by_coverage_keeps_round_robins_quotas_is_seeded_and_needs_the_fe
     assert np.array_equal(again.indices, equal.indices)
     # Within sources, the per-row arrays follow the rows of each source.
     sources = np.where(np.arange(len(labels)) % 2, "a", "b")
-    split = select_by_source("round_robin", quality, labels, sources, 20, "equal", seed=3, **how)
+    split = select_by_source("round_robin", quality, labels, sources, 20, "equal", order=Order(seed=3, **how))
     assert np.bincount((sources[split.indices] == "a").astype(int)).tolist() == [10, 10]
     with pytest.raises(ValueError, match="within_cluster='coverage' needs the clustering's features"):
         select("round_robin", quality, labels, count=24, within_cluster="coverage")

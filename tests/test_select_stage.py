@@ -17,7 +17,8 @@ from mygo.cli import main as mygo_main
 from mygo.config import load_config
 from mygo.data.pool import PoolError
 from mygo.signal_table import FAULT_LIMITS
-from mygo.stages.select import run_select, vetoed
+from mygo.stages.select import run_select
+from mygo.stages.selection_policy import SelectionPolicy
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import STAGE_TAG, UPSTREAM_TAG
@@ -208,7 +209,7 @@ def test_a_fault_limit_keeps_answers_at_or_over_it_out(store, key, signal):
     # A score run from before the signal existed: the limit says what is missing and how to go on.
     stale = dataclasses.replace(data, signals={k: v for k, v in data.signals.items() if k != signal})
     with pytest.raises(ValueError, match=rf"{key}={default} needs the {signal} signal.*selection.{key}=null"):
-        vetoed(stale, select_config(store))
+        SelectionPolicy.of(select_config(store)).vetoes(stale)
 
 
 def test_a_veto_that_leaves_too_few_samples_is_dropped_before_the_band(store, caplog):

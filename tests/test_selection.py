@@ -8,12 +8,14 @@ from omegaconf import OmegaConf
 
 from mygo.analysis.selection import (
     STRATEGIES,
+    Order,
     apportion_capped,
     round_robin,
     select,
     select_by_source,
     target_count,
 )
+from mygo.stages.selection_policy import SelectionPolicy
 
 # Three clusters and two noise points. Cluster 0: rows 0, 3, 5; cluster 1: rows 1, 4; cluster 2: row 2.
 QUALITY = np.array([0.9, 0.5, 0.7, 0.95, 0.8, 0.1, 0.6, 0.99])
@@ -148,7 +150,7 @@ def test_round_robin_in_random_order_within_clusters_keeps_the_cluster_balance_a
 
 
 def test_a_floor_per_cluster_drops_each_clusters_worst_not_a_whole_harder_cluster():
-    from mygo.stages.select import within_band
+    from mygo.stages.selection_policy import within_band
 
     labels = np.repeat([0, 1], 10)
     quality = np.r_[np.arange(10.0), np.arange(10.0) - 100]  # cluster 1 is all "worse", as a harder task would be
@@ -160,7 +162,7 @@ def test_a_floor_per_cluster_drops_each_clusters_worst_not_a_whole_harder_cluste
 
 
 def test_a_ceiling_keeps_the_best_out_as_the_floor_keeps_the_worst():
-    from mygo.stages.select import within_band
+    from mygo.stages.selection_policy import within_band
 
     labels = np.repeat([0, 1], 10)
     quality = np.r_[np.arange(10.0), np.arange(10.0) - 100]
@@ -217,23 +219,29 @@ def test_apportion_capped_gives_what_a_full_group_cannot_take_to_the_others():
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_source_balance_none_without_caps_is_the_plain_strategy(strategy):
     plain = select(strategy, SKEWED_QUALITY, SKEWED_LABELS, count=100, seed=3)
-    balanced = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "none", {}, seed=3)
+    balanced = select_by_source(
+        strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "none", {}, order=Order(seed=3)
+    )
     assert np.array_equal(plain.indices, balanced.indices) and np.array_equal(plain.rounds, balanced.rounds)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_proportional_balance_gives_each_source_its_pool_share(strategy):
-    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "proportional", seed=1)
+    chosen = select_by_source(
+        strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 100, "proportional", order=Order(seed=1)
+    )
     assert source_counts(chosen) == {"cot": 70, "dolly": 25, "oasst1": 5}
     assert len(set(chosen.indices.tolist())) == 100 and (chosen.rounds >= 0).sum() == 100
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_equal_balance_gives_each_source_the_same_and_what_a_small_one_lacks_to_the_others(strategy):
-    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 90, "equal", seed=1)
+    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 90, "equal", order=Order(seed=1))
     assert source_counts(chosen) == {"cot": 30, "dolly": 30, "oasst1": 30}
     # oasst1 has 50: of 300, the other two share the 200 it cannot give (125 each)
-    chosen = select_by_source(strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 300, "equal", seed=1)
+    chosen = select_by_source(
+        strategy, SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, 300, "equal", order=Order(seed=1)
+    )
     assert source_counts(chosen) == {"cot": 125, "dolly": 125, "oasst1": 50}
 
 
@@ -309,7 +317,8 @@ def band_config(**selection):
 
 
 def test_the_stage_budget_count_wins_caps_resolve_fractions_and_bad_ones_are_named():
-    from mygo.stages.select import budget_of, select_in_band
+    def budget_of(cfg, sources):
+        return SelectionPolicy.of(cfg).budget(sources)
 
     assert budget_of(band_config(), SKEWED_SOURCES) == (50, {})
     caps = {"cot": 0.3, "dolly": 70}  # a fraction of the selection, rounded down (37.5), and a count
@@ -326,6 +335,6 @@ def test_the_stage_budget_count_wins_caps_resolve_fractions_and_bad_ones_are_nam
         budget_of(band_config(count=100, source_caps={"cot": 5, "dolly": 5}), SKEWED_SOURCES)
     # a band with too few oasst1 rows for the caps is dropped (with a warning), as one too small for the budget is
     band = band_config(count=100, source_caps={"cot": 10, "dolly": 40}, quality_floor=0.5)
-    chosen = select_in_band(SKEWED_QUALITY, SKEWED_LABELS, band, SKEWED_SOURCES)
+    chosen = SelectionPolicy.of(band).choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES)
     counts = source_counts(chosen)
     assert counts == {"cot": 10, "dolly": 40, "oasst1": 50}

@@ -13,7 +13,7 @@ Everything is vectorised over rows (sorts and bincounts), so 270k rows select in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,6 +40,42 @@ class Selection:
     indices: np.ndarray  # [count] int64 row indices into the pool, in the order they were chosen
     rounds: np.ndarray  # [n] int64: the round in which each row was chosen (0-based), -1 if not chosen
     strategy: str
+
+
+@dataclass(frozen=True)
+class Order:
+    """How a strategy orders and spreads its picks: `select`'s settings beyond the rows, their quality and clusters.
+
+    `seed`: the random baseline's draw, and round robin's order under `within_cluster="random"`; `within_cluster`
+    (`WITHIN_CLUSTER`) and `cluster_quota` (`CLUSTER_QUOTAS`): round robin's; `features` ([n, d], the clustering's)
+    and `text` ([n, t]): what `within_cluster="coverage"` covers and compares."""
+
+    seed: int = 0
+    within_cluster: str = "quality"
+    cluster_quota: str = "equal"
+    features: np.ndarray | None = None
+    text: np.ndarray | None = None
+
+    def of_rows(self, rows: np.ndarray) -> Order:
+        """The same order for a subset of the rows: the per-row arrays sliced to them."""
+        return replace(
+            self,
+            features=None if self.features is None else self.features[rows],
+            text=None if self.text is None else self.text[rows],
+        )
+
+    def select(self, strategy: str, quality: np.ndarray, labels: np.ndarray, count: int) -> Selection:
+        return select(
+            strategy,
+            quality,
+            labels,
+            count=count,
+            seed=self.seed,
+            within_cluster=self.within_cluster,
+            cluster_quota=self.cluster_quota,
+            features=self.features,
+            text=self.text,
+        )
 
 
 def target_count(n: int, percentage: float) -> int:
@@ -174,11 +210,10 @@ def select_by_source(
     balance: str = "none",
     caps: dict[str, int] | None = None,
     pool_sources: np.ndarray | None = None,
-    **how,
+    order: Order | None = None,
 ) -> Selection:
     """`count` rows, the budget split over `sources` ([n] names) by `balance` and `caps` (source -> most rows),
-    the strategy (`select`, with `how`: seed, within_cluster, cluster_quota, features, text) run within each source
-    on its share.
+    the strategy (`select`, in `order`) run within each source on its share.
 
     `pool_sources`: the sources of the whole pool when these rows are part of it (a quality band): proportional
     budgets follow the pool's shares, not the band's. With `balance="none"` and no cap this is `select` itself;
@@ -190,14 +225,14 @@ def select_by_source(
     sources = np.asarray(sources).astype(str)
     if sources.shape != np.shape(quality):
         raise ValueError(f"sources shape {sources.shape} does not match quality shape {np.shape(quality)}")
-    caps = caps or {}
+    caps, order = caps or {}, order or Order()
     if balance == "none" and not caps:
-        return select(strategy, quality, labels, count=count, **how)
+        return order.select(strategy, quality, labels, count)
     names, of_row, capacity = source_capacity(sources, caps, count)
     if capacity.sum() < count:
         raise ValueError(f"the source caps allow at most {int(capacity.sum())} of the {count} samples to select")
     if balance == "none":
-        budgets, free = _capped_budgets(strategy, quality, labels, of_row, count, capacity, how)
+        budgets, free = _capped_budgets(strategy, quality, labels, of_row, count, capacity, order)
     else:
         pool = sources if pool_sources is None else np.asarray(pool_sources).astype(str)
         weights = np.ones(len(names)) if balance == "equal" else _counts_of(names, pool).astype(np.float64)
@@ -205,14 +240,14 @@ def select_by_source(
     parts = [free] if free is not None else []
     for source in np.flatnonzero(budgets):
         rows = np.flatnonzero(of_row == source)
-        inner = select(strategy, quality[rows], labels[rows], count=int(budgets[source]), **settings_of_rows(how, rows))
+        inner = order.of_rows(rows).select(strategy, quality[rows], labels[rows], int(budgets[source]))
         parts.append((rows[inner.indices], inner.rounds[inner.indices]))
     chosen = np.concatenate([rows for rows, _ in parts])
     chosen_rounds = np.concatenate([rounds for _, rounds in parts])
-    order = np.argsort(chosen_rounds, kind="stable")  # round 0 of every source first
+    by_round = np.argsort(chosen_rounds, kind="stable")  # round 0 of every source first
     rounds = np.full(len(sources), -1, dtype=np.int64)
     rounds[chosen] = chosen_rounds
-    return Selection(chosen[order].astype(np.int64), rounds, strategy)
+    return Selection(chosen[by_round].astype(np.int64), rounds, strategy)
 
 
 def source_capacity(sources: np.ndarray, caps: dict[str, int], count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,7 +259,7 @@ def source_capacity(sources: np.ndarray, caps: dict[str, int], count: int) -> tu
 
 
 def _capped_budgets(
-    strategy: str, quality: np.ndarray, labels: np.ndarray, of_row: np.ndarray, count: int, capacity, how: dict
+    strategy: str, quality: np.ndarray, labels: np.ndarray, of_row: np.ndarray, count: int, capacity, order: Order
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """No balance, with caps: the strategy over the sources under their cap, again without those it took past
     theirs, until none is over. Returns each capped source's budget (its cap; 0 for the others) and the
@@ -233,7 +268,7 @@ def _capped_budgets(
     free = np.ones(len(capacity), dtype=bool)
     while (left := count - int(budgets.sum())) > 0:
         rows = np.flatnonzero(free[of_row])
-        inner = select(strategy, quality[rows], labels[rows], count=left, **settings_of_rows(how, rows))
+        inner = order.of_rows(rows).select(strategy, quality[rows], labels[rows], left)
         over = free & (np.bincount(of_row[rows[inner.indices]], minlength=len(capacity)) > capacity)
         if not over.any():
             return budgets, (rows[inner.indices], inner.rounds[inner.indices])
@@ -252,12 +287,6 @@ def apportion_capped(count: int, weights: np.ndarray, capacity: np.ndarray) -> n
         open_ = shares < capacity
         shares[open_] += np.minimum(_apportion(left, weights[open_]), capacity[open_] - shares[open_])
     return shares
-
-
-def settings_of_rows(how: dict, rows: np.ndarray) -> dict:
-    """`select`'s settings for a subset of the rows: the per-row arrays (features, text) sliced to them."""
-    per_row = ("features", "text")
-    return {key: value[rows] if key in per_row and value is not None else value for key, value in how.items()}
 
 
 def _counts_of(names: np.ndarray, values: np.ndarray) -> np.ndarray:

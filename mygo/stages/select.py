@@ -32,16 +32,7 @@ from mygo.analysis.clustering import (
 from mygo.analysis.coverage import text_embedding
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
-from mygo.analysis.quality_signals import SIGNALS, STORED, rank_within, robust_z_within, signal_values
 from mygo.analysis.score_shards import RouterData
-from mygo.analysis.selection import (
-    STRATEGIES,
-    Selection,
-    select_by_source,
-    settings_of_rows,
-    source_capacity,
-    target_count,
-)
 from mygo.atomic import atomic_path
 from mygo.data.formats import conversation
 from mygo.data.pool import (
@@ -53,7 +44,7 @@ from mygo.data.pool import (
     record_texts,
     records_at,
 )
-from mygo.signal_table import FAULT_LIMITS
+from mygo.stages.selection_policy import SelectionPolicy
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
@@ -68,34 +59,7 @@ def check_settings(cfg: DictConfig) -> None:
     """Fail on bad settings before loading anything."""
     if not cfg.upstream.score_run:
         raise ValueError("select needs a score run: -P score_run=<run id> (upstream.score_run)")
-    if not 0 < cfg.selection.percentage <= 1:
-        raise ValueError(f"selection.percentage must be in (0, 1], got {cfg.selection.percentage}")
-    # selection.count and selection.source_balance are checked by the schema when the config is composed.
-    for name, cap in (cfg.selection.get("source_caps") or {}).items():
-        if isinstance(cap, bool) or not isinstance(cap, int | float) or not (0 <= cap <= 1 or isinstance(cap, int)):
-            raise ValueError(
-                f"selection.source_caps.{name} must be a fraction of the selection in [0, 1] (a float) or a "
-                f"count >= 0 (an int), got {cap!r}"
-            )
-        if cap < 0:
-            raise ValueError(f"selection.source_caps.{name} must be >= 0, got {cap!r}")
-    if cfg.selection.strategy not in STRATEGIES:
-        strategy = cfg.selection.strategy
-        raise ValueError(f"selection.strategy={strategy!r} is not valid; choose one of {list(STRATEGIES)}")
-    if not 0 <= cfg.selection.quality_floor < 1:
-        raise ValueError(f"selection.quality_floor must be in [0, 1), got {cfg.selection.quality_floor}")
-    if not 0 <= cfg.selection.quality_ceiling < 1 - cfg.selection.quality_floor:
-        raise ValueError(
-            f"selection.quality_ceiling must be in [0, 1 - quality_floor), got {cfg.selection.quality_ceiling}"
-            f" with quality_floor={cfg.selection.quality_floor}"
-        )
-    if cfg.selection.quality_signal not in SIGNALS:
-        signal = cfg.selection.quality_signal
-        raise ValueError(f"selection.quality_signal={signal!r} is not valid; choose one of {list(SIGNALS)}")
-    for key in ("veto_signals", "outlier_signals"):
-        for name in cfg.selection.get(key) or []:
-            if name not in STORED:
-                raise ValueError(f"selection.{key} names {name!r}; a veto is a stored signal, one of {list(STORED)}")
+    SelectionPolicy.of(cfg)  # the selection's own settings
     if cfg.clustering.method not in CLUSTERING_METHODS:
         raise ValueError(
             f"clustering.method={cfg.clustering.method!r} is not valid; choose one of {list(CLUSTERING_METHODS)}"
@@ -215,92 +179,6 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
         )
 
 
-def selection_count(cfg: DictConfig, n: int) -> int:
-    """The budget: `selection.count` when set (then `selection.percentage` is not used), else the percentage of the
-    `n` samples in the scored pool."""
-    count = cfg.selection.get("count")
-    if count is None:
-        return target_count(n, cfg.selection.percentage)
-    if count > n:
-        raise ValueError(f"selection.count={count} is larger than the pool: the score run has {n} samples")
-    return int(count)
-
-
-def source_caps(cfg: DictConfig, count: int, sources: np.ndarray) -> dict[str, int]:
-    """`selection.source_caps` as source -> most samples: a float is a fraction of the selection (`count`, rounded
-    down: a cap is never passed), an int a number of samples. A name that is not a source of the pool is an error."""
-    caps = dict(cfg.selection.get("source_caps") or {})
-    known = sorted(set(np.asarray(sources).astype(str).tolist()))
-    unknown = sorted(str(name) for name in caps if str(name) not in known)
-    if unknown:
-        raise ValueError(f"selection.source_caps names {unknown}, not a source of this pool; its sources are {known}")
-    return {str(name): int(cap) if isinstance(cap, int) else int(np.floor(cap * count)) for name, cap in caps.items()}
-
-
-def budget_of(cfg: DictConfig, sources: np.ndarray) -> tuple[int, dict[str, int]]:
-    """The number to select and the caps (source -> most samples) for a pool whose rows have these `sources`;
-    a budget the pool cannot fill is an error naming its key (checked before clustering, so it fails fast)."""
-    count = selection_count(cfg, len(sources))
-    caps = source_caps(cfg, count, sources)
-    if (room := _room(sources, caps, count)) < count:
-        raise ValueError(
-            f"selection.source_caps={caps} allow at most {room} samples of this pool, fewer than the {count} to "
-            "select; raise a cap or lower the budget"
-        )
-    return count, caps
-
-
-def quality_of(data: RouterData, cfg: DictConfig) -> np.ndarray:
-    """The configured quality signal per sample, higher is better (`mygo.analysis.quality_signals`); with
-    `selection.quality_within: source`, its percentile rank within the sample's source dataset."""
-    options = cfg.selection
-    rank_mean_of = list(options.rank_mean_of) if options.rank_mean_of else None
-    quality = signal_values(options.quality_signal, data.sample_quality, data.signals, rank_mean_of)
-    if options.quality_within == "source":
-        return rank_within(quality, data.index["dataset"].to_numpy())
-    return quality
-
-
-def vetoed(data: RouterData, cfg: DictConfig) -> dict[str, np.ndarray]:
-    """Per signal of `selection.veto_signals`, the rows among its worst `selection.veto_share` (ranked within
-    their source under `selection.quality_within: source`, as quality is): never selected, whatever the band;
-    and under each fault limit (`FAULT_LIMITS`: `max_prompt_copy`, `max_repetition`), the rows whose fault detector
-    reads at least that much.
-
-    The band ranks by one signal (a likelihood), which cannot see what another signal sees: a fluent answer to
-    another question has a fine NLL, and shares nothing with its own prompt (`overlap`). A sample must pass every
-    detector, so each of them vetoes its own worst; averaging ranks instead would pull a sample that one detector
-    flags and the others like into the middle of the band. A fault limit is a threshold, not a share: a pool
-    that holds no copies or loops loses nothing to it, and overlap, which ranks a copy best, cannot veto one.
-
-    Per signal of `selection.outlier_signals`, the rows more than `selection.outlier_z` robust standard deviations
-    below the median of their source (under `selection.quality_within: source`, else of the pool), as
-    `outlier_<signal>`: a tail cut by how far out a sample lies rather than a share, so that hard but sound samples,
-    which a quality floor takes out with the garbage, stay."""
-    options = cfg.selection
-    masks = {}
-    groups = data.index["dataset"].to_numpy() if options.quality_within == "source" else np.zeros(len(data.index))
-    names = list(options.get("veto_signals") or [])
-    if names and options.veto_share:
-        for name in names:
-            values = signal_values(name, data.sample_quality, data.signals)
-            masks[name] = rank_within(values, groups) <= options.veto_share
-    for name in options.get("outlier_signals") or []:  # absent from configs made before it existed: none
-        values = signal_values(name, data.sample_quality, data.signals)
-        masks[f"outlier_{name}"] = robust_z_within(values, groups) < -options.outlier_z
-    for key, signal in FAULT_LIMITS.items():
-        limit = options.get(key)  # absent from configs made before it existed: no limit
-        if limit is None:
-            continue
-        if signal not in data.signals:
-            raise ValueError(
-                f"selection.{key}={limit} needs the {signal} signal, which this score run did not store"
-                f" (it has {sorted(data.signals)}): score again, or set selection.{key}=null"
-            )
-        masks[key] = np.asarray(data.signals[signal]) >= limit
-    return masks
-
-
 def covering_text(index: pd.DataFrame, cfg: DictConfig) -> np.ndarray | None:
     """The text embedding `within_cluster: coverage` compares picks by (`mygo.analysis.coverage.text_embedding` of
     each record's prompt and answers, read from the pool files); None for the other orders."""
@@ -317,91 +195,6 @@ def covering_text(index: pd.DataFrame, cfg: DictConfig) -> np.ndarray | None:
         time.perf_counter() - started,
     )
     return embedding
-
-
-def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: float, scope: str) -> np.ndarray:
-    """Rows between the `floor` and `1 - ceiling` quantiles of quality: of the whole pool, or of each row's cluster.
-
-    Per cluster, every kind of sample loses its own worst: a likelihood signal rates whole tasks (long answers,
-    reasoning) as harder than others, and a pool-wide floor would drop those tasks rather than the bad samples."""
-    keep = np.zeros(len(quality), dtype=bool)
-    groups = (
-        [np.ones(len(quality), dtype=bool)] if scope == "pool" else [labels == label for label in np.unique(labels)]
-    )
-    for rows in groups:
-        low, high = np.quantile(quality[rows], [floor, 1.0 - ceiling])
-        keep[rows] = (quality[rows] >= low) & (quality[rows] <= high)
-    return np.flatnonzero(keep)
-
-
-def select_in_band(
-    quality: np.ndarray,
-    labels: np.ndarray,
-    cfg: DictConfig,
-    sources: np.ndarray | None = None,
-    excluded: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-    text: np.ndarray | None = None,
-) -> Selection:
-    """The strategy over the samples in the quality band. `selection.quality_floor` is the share of the pool,
-    lowest quality first, that no strategy may pick; `selection.quality_ceiling` the share, highest first: by a
-    likelihood signal those are what the model predicts best already (short, formulaic, known answers), which
-    teach least (the middle of the perplexity range prunes best: Marion et al., 2023). Filter first, then
-    diversify: round robin would otherwise give a cluster made of bad samples as many picks as any other.
-
-    `sources` ([n] source names; all one source when None): the budget is split over them by
-    `selection.source_balance` and `selection.source_caps` (proportional shares are the whole pool's, not the
-    band's). `excluded` ([n] bool, the vetoes) leaves the band too. `features` and `text` ([n, ...]) are what
-    `within_cluster: coverage` covers and compares (`mygo.analysis.selection.select`). A band too small for the
-    budget, or for the caps, is ignored (vetoes included) with a warning; caps that the whole pool cannot fill are
-    an error naming `selection.source_caps`."""
-    options = cfg.selection
-    sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
-    count, caps = budget_of(cfg, sources)
-    balance = options.get("source_balance", "none")
-    floor, ceiling = options.quality_floor, options.quality_ceiling
-    how = {"seed": options.seed, "within_cluster": options.within_cluster, "cluster_quota": options.cluster_quota}
-    how |= {"features": features, "text": text}
-    band = within_band(quality, labels, floor, ceiling, options.floor_scope) if floor or ceiling else None
-    # What may be picked, strictest first: the band less the vetoes, then the band alone, then the whole pool.
-    candidates = []
-    if excluded is not None and excluded.any():
-        allowed = np.flatnonzero(~excluded)
-        vetoed_band = allowed if band is None else band[~excluded[band]]
-        candidates.append(
-            (
-                f"the {'pool' if band is None else 'band'} less the vetoes "
-                f"(selection.veto_signals, {', '.join(FAULT_LIMITS)})",
-                vetoed_band,
-            )
-        )
-    if band is not None:
-        candidates.append((f"selection.quality_floor={floor} and quality_ceiling={ceiling}", band))
-    for what, eligible in candidates:
-        room = _room(sources[eligible], caps, count)
-        if room >= count:
-            inner = select_by_source(
-                options.strategy,
-                quality[eligible],
-                labels[eligible],
-                sources[eligible],
-                count,
-                balance,
-                caps,
-                pool_sources=sources,
-                **settings_of_rows(how, eligible),
-            )
-            rounds = np.full(len(quality), -1, dtype=np.int64)
-            rounds[eligible[inner.indices]] = inner.rounds[inner.indices]
-            return Selection(eligible[inner.indices], rounds, inner.strategy)
-        within = " within selection.source_caps" if caps else ""
-        logger.warning("%s leave %d < %d samples%s: ignored", what, room, count, within)
-    return select_by_source(options.strategy, quality, labels, sources, count, balance, caps, **how)
-
-
-def _room(sources: np.ndarray, caps: dict[str, int], count: int) -> int:
-    """How many samples these rows can give under the caps."""
-    return int(source_capacity(sources, caps, count)[2].sum())
 
 
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:
@@ -479,18 +272,19 @@ def run_select(cfg: DictConfig) -> str:
             pool_tags = score_run.data.tags
             tag_pool(pool_tags[POOL_DIGEST_TAG], json.loads(pool_tags[POOL_SOURCE_TAG]))
         sources = data.index["dataset"].to_numpy().astype(str)
-        count, _ = budget_of(cfg, sources)
+        policy = SelectionPolicy.of(cfg)
+        count, _ = policy.budget(sources)
         if cfg.selection.get("count") is not None:
             logger.info("selection.count=%d sets the budget; selection.percentage is not used", count)
-        quality = quality_of(data, cfg)
+        quality = policy.quality(data)
         features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)
         clustered_at = time.perf_counter()
         clustering = cluster(features, cfg)
         clustering_seconds = time.perf_counter() - clustered_at
-        vetoes = vetoed(data, cfg)
+        vetoes = policy.vetoes(data)
         excluded = np.logical_or.reduce(list(vetoes.values())) if vetoes else None
         text = covering_text(data.index, cfg)
-        chosen = select_in_band(quality, clustering.labels, cfg, sources, excluded, features, text)
+        chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text)
         selected = chosen.rounds >= 0
         if excluded is not None and (selected & excluded).any():  # too few samples left: the vetoes were dropped
             mlflow.set_tag(VETOES_DROPPED_TAG, f"{int((selected & excluded).sum())} vetoed samples selected")
