@@ -19,6 +19,7 @@ from mygo.config_schema import validate
 from mygo.stages.table import STAGE_NAMES
 
 CONFIG_DIR_ENV = "MYGO_CONFIG_DIR"
+FORWARDING = ("main", "sweep")  # configs with `stage_overrides`: `select.selection.x=1` is forwarded to select
 # `stage_overrides` of main and sweep (`- stage_overrides` in their defaults): one Hydra override string per
 # stage of the table, empty unless set (`stage_overrides.warmup="training.epochs=2"`).
 ConfigStore.instance().store(name="stage_overrides", node={"stage_overrides": dict.fromkeys(STAGE_NAMES, "")})
@@ -101,7 +102,7 @@ def load_config(stage: str, overrides: str | list[str] | None = None) -> DictCon
     """
     overrides = split_overrides(overrides)
     check_no_env_interpolation(overrides)
-    overrides, forwarded = _stage_settings(overrides)
+    overrides, forwarded = _stage_settings(overrides) if stage in FORWARDING else (overrides, {})
     directory = config_dir()
     try:
         with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
@@ -115,13 +116,6 @@ def load_config(stage: str, overrides: str | list[str] | None = None) -> DictCon
         raise ValueError(f"config {stage!r} with overrides {overrides}: {error}") from error
     OmegaConf.resolve(cfg)
     if forwarded:
-        if "stage_overrides" not in cfg:
-            keys = [
-                f"{name}.{setting.partition('=')[0]}" for name, settings in forwarded.items() for setting in settings
-            ]
-            raise ValueError(
-                f"config {stage!r}: {keys} set another stage's keys; only main and sweep forward settings to stages"
-            )
         for name, settings in forwarded.items():  # after any stage_overrides.<stage> string, so they win
             cfg.stage_overrides[name] = " ".join([cfg.stage_overrides[name] or "", *map(shlex.quote, settings)]).strip()
     OmegaConf.set_struct(cfg, True)
