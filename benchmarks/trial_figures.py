@@ -34,6 +34,21 @@ def delta_cell(metrics: dict[str, float], task: str, split: str, arm: str) -> st
     )
 
 
+def header(first: str) -> str:
+    names = [first, "settings", *TASKS, *(name for name, _, _ in SELECT_FIGURES)]
+    return "| " + " | ".join(names) + " |\n|" + "---|" * len(names)
+
+
+def row(label: str, settings: str, metrics: dict[str, float], select_run: str, split: str, arm: str) -> str:
+    """A table row: the selection minus `arm` per task (from a pipeline's or trial's comparison metrics) and the
+    select run's noise and diversity beside random's."""
+    chosen = mlflow.get_run(select_run).data.metrics
+    cells = [delta_cell(metrics, task, split, arm) for task in TASKS]
+    for _, key, baseline in SELECT_FIGURES:
+        cells.append(f"{chosen[key]:.4f}" + (f" ({chosen[baseline]:.4f})" if baseline else ""))
+    return f"| {label} | {settings or '-'} | " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep_run", required=True)
@@ -51,9 +66,7 @@ def main() -> None:
             output_format="list",
         )
         trials.sort(key=lambda run: int(run.data.tags.get("optuna.trial_number", 0)))
-    header = ["trial", "settings", *TASKS, *(name for name, _, _ in SELECT_FIGURES)]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    print(header("trial"))
     for run in trials:
         metrics, tags = run.data.metrics, run.data.tags
         number = tags.get("optuna.trial_number", tags.get("mygo.best_trial", "best"))
@@ -65,11 +78,7 @@ def main() -> None:
         select_id = (
             tags.get("mygo.run.select") or mlflow.get_run(tags["mygo.best_trial_run"]).data.tags["mygo.run.select"]
         )
-        chosen = mlflow.get_run(select_id).data.metrics
-        cells = [delta_cell(metrics, task, args.split, args.arm) for task in TASKS]
-        for _, key, baseline in SELECT_FIGURES:
-            cells.append(f"{chosen[key]:.4f}" + (f" ({chosen[baseline]:.4f})" if baseline else ""))
-        print(f"| {number} | {settings or '-'} | " + " | ".join(cells) + " |")
+        print(row(number, settings, metrics, select_id, args.split, args.arm))
 
 
 if __name__ == "__main__":
