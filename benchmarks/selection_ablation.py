@@ -25,6 +25,7 @@ from mygo.workflows.pipeline import run_pipeline
 
 SETTINGS = {
     "the default": [],
+    "MyGO's own selection (selector=upstream)": ["select.selector=upstream"],
     "with MyGO's gate as a veto": ["select.selection.veto_signals=[overlap,relevance,gate]"],
     "MyGO's gate as the quality signal": ["select.selection.quality_signal=gate"],
     "without the overlap veto": ["select.selection.veto_signals=[relevance]"],

@@ -65,7 +65,10 @@ def main() -> None:
             filter_string=f"tags.`mlflow.parentRunId` = '{args.sweep_run}' and tags.`mygo.stage` = 'trial'",
             output_format="list",
         )
-        trials.sort(key=lambda run: int(run.data.tags.get("optuna.trial_number", 0)))
+        latest = {}  # a study made again under the same parent: each trial number's latest run
+        for run in sorted(trials, key=lambda run: run.info.start_time):
+            latest[int(run.data.tags.get("optuna.trial_number", 0))] = run
+        trials = [latest[number] for number in sorted(latest)]
     print(header("trial"))
     for run in trials:
         metrics, tags = run.data.metrics, run.data.tags
