@@ -28,10 +28,11 @@ SETTINGS = {
     "MyGO's own selection (selector=upstream)": ["select.selector=upstream"],
     "with MyGO's gate as a veto": ["select.selection.veto_signals=[overlap,relevance,gate]"],
     "MyGO's gate as the quality signal": ["select.selection.quality_signal=gate"],
+    "without the band (nll)": ["select.selection.quality_floor=0", "select.selection.quality_ceiling=0"],
     "without the overlap veto": ["select.selection.veto_signals=[relevance]"],
     "without the relevance veto": ["select.selection.veto_signals=[overlap]"],
-    "without the nll outlier cut": ["select.selection.outlier_signals=null"],
     "without the fault limits": ["select.selection.max_prompt_copy=null", "select.selection.max_repetition=null"],
+    "random order within clusters (the old default)": ["select.selection.within_cluster=random"],
 }
 
 
