@@ -14,7 +14,6 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from mygo.analysis.clustering import (
     HDBSCAN_FIT_SAMPLE,
     HDBSCAN_PCA_COMPONENTS,
-    _tune_hdbscan,
     assign_to_clusters,
     available_backends,
     available_hdbscan_backends,
@@ -24,6 +23,7 @@ from mygo.analysis.clustering import (
     kmeans,
     prepare_features,
     silhouette,
+    tune_hdbscan,
 )
 
 BLOBS = 8
@@ -200,7 +200,7 @@ def test_hdbscan_auto_tune_records_its_grid_and_choice():
 def test_hdbscan_auto_tune_on_a_subsample_scales_its_grid_and_stays_within_the_data():
     x, _ = blobs(n=2000, centers=4, low=0)
     # On a quarter of the rows, min_cluster_size 80 and min_samples 40 are tried as 20 and 10 (and x0.5, x2).
-    tuning = _tune_hdbscan(x, 80, 40, seed=0, backend="sklearn", sample_size=500)
+    tuning = tune_hdbscan(x, 80, 40, seed=0, backend="sklearn", sample_size=500)
     assert tuning["sample_size"] == 500 and tuning["num_clusters"] == 4
     assert {trial["min_cluster_size"] for trial in tuning["grid"]} == {40, 80, 160}
     tiny = hdbscan(x[:30], min_cluster_size=10, min_samples=20, auto_tune=True)  # 2 x 20 > 30 rows
