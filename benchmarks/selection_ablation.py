@@ -26,7 +26,10 @@ from mygo.workflows.pipeline import run_pipeline
 SETTINGS = {
     "the default": [],
     "MyGO's own selection (selector=upstream)": ["select.selector=upstream"],
-    "with MyGO's gate as a veto": ["select.selection.veto_signals=[overlap,relevance,gate]"],
+    "MyGO's gate and nll, mean rank": [
+        "select.selection.quality_signal=rank_mean",
+        "select.selection.rank_mean_of=[nll,gate]",
+    ],
     "MyGO's gate as the quality signal": ["select.selection.quality_signal=gate"],
     "without the band (nll)": ["select.selection.quality_floor=0", "select.selection.quality_ceiling=0"],
     "without the overlap veto": ["select.selection.veto_signals=[relevance]"],
