@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -13,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from mygo.config_schema import validate
 from mygo.stages.table import STAGE_NAMES
@@ -78,6 +79,15 @@ def override_of(key: str, value: str) -> str:
     return f"{key}={value}" if plain else f"{key}={quoted(value)}"
 
 
+def override_value(value: object) -> str:
+    """A config value as a Hydra override reads it back: null, lists and mappings included."""
+    if value is None:
+        return "null"
+    if isinstance(value, DictConfig | ListConfig):
+        return json.dumps(OmegaConf.to_container(value)).replace('"', "")
+    return str(value)
+
+
 ENV_INTERPOLATION = re.compile(r"\$\{\s*oc\.(env|decode)\s*:")
 
 
@@ -115,9 +125,8 @@ def load_config(stage: str, overrides: str | list[str] | None = None) -> DictCon
     except HydraException as error:
         raise ValueError(f"config {stage!r} with overrides {overrides}: {error}") from error
     OmegaConf.resolve(cfg)
-    if forwarded:
-        for name, settings in forwarded.items():  # after any stage_overrides.<stage> string, so they win
-            cfg.stage_overrides[name] = " ".join([cfg.stage_overrides[name] or "", *map(shlex.quote, settings)]).strip()
+    for name, settings in forwarded.items():  # after any stage_overrides.<stage> string, so they win
+        cfg.stage_overrides[name] = " ".join([cfg.stage_overrides[name] or "", *map(shlex.quote, settings)]).strip()
     OmegaConf.set_struct(cfg, True)
     try:
         validate(stage, cfg)

@@ -55,11 +55,11 @@ logger = logging.getLogger(__name__)
 VETOES_DROPPED_TAG = "mygo.vetoes_dropped"  # the vetoes left fewer samples than the budget and were not applied
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_settings(cfg: DictConfig) -> SelectionPolicy:
     """Fail on bad settings before loading anything."""
     if not cfg.upstream.score_run:
         raise ValueError("select needs a score run: -P score_run=<run id> (upstream.score_run)")
-    SelectionPolicy.of(cfg)  # the selection's own settings
+    policy = SelectionPolicy.of(cfg)  # the selection's own settings
     if cfg.clustering.method not in CLUSTERING_METHODS:
         raise ValueError(
             f"clustering.method={cfg.clustering.method!r} is not valid; choose one of {list(CLUSTERING_METHODS)}"
@@ -67,6 +67,7 @@ def check_settings(cfg: DictConfig) -> None:
     low, high = cfg.clustering.kmeans.k_range
     if low > high:
         raise ValueError(f"clustering.kmeans.k_range={[low, high]} is reversed; give [low, high]")
+    return policy
 
 
 def cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
@@ -254,7 +255,7 @@ def log_plots(
 
 def run_select(cfg: DictConfig) -> str:
     """Cluster, select and record; returns the MLflow run ID."""
-    check_settings(cfg)
+    policy = check_settings(cfg)
     score_run = check_upstream(cfg.upstream.score_run, "score")
     count = cfg.selection.get("count")
     budget = f"n{count}" if count is not None else f"{cfg.selection.percentage:g}"
@@ -272,7 +273,6 @@ def run_select(cfg: DictConfig) -> str:
             pool_tags = score_run.data.tags
             tag_pool(pool_tags[POOL_DIGEST_TAG], json.loads(pool_tags[POOL_SOURCE_TAG]))
         sources = data.index["dataset"].to_numpy().astype(str)
-        policy = SelectionPolicy.of(cfg)
         count, _ = policy.budget(sources)
         if cfg.selection.get("count") is not None:
             logger.info("selection.count=%d sets the budget; selection.percentage is not used", count)

@@ -17,7 +17,7 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
-from mygo.config import config_hash, config_yaml, flatten_config
+from mygo.config import config_hash, config_yaml, flatten_config, override_value
 from mygo.data.pool import pool_source
 from mygo.stages.table import STAGE_NAMES
 from mygo.tracking.code_version import code_tags
@@ -51,7 +51,7 @@ def configure_tracking(cfg: DictConfig) -> None:
 
 def tracking_overrides(cfg: DictConfig) -> list[str]:
     """Hydra overrides that give another stage's config this one's tracking settings (store, experiment)."""
-    return [f"tracking.{key}={'null' if value is None else value}" for key, value in cfg.tracking.items()]
+    return [f"tracking.{key}={override_value(value)}" for key, value in cfg.tracking.items()]
 
 
 @contextmanager

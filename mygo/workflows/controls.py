@@ -15,14 +15,13 @@ The select settings of random, quality_topk and full are presets, `configs/contr
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from mygo.config import config_dir, load_config
+from mygo.config import config_dir, load_config, override_value
 from mygo.stages.table import stage as stage_entry
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import UPSTREAM_TAG
@@ -60,17 +59,8 @@ def control_preset(arm: str) -> tuple[list[str], bool]:
                 f"{path}: {problem} selection knob(s) {names}; a control preset sets every knob of "
                 "configs/select.yaml's selection or lists it under inherit"
             )
-    overrides = [f"selection.{key}={_hydra_value(preset.selection[key])}" for key in settings]
+    overrides = [f"selection.{key}={override_value(preset.selection[key])}" for key in settings]
     return overrides, bool(preset.get("seeded", False))
-
-
-def _hydra_value(value: object) -> str:
-    """A YAML value as a Hydra override's value (null, lists and mappings included)."""
-    if value is None:
-        return "null"
-    if isinstance(value, DictConfig | ListConfig):
-        return json.dumps(OmegaConf.to_container(value)).replace('"', "")
-    return str(value)
 
 
 def control_overrides(arm: str, seed: int | None) -> list[str]:

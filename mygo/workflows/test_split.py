@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from mygo.stages.evaluate import run_evaluate
 from mygo.tracking.reuse import run_or_reuse
-from mygo.workflows.compare import REFERENCE_ARM, arms_of, log_comparison
+from mygo.workflows.compare import ARM_TAG, REFERENCE_ARM, SEED_TAG, arms_of, log_comparison
 
 TRIAL_SPLITS = "[val]"  # what a trial's evaluate scores (the objective must be a validation figure)
 TEST_RUN_TAG = "mygo.best_trial_test_run"
@@ -27,7 +27,7 @@ def on_test(evaluate_id: str) -> str:
         cfg.evaluation.splits = ["test"]
     test_id, _ = run_or_reuse("evaluate", cfg, run_evaluate)
     source = mlflow.get_run(evaluate_id).data.tags
-    for tag in ("mygo.arm", "mygo.seed"):
+    for tag in (ARM_TAG, SEED_TAG):
         if tag in source:
             mlflow.MlflowClient().set_tag(test_id, tag, source[tag])
     return test_id
