@@ -249,6 +249,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "selection.quality_ceiling": "float in [0, 1)",
         "selection.within_cluster": "one of quality, random, coverage",
         "selection.cluster_quota": "one of equal, proportional",
+        "selection.cover": "one of band, pool",
         "selection.floor_scope": "one of pool, cluster",
         "selection.quality_within": "one of pool, source",
         "clustering.method": "one of kmeans, hdbscan",

@@ -73,6 +73,30 @@ def test_select_by_coverage_keeps_round_robins_quotas_is_seeded_and_needs_the_fe
         select("round_robin", quality, labels, count=24, within_cluster="coverage")
 
 
+def test_covering_the_pool_gives_a_thinned_cluster_and_region_their_share_from_the_band():
+    rng = np.random.default_rng(4)
+    # Two clusters of 100, each of two 50-row regions; the band keeps 55 of cluster 0 (all of region A, 5 of region
+    # B) and 20 of cluster 1.
+    centres = np.array([[3.0, 0, 0, 1], [3.0, 0, 1, 0], [0, 3.0, 0, 1], [0, 3.0, 1, 0]])
+    features = blobs(rng, centres, 50)
+    labels = np.repeat([0, 1], 100)
+    band = np.concatenate([np.arange(0, 55), np.arange(100, 110), np.arange(150, 160)])
+    how = {"within_cluster": "coverage", "cluster_quota": "proportional", "seed": 0, "features": features[band]}
+    alone = select("round_robin", np.zeros(len(band)), labels[band], count=20, **how)
+    assert np.bincount(labels[band][alone.indices]).tolist() == [15, 5]  # the band's shares
+    pool = select("round_robin", np.zeros(len(band)), labels[band], count=20, ground=(features, labels), **how)
+    assert np.bincount(labels[band][pool.indices]).tolist() == [10, 10]  # the pool's shares
+    # Within a cluster, a region that the band thinned is covered as the pool holds it: half the picks.
+    inside = band[band < 100]
+    how = {"within_cluster": "coverage", "seed": 0, "features": features[inside]}
+    zeros = np.zeros(len(inside), dtype=np.int64)
+    alone = select("round_robin", np.zeros(len(inside)), zeros, count=4, **how)
+    ground = (features[:100], np.zeros(100, dtype=np.int64))
+    pool = select("round_robin", np.zeros(len(inside)), zeros, count=4, ground=ground, **how)
+    assert np.bincount(inside[pool.indices] // 50, minlength=2).tolist() == [2, 2]
+    assert np.bincount(inside[alone.indices] // 50, minlength=2)[1] < 2
+
+
 def test_text_embedding_puts_texts_on_one_subject_together_and_survives_texts_without_words():
     texts = [
         "json dumps serialises a dict to a json string",

@@ -338,3 +338,28 @@ def test_the_stage_budget_count_wins_caps_resolve_fractions_and_bad_ones_are_nam
     chosen = SelectionPolicy.of(band).choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES)
     counts = source_counts(chosen)
     assert counts == {"cot": 10, "dolly": 40, "oasst1": 50}
+
+
+def test_the_policy_covers_the_pool_less_the_vetoes_when_asked_and_names_a_bad_cover():
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], 100)
+    features = rng.normal(size=(200, 4)) + 3 * labels[:, None]
+    quality = np.where(labels == 0, 1.0, 0.0) + 0.1 * rng.random(200)  # cluster 1 is mostly under the floor
+    excluded = np.zeros(200, dtype=bool)
+    excluded[190:] = True  # vetoed rows are neither picked nor represented
+    settings = {
+        "strategy": "round_robin",
+        "within_cluster": "coverage",
+        "cluster_quota": "proportional",
+        "count": 20,
+        "quality_floor": 0.4,
+    }
+    band = SelectionPolicy.of(band_config(**settings)).choose(quality, labels, excluded=excluded, features=features)
+    pool = SelectionPolicy.of(band_config(**settings, cover="pool")).choose(
+        quality, labels, excluded=excluded, features=features
+    )
+    assert np.bincount(labels[band.indices]).tolist() == [17, 3]  # the band's shares: 100 and 20 rows
+    assert np.bincount(labels[pool.indices]).tolist() == [11, 9]  # the pool's less the vetoes: 100 and 90 rows
+    assert not excluded[pool.indices].any() and (quality[pool.indices] >= np.quantile(quality, 0.4)).all()
+    with pytest.raises(ValueError, match=r"selection.cover='all' is not valid; choose one of \['band', 'pool'\]"):
+        SelectionPolicy.of(band_config(cover="all"))

@@ -72,37 +72,43 @@ def covering_picks(
     seed: int = 0,
     ground_size: int = GROUND_SIZE,
     epsilon: float = EPSILON,
+    ground: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows chosen by round robin over the groups in `quotas` (label -> picks; groups visited in that order each
     round), each turn the member with the best coverage x novelty (module docstring). Returns (rows in the order
     chosen, the round of each).
 
     features: [n, d] the clustering's features (cosine geometry); labels: [n] group of each row; text: [n, t] unit
-    rows of the text embedding (`text_embedding`), or None for coverage alone."""
+    rows of the text embedding (`text_embedding`), or None for coverage alone. `ground`: (features [m, d], labels
+    [m]) of the rows the picks should represent, a superset of the candidates (None: the candidates themselves):
+    picks then come from the candidates but are placed to cover all of their cluster in the ground, its parts
+    without candidates included."""
     rng = np.random.default_rng(seed)
-    n = len(labels)
     points = unit_rows(features)
+    ground_points, ground_labels = (points, labels) if ground is None else (unit_rows(ground[0]), ground[1])
+    m = len(ground_labels)
     groups = []
     for label, quota in quotas.items():
         members = np.flatnonzero(labels == label)
         quota = min(int(quota), len(members))
         if quota < 1:
             continue
-        size = min(len(members), max(1, math.ceil(ground_size * len(members) / n)))
-        ground = members if size == len(members) else np.sort(rng.choice(members, size, replace=False))
-        similarity = np.clip(points[ground] @ points[members].T, 0.0, None)  # [ground, members]
+        represented = members if ground is None else np.flatnonzero(ground_labels == label)
+        size = min(len(represented), max(1, math.ceil(ground_size * len(represented) / m)))
+        sample = represented if size == len(represented) else np.sort(rng.choice(represented, size, replace=False))
+        similarity = np.clip(ground_points[sample] @ points[members].T, 0.0, None)  # [ground sample, members]
         draw = min(len(members), math.ceil(len(members) / quota * math.log(1 / epsilon)))
         groups.append(
             {
                 "members": members,
                 "quota": quota,
                 "similarity": similarity,
-                "covered": np.zeros(len(ground)),
+                "covered": np.zeros(len(sample)),
                 "left": np.ones(len(members), dtype=bool),
                 "draw": draw,
             }
         )
-    nearest_text = np.zeros(n, dtype=np.float32)  # each row's highest text cosine to a pick so far
+    nearest_text = np.zeros(len(labels), dtype=np.float32)  # each row's highest text cosine to a pick so far
     chosen, rounds = [], []
     for round_ in range(max((group["quota"] for group in groups), default=0)):
         for group in groups:

@@ -48,13 +48,15 @@ class Order:
 
     `seed`: the random baseline's draw, and round robin's order under `within_cluster="random"`; `within_cluster`
     (`WITHIN_CLUSTER`) and `cluster_quota` (`CLUSTER_QUOTAS`): round robin's; `features` ([n, d], the clustering's)
-    and `text` ([n, t]): what `within_cluster="coverage"` covers and compares."""
+    and `text` ([n, t]): what `within_cluster="coverage"` covers and compares; `ground` ((features [m, d], labels
+    [m]) of rows beyond these, not sliced by `of_rows`): what its picks represent instead of the rows themselves."""
 
     seed: int = 0
     within_cluster: str = "quality"
     cluster_quota: str = "equal"
     features: np.ndarray | None = None
     text: np.ndarray | None = None
+    ground: tuple[np.ndarray, np.ndarray] | None = None
 
     def of_rows(self, rows: np.ndarray) -> Order:
         """The same order for a subset of the rows: the per-row arrays sliced to them."""
@@ -75,6 +77,7 @@ class Order:
             cluster_quota=self.cluster_quota,
             features=self.features,
             text=self.text,
+            ground=self.ground,
         )
 
 
@@ -98,6 +101,7 @@ def select(
     count: int | None = None,
     features: np.ndarray | None = None,
     text: np.ndarray | None = None,
+    ground: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Choose `count` rows (or target_count(n, percentage): give one of them) with `strategy`; the same inputs and
     seed give the same selection.
@@ -105,7 +109,8 @@ def select(
     quality: [n] higher is better; labels: [n] cluster ids >= 0, or -1 for HDBSCAN noise (see `round_robin`).
     `seed` is used by `random`, and by round robin with `within_cluster="random"`; `cluster_quota` is round
     robin's (`CLUSTER_QUOTAS`). `within_cluster="coverage"` needs `features` ([n, d], the clustering's) and takes
-    `text` ([n, t] unit rows of `mygo.analysis.coverage.text_embedding`; None: coverage alone).
+    `text` ([n, t] unit rows of `mygo.analysis.coverage.text_embedding`; None: coverage alone) and `ground` (see
+    `covering_round_robin`).
     """
     if (percentage is None) == (count is None):
         raise ValueError(f"give one of percentage and count, got percentage={percentage}, count={count}")
@@ -122,7 +127,7 @@ def select(
         raise ValueError(f"count={count} must be in [1, n={len(quality)}]")
     if strategy == "round_robin":
         if within_cluster == "coverage":
-            return covering_round_robin(labels, count, cluster_quota, features, text, seed)
+            return covering_round_robin(labels, count, cluster_quota, features, text, seed, ground)
         if within_cluster == "random":  # a cluster's members in a seeded random order: quality is not a ranking
             order = np.random.default_rng(seed).permutation(len(quality)).astype(np.float64)
             selection = round_robin(-order, labels, count, cluster_quota)
@@ -182,20 +187,37 @@ def round_robin(quality: np.ndarray, labels: np.ndarray, count: int, quota: str 
 
 
 def covering_round_robin(
-    labels: np.ndarray, count: int, quota: str, features: np.ndarray | None, text: np.ndarray | None, seed: int
+    labels: np.ndarray,
+    count: int,
+    quota: str,
+    features: np.ndarray | None,
+    text: np.ndarray | None,
+    seed: int,
+    ground: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Round robin in which each cluster's turn gives the member that best covers it (`covering_picks`); the
-    quotas are round robin's (`quota`: equal, or by size), clusters visited by id, HDBSCAN noise last."""
+    quotas are round robin's (`quota`: equal, or by size), clusters visited by id, HDBSCAN noise last.
+
+    `ground` ((features, labels) of a superset of these rows, e.g. the pool less its vetoes when these rows are a
+    quality band): what the picks cover, and under `quota="proportional"` what a cluster's share follows (as far
+    as its rows can fill it), so a cluster the band has thinned keeps its place in the selection."""
     if features is None or len(features) != len(labels):
         raise ValueError("within_cluster='coverage' needs the clustering's features, one row per sample")
-    group = _noise_last(labels)
+    if ground is None:
+        group, ground_group = _noise_last(labels), None
+    else:  # one id for HDBSCAN noise in both
+        noise = int(max(labels.max(initial=-1), ground[1].max(initial=-1))) + 1
+        group, ground_group = np.where(labels < 0, noise, labels), np.where(ground[1] < 0, noise, ground[1])
     names, sizes = np.unique(group, return_counts=True)
-    if quota == "proportional":
+    if quota == "proportional" and ground is not None:
+        shares = apportion_capped(count, _counts_of(names, ground_group).astype(np.float64), sizes)
+    elif quota == "proportional":
         shares = _apportion(count, sizes)
     else:
         shares = apportion_capped(count, np.ones(len(sizes)), sizes)
     quotas = dict(zip(names.tolist(), shares.tolist(), strict=True))
-    chosen, picked_rounds = covering_picks(features, group, quotas, text, seed)
+    ground = None if ground is None else (ground[0], ground_group)
+    chosen, picked_rounds = covering_picks(features, group, quotas, text, seed, ground=ground)
     rounds = np.full(len(labels), -1, dtype=np.int64)
     rounds[chosen] = picked_rounds
     return Selection(chosen, rounds, "round_robin")

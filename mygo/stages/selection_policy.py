@@ -31,6 +31,11 @@ from mygo.signal_table import FAULT_LIMITS
 
 logger = logging.getLogger(__name__)
 
+# What the covering order (`within_cluster: coverage`) represents: the rows it may pick from (the band less the
+# vetoes), or the pool less the vetoes, picking from the band: the band then decides what is picked and the pool
+# where, so that the hard and novel parts of the pool, which a band of middle likelihood thins, keep their share.
+COVERS = ("band", "pool")
+
 
 @dataclass(frozen=True)
 class SelectionPolicy:
@@ -53,6 +58,7 @@ class SelectionPolicy:
     floor_scope: str = "pool"
     within_cluster: str = "quality"
     cluster_quota: str = "equal"
+    cover: str = "band"
 
     @classmethod
     def of(cls, cfg: DictConfig) -> SelectionPolicy:
@@ -90,6 +96,8 @@ class SelectionPolicy:
                 f"selection.quality_ceiling must be in [0, 1 - quality_floor), got {self.quality_ceiling}"
                 f" with quality_floor={self.quality_floor}"
             )
+        if self.cover not in COVERS:
+            raise ValueError(f"selection.cover={self.cover!r} is not valid; choose one of {list(COVERS)}")
         if self.quality_signal not in SIGNALS:
             signal = self.quality_signal
             raise ValueError(f"selection.quality_signal={signal!r} is not valid; choose one of {list(SIGNALS)}")
@@ -179,8 +187,20 @@ class SelectionPolicy:
         return masks
 
     # --------------------------------------------------------------------------------------------- choosing
-    def order(self, features: np.ndarray | None = None, text: np.ndarray | None = None) -> Order:
-        return Order(self.seed, self.within_cluster, self.cluster_quota, features, text)
+    def order(
+        self,
+        features: np.ndarray | None = None,
+        text: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        excluded: np.ndarray | None = None,
+    ) -> Order:
+        """Round robin's order; under `cover: pool` the covering order represents the pool less the vetoes (rows
+        not `excluded`, with their cluster `labels`) rather than the band alone."""
+        ground = None
+        if self.cover == "pool" and features is not None and labels is not None:
+            kept = slice(None) if excluded is None else ~excluded
+            ground = (features[kept], labels[kept])
+        return Order(self.seed, self.within_cluster, self.cluster_quota, features, text, ground)
 
     def choose(
         self,
@@ -204,7 +224,7 @@ class SelectionPolicy:
         warning; caps that the whole pool cannot fill are an error naming `selection.source_caps`."""
         sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
         count, caps = self.budget(sources)
-        order = self.order(features, text)
+        order = self.order(features, text, labels, excluded)
         floor, ceiling = self.quality_floor, self.quality_ceiling
         band = within_band(quality, labels, floor, ceiling, self.floor_scope) if floor or ceiling else None
         # What may be picked, strictest first: the band less the vetoes, then the band alone, then the whole pool.
