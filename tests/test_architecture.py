@@ -141,7 +141,7 @@ def test_no_module_imports_another_modules_private_names():
     """Within mygo/ (and the benchmarks); a test may reach into the module it tests."""
     problems = [
         f"{path.relative_to(REPO)}:{line} takes {name} from {module}"
-        for path in [*FILES, *sorted((REPO / "benchmarks").glob("*.py"))]
+        for path in [*FILES, *sorted((REPO / "benchmarks").rglob("*.py"))]
         for module, names, line in imports(path)
         if _under(module, "mygo")
         for name in names

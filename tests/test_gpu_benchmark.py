@@ -81,6 +81,25 @@ def test_the_hidden_packages_are_not_importable(bare_env):
     assert "ModuleNotFoundError" in result.stderr and "AssertionError" not in result.stderr, result.stderr
 
 
+def test_the_command_and_its_modules_import_no_heavy_package(bare_env):
+    """Each part imports torch, transformers, peft, accelerate and mygo when it runs, so a broken one fails that part
+    only: importing the command and every module of benchmarks/gpu_bench/ imports none of them."""
+    modules = sorted(path.stem for path in (REPO / "benchmarks" / "gpu_bench").glob("*.py") if path.stem != "__init__")
+    probe = (
+        "import importlib, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'benchmarks')!r})\n"
+        "import gpu\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module('gpu_bench.' + name)\n"
+        "heavy = ('torch', 'transformers', 'peft', 'accelerate', 'mygo', 'sklearn')\n"
+        "print(sorted(name for name in sys.modules if name.partition('.')[0] in heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=bare_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert {"forward", "harness", "kmeans", "report", "runner", "scoring", "training", "workload"} <= set(modules)
+
+
 def test_the_small_run_measures_every_part_without_the_tracking_stack(small_run):
     result, report = small_run
     assert result.returncode == 0, result.stderr[-4000:]
