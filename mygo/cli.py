@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from mygo.config import load_config, override_of, split_overrides
+from mygo.knobs import option_type
 from mygo.stages.table import STAGES, Knob, Stage
 from mygo.tracking.failures import LOG_FORMAT, TrackingUnavailable, recording_failures
 from mygo.tracking.redaction import redact_text, secret_params
@@ -46,6 +47,26 @@ class Command:
         module, _, function = self.runner.partition(":")
         return getattr(importlib.import_module(module), function)
 
+    def option_type(self, knob: Knob) -> str:
+        """str | int | float | bool | list: the declared type of the key the option sets."""
+        return option_type(self.config, knob.key)
+
+    def hydra_value(self, knob: Knob, value: str) -> str:
+        """The value as Hydra reads it: a list option's `val,test` is `[val,test]`."""
+        return f"[{value}]" if self.option_type(knob) == "list" and not value.startswith("[") else value
+
+    def check(self, knob: Knob, value: str) -> None:
+        """A given value must read as the option's type (an empty value means not given and is never checked)."""
+        kind = self.option_type(knob)
+        if kind == "bool" and value.lower() not in ("true", "false"):
+            raise ValueError(f"--{knob.option}={value!r} ({knob.key}): expected true or false")
+        if kind in ("int", "float"):
+            try:
+                (int if kind == "int" else float)(value)
+            except ValueError:
+                article = "an" if kind == "int" else "a"
+                raise ValueError(f"--{knob.option}={value!r} ({knob.key}): expected {article} {kind}") from None
+
 
 def stage_command(entry: Stage) -> Command:
     return Command(entry.name, entry.config, entry.options, entry.runner, entry.help, script=entry.script)
@@ -65,7 +86,7 @@ WORKFLOW_COMMANDS = (
         "sweep",
         (
             Knob("space", "sweep.space"),
-            Knob("n_trials", "sweep.n_trials", "int"),
+            Knob("n_trials", "sweep.n_trials"),
             Knob("study", "sweep.study"),
             Knob("storage", "sweep.storage"),
         ),
@@ -118,7 +139,7 @@ def mlproject_text() -> str:
         lines += [f"  {command.name}:", "    parameters:"]
         arguments = []
         for knob in (*command.named, Knob("overrides", "overrides")):
-            kind = MLPROJECT_TYPES[knob.type]
+            kind = MLPROJECT_TYPES[command.option_type(knob)]
             required = command.positional == knob.key  # `mygo lineage <run id>`: nothing to run without it
             lines.append(
                 f"      {knob.option}: {{type: {kind}}}"
@@ -142,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=command.help)
         for knob in command.named:
             sub.add_argument(
-                f"--{knob.option}", default="", help=f"sets {knob.key} ({knob.type}); not given: the config's"
+                f"--{knob.option}",
+                default="",
+                help=f"sets {knob.key} ({command.option_type(knob)}); not given: the config's",
             )
         sub.add_argument("--overrides", default="", help='Hydra overrides, e.g. "a.b=1 c=2"')
         sub.add_argument("extra", nargs="*", help="more Hydra overrides (key=value)")
@@ -152,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 def command_overrides(command: Command, args: argparse.Namespace) -> list[str]:
     given = [(knob, getattr(args, knob.option)) for knob in command.named if getattr(args, knob.option)]
     for knob, value in given:
-        knob.check(value)
-    named = [override_of(knob.key, knob.hydra_value(value)) for knob, value in given]
+        command.check(knob, value)
+    named = [override_of(knob.key, command.hydra_value(knob, value)) for knob, value in given]
     # Group choices (model=tiny) must precede keys inside the group (model.source=...).
     named.sort(key=lambda override: "." in override.split("=", 1)[0])
     extra = list(args.extra)

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from mygo.config_schema import validate
+from mygo.knobs import validate
 from mygo.stages.table import STAGE_NAMES
 
 CONFIG_DIR_ENV = "MYGO_CONFIG_DIR"
@@ -105,7 +105,7 @@ def check_no_env_interpolation(overrides: list[str]) -> None:
 
 
 def load_config(stage: str, overrides: str | list[str] | None = None) -> DictConfig:
-    """Compose `configs/<stage>.yaml` with overrides, resolved and checked against `mygo.config_schema`.
+    """Compose `configs/<stage>.yaml` with overrides, resolved and checked against its knobs (`mygo.knobs`).
 
     Unknown keys are errors that name the nearest valid ones (struct mode), `+key=value` included: it adds no
     key the config does not declare, so a typo is never logged as a setting that did nothing.

@@ -91,7 +91,7 @@ LAYERS = (
     ("mygo.stages",),
     ("mygo.training", "mygo.tracking"),
     ("mygo.builtin", "mygo.models", "mygo.analysis", "mygo.data"),
-    ("mygo.config", "mygo.config_schema", "mygo.registry", "mygo.atomic", "mygo.labels", "mygo.signal_table"),
+    ("mygo.config", "mygo.knobs", "mygo.registry", "mygo.atomic", "mygo.labels", "mygo.signal_table"),
 )
 DATA_FOR_EVERY_LAYER = "mygo.stages.table"  # imports nothing from mygo
 
@@ -247,7 +247,10 @@ def test_mlproject_entry_points_are_the_cli_commands_with_typed_parameters():
         assert (REPO / command.entry_script).is_file(), command.entry_script
         for knob in command.named:
             parameter = entry.parameters[knob.option]
-            assert parameter.type == ("float" if knob.type in ("int", "float") else "string"), (name, knob.option)
+            assert parameter.type == ("float" if command.option_type(knob) in ("int", "float") else "string"), (
+                name,
+                knob.option,
+            )
         given = {knob.option: "x" for knob in command.named if entry.parameters[knob.option].default is None}
         # Not given: MLflow passes "" and mygo applies nothing, so the config and its presets decide.
         assert entry.compute_command(given, None).startswith(f"python {command.entry_script} ")
@@ -269,12 +272,12 @@ def test_entry_points_are_thin_and_run_their_own_checkout():
 
 @pytest.mark.parametrize(("option", "value", "ok"), [("k", "8", True), ("k", "8.5", False), ("epochs", "1e-2", True)])
 def test_typed_knobs_check_given_values(option, value, ok):
-    knobs = {knob.option: knob for entry in STAGES for knob in entry.options}
+    command, knob = next((c, k) for c in COMMANDS.values() for k in c.named if k.option == option)
     if ok:
-        knobs[option].check(value)
+        command.check(knob, value)
     else:
         with pytest.raises(ValueError, match=f"--{option}="):
-            knobs[option].check(value)
+            command.check(knob, value)
 
 
 def test_a_tuned_preset_is_not_overridden_when_a_knob_is_not_given():

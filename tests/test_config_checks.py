@@ -1,17 +1,20 @@
 """Every override is checked before any work: unknown keys (`+key` too) name the nearest valid ones, values are
-checked against mygo.config_schema, and main and sweep compose every stage's config before the first stage runs."""
+checked against the knobs' declarations (mygo.knobs), and main and sweep compose every stage's config before the first
+stage runs."""
 
 from __future__ import annotations
 
 import mlflow
 import pytest
+from omegaconf import OmegaConf
 
 from mygo.cli import COMMANDS, build_parser, command_overrides
 from mygo.cli import main as mygo_main
 from mygo.config import flatten_config, load_config
-from mygo.config_schema import SCHEMAS, SPECS, Spec, check_value
-from mygo.stages.table import STAGES
+from mygo.knobs import CONFIGS, config_texts, declared, option_type
+from mygo.knobs.declare import Bool, Choice, Float, Int, List
 from mygo.workflows.stage_configs import stage_overrides_of
+from tests.helpers import REPO
 
 
 def runs_in_store() -> list:
@@ -118,47 +121,58 @@ def test_sweep_checks_its_stage_overrides_and_every_sampled_key_first(tracking_s
     assert runs_in_store() == []
 
 
-def test_every_schema_spec_parses_and_names_keys_its_config_has_or_is_to_gain():
-    for config, schema in SCHEMAS.items():
-        cfg = load_config(config)
-        for key in schema:
-            assert SPECS[config][key].text == schema[key]
-            if key.split(".")[0] not in ("corruption",):  # a key a config gains later is not checked till then
-                assert key.split(".")[0] in cfg, (config, key)
-        # the defaults pass their own schema (load_config checks them)
+def test_every_key_of_a_composed_config_is_declared_and_every_declared_key_is_there():
+    for name in CONFIGS:
+        cfg = load_config(name)  # the defaults pass their own declarations (load_config checks them)
+        knobs = declared(name).knobs()
+        assert all(OmegaConf.select(cfg, key, default="<missing>") != "<missing>" for key in knobs), name
+        groups = {*declared(name).groups, "stage_overrides"}  # a preset's other keys are its own (a tiny base's)
+        written = [key for key in flatten_config(cfg) if key.split(".")[0] not in groups]
+        assert [key for key in written if not any(key == k or key.startswith(f"{k}.") for k in knobs)] == [], name
 
 
-def test_the_schema_agrees_with_the_stage_table_knob_types():
-    expected = {"int": ("int",), "float": ("float",), "bool": ("bool",), "str": ("str",), "list": ("list",)}
-    for entry in STAGES:
-        for knob in entry.options:
-            spec = SPECS[entry.config].get(knob.key)
-            if spec is not None:
-                assert spec.type in expected[knob.type], (entry.name, knob.option, spec.text)
+def test_the_configs_are_written_from_the_declarations():
+    for name, text in config_texts().items():
+        assert (REPO / "configs" / name).read_text() == text, f"configs/{name}: run python scripts/write_configs.py"
+
+
+def test_options_take_their_type_from_the_key_they_set():
+    assert option_type("sweep", "sweep.n_trials") == "int"
+    assert option_type("evaluate", "evaluation.splits") == "list"
+    assert option_type("evaluate", "evaluation.base_only") == "bool"
+    assert option_type("finetune", "target.lora.r") == "int"  # a preset's key, declared in mygo/knobs/groups.py
+    assert option_type("warmup", "model") == "str"  # a group's choice
+    args = build_parser().parse_args(["sweep", "--n_trials", "three"])
+    with pytest.raises(ValueError, match=r"--n_trials='three' \(sweep.n_trials\): expected an int"):
+        command_overrides(COMMANDS["sweep"], args)
 
 
 @pytest.mark.parametrize(
-    ("text", "good", "bad"),
+    ("knob", "expected", "good", "bad"),
     [
-        ("float in (0, 1]", [1, 0.5], [0, 1.01, "0.5", True, None]),
-        ("int >= 2 or null", [2, None], [1, 2.5, "ten", False]),
-        ("one of kmeans, hdbscan", ["kmeans"], ["dbscan", 1]),
-        ("list of str or null", [["a"], [], None], [["a", 1], "a"]),
-        ("float in [0, 1)", [0, 0.99], [1, -0.1]),
+        (Float(0.5, gt=0, le=1), "float in (0, 1]", [1, 0.5], [0, 1.01, "0.5", True, None]),
+        (Int(2, ge=2, null=True), "int >= 2 or null", [2, None], [1, 2.5, "ten", False]),
+        (Choice("kmeans", ("kmeans", "hdbscan")), "one of kmeans, hdbscan", ["kmeans"], ["dbscan", 1]),
+        (List(str, None, null=True), "list of str or null", [["a"], [], None], [["a", 1], "a"]),
+        (Float(0, ge=0, lt=1), "float in [0, 1)", [0, 0.99], [1, -0.1]),
+        (Bool(True), "bool", [True, False], [1, "true", None]),
     ],
 )
-def test_spec_accepts(text, good, bad):
-    spec = Spec.parse(text)
-    assert all(spec.accepts(value) for value in good)
-    assert not any(spec.accepts(value) for value in bad)
+def test_a_knob_accepts_what_it_declares_and_says_what_it_expects(knob, expected, good, bad):
+    assert knob.expected == expected
+    assert all(knob.accepts(value) for value in good)
+    assert not any(knob.accepts(value) for value in bad)
 
 
-def test_keys_the_parallel_branch_adds_are_declared():
-    check_value("select", "selection.quality_signal", "rank_mean")
-    with pytest.raises(ValueError, match="selection.quality_floor: expected float in \\[0, 1\\), got 1"):
-        check_value("select", "selection.quality_floor", 1)
-    check_value("warmup", "corruption.kinds", ["shuffle"])
-    check_value("score", "score.ifd", True)
+def test_bad_values_fail_composition_naming_the_key_and_what_it_expects():
+    assert load_config("select", ["selection.quality_signal=rank_mean"]).selection.quality_signal == "rank_mean"
+    with pytest.raises(ValueError, match=r"selection.quality_floor: expected float in \[0, 1\), got 1"):
+        load_config("select", ["selection.quality_floor=1"])
+    with pytest.raises(ValueError, match=r"tracking.system_metrics_interval: expected float > 0, got 0"):
+        load_config("lineage", ["tracking.system_metrics_interval=0"])
+    with pytest.raises(ValueError, match=r"target.lora.r: expected int >= 1, got 0"):
+        load_config("finetune", ["target.lora.r=0"])
+    assert load_config("warmup", ["corruption.kinds=[shuffle]"]).corruption.kinds == ["shuffle"]
 
 
 def test_an_integer_for_a_float_gate_setting_reaches_the_strict_model_config_as_that_float():

@@ -17,39 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-KNOB_TYPES = {"str": str, "int": int, "float": float, "bool": None, "list": None}
-BOOL_VALUES = ("true", "false")
-
 
 @dataclass(frozen=True)
 class Knob:
-    """A named command-line option (`--option` / `-P option=`) that sets one Hydra key when it is given."""
+    """A named command-line option (`--option` / `-P option=`) that sets one Hydra key when it is given; its type
+    is the key's declared one (`mygo.knobs.option_type`)."""
 
     option: str
     key: str
-    type: str = "str"  # str | int | float | bool | list (comma-separated: `-P splits=val,test`)
-
-    def __post_init__(self) -> None:
-        if self.type not in KNOB_TYPES:
-            raise ValueError(f"knob {self.option}: type {self.type!r} is not one of {list(KNOB_TYPES)}")
-
-    def hydra_value(self, value: str) -> str:
-        """The value as Hydra reads it: a list knob's `val,test` is `[val,test]`."""
-        return f"[{value}]" if self.type == "list" and not value.startswith("[") else value
-
-    def check(self, value: str) -> None:
-        """A given value must read as the knob's type (an empty value means not given and is never checked)."""
-        if self.type == "list":
-            return
-        if self.type == "bool":
-            if value.lower() not in BOOL_VALUES:
-                raise ValueError(f"--{self.option}={value!r} ({self.key}): expected true or false")
-            return
-        try:
-            KNOB_TYPES[self.type](value)
-        except ValueError:
-            article = "an" if self.type == "int" else "a"
-            raise ValueError(f"--{self.option}={value!r} ({self.key}): expected {article} {self.type}") from None
 
 
 @dataclass(frozen=True)
@@ -93,7 +68,7 @@ STAGES: tuple[Stage, ...] = (
             Knob("model", "model"),
             Knob("source", "model.source"),
             Knob("trash_expert_mode", "select_moe.trash_expert_mode"),
-            Knob("quality_gate_init_std", "select_moe.quality_gate_init_std", "float"),
+            Knob("quality_gate_init_std", "select_moe.quality_gate_init_std"),
         ),
         artifacts={"model": "model"},
         tags={"model_path": "mygo.model_path"},
@@ -110,12 +85,12 @@ STAGES: tuple[Stage, ...] = (
         knobs=(
             Knob("model", "model"),
             Knob("loss_type", "select_moe.quality_loss_type"),
-            Knob("quality_loss_weight", "select_moe.quality_loss_weight", "float"),
+            Knob("quality_loss_weight", "select_moe.quality_loss_weight"),
             Knob("trash_expert_mode", "select_moe.trash_expert_mode"),
-            Knob("learning_rate", "training.learning_rate", "float"),
-            Knob("epochs", "training.epochs", "float"),
+            Knob("learning_rate", "training.learning_rate"),
+            Knob("epochs", "training.epochs"),
             Knob("peft_mode", "training.peft_mode"),
-            Knob("subset_ratio", "dataset.subset_ratio", "float"),
+            Knob("subset_ratio", "dataset.subset_ratio"),
         ),
         artifacts={"router_weights": "router/weights.safetensors"},
         compared_weights="router/weights.safetensors",
@@ -147,11 +122,11 @@ STAGES: tuple[Stage, ...] = (
         help="cluster the scored pool by router logits and select a subset (round robin over clusters)",
         upstream="score",
         knobs=(
-            Knob("selection_percentage", "selection.percentage", "float"),
+            Knob("selection_percentage", "selection.percentage"),
             Knob("strategy", "selection.strategy"),
             Knob("clustering_method", "clustering.method"),
-            Knob("k", "clustering.kmeans.k", "int"),
-            Knob("min_cluster_size", "clustering.hdbscan.min_cluster_size", "int"),
+            Knob("k", "clustering.kmeans.k"),
+            Knob("min_cluster_size", "clustering.hdbscan.min_cluster_size"),
         ),
         artifacts={"selected_data": "selection/selected_data.jsonl"},
         tags={"selected_ids": "mygo.selected_ids_sha256"},
@@ -174,9 +149,9 @@ STAGES: tuple[Stage, ...] = (
         knobs=(
             Knob("data_path", "data.path"),
             Knob("target", "target"),
-            Knob("learning_rate", "target.training.learning_rate", "float"),
-            Knob("epochs", "target.training.epochs", "float"),
-            Knob("lora_r", "target.lora.r", "int"),
+            Knob("learning_rate", "target.training.learning_rate"),
+            Knob("epochs", "target.training.epochs"),
+            Knob("lora_r", "target.lora.r"),
         ),
         artifacts={"adapter": "adapter"},
         tags={"adapter_path": "mygo.adapter_path", "target_path": "mygo.target_path"},
@@ -193,11 +168,11 @@ STAGES: tuple[Stage, ...] = (
         knobs=(
             Knob("model_uri", "upstream.model_uri"),  # models:/<name>@<alias> or models:/<name>/<version>
             Knob("tasks", "evaluation.tasks"),
-            Knob("splits", "evaluation.splits", "list"),
+            Knob("splits", "evaluation.splits"),
             Knob("chat_template", "evaluation.apply_chat_template"),
-            Knob("base_only", "evaluation.base_only", "bool"),
-            Knob("num_fewshot", "evaluation.num_fewshot", "int"),
-            Knob("limit", "evaluation.limit", "float"),
+            Knob("base_only", "evaluation.base_only"),
+            Knob("num_fewshot", "evaluation.num_fewshot"),
+            Knob("limit", "evaluation.limit"),
             Knob("target", "target"),
         ),
         tags={"base_only": "mygo.eval_base_only"},  # true: the target alone (a control arm of its own)
