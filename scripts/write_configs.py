@@ -20,7 +20,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a config differs from its generated text")
     args = parser.parse_args()
-    stale = [name for name, text in config_texts().items() if (CONFIGS / name).read_text() != text]
+    stale = [
+        name
+        for name, text in config_texts().items()
+        if not (CONFIGS / name).is_file() or (CONFIGS / name).read_text() != text
+    ]
     if args.check:
         for name in stale:
             print(f"configs/{name} is out of date: run python scripts/write_configs.py", file=sys.stderr)

@@ -9,7 +9,7 @@ import importlib
 from omegaconf import DictConfig
 
 from mygo.knobs.declare import Declared, Knob, check, render, render_group
-from mygo.knobs.groups import TRACKING
+from mygo.knobs.groups import DATASET, TRACKING
 from mygo.stages.table import STAGES
 
 # Every stage's config, then the workflows'.
@@ -39,7 +39,10 @@ def option_type(config: str, key: str) -> str:
 def config_texts() -> dict[str, str]:
     """Each written config file (a path under configs/) and its text."""
     texts = {f"{name}.yaml": render(declared(name)) for name in CONFIGS}
-    return texts | {"tracking/default.yaml": render_group(TRACKING, "groups")}
+    return texts | {
+        "tracking/default.yaml": render_group(TRACKING, "groups"),
+        "dataset/_shared.yaml": render_group(DATASET, "groups"),
+    }
 
 
 def validate(config: str, cfg: DictConfig) -> None:

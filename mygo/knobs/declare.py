@@ -217,6 +217,8 @@ def _render_entries(entries: dict[str, Knob | Block], depth: int, top: bool = Fa
     lines: list[str] = []
     after_block = True
     for name, entry in entries.items():
+        if isinstance(entry, Block) and not _written(entry):
+            continue
         if isinstance(entry, Block):
             if top:
                 lines.append("")
@@ -230,6 +232,13 @@ def _render_entries(entries: dict[str, Knob | Block], depth: int, top: bool = Fa
             lines += _with_help(f"{indent}{name}: {_value(entry.default)}", entry.help, column)
             after_block = False
     return lines
+
+
+def _written(block: Block) -> bool:
+    """Whether a block has a knob with a default of its own (a block of preset keys alone is not written)."""
+    return any(
+        _written(entry) if isinstance(entry, Block) else entry.default is not PRESET for entry in block.knobs.values()
+    )
 
 
 def _value(value: object) -> str:

@@ -2,7 +2,7 @@
 here) and the keys of the model, target and dataset presets (configs/model/, target/, dataset/: each preset has
 its own values, so these are checked, not written)."""
 
-from mygo.knobs.declare import PRESET, Block, Bool, Choice, Float, Int, Knob, List, Str
+from mygo.knobs.declare import PRESET, Any, Block, Bool, Choice, Float, Int, Knob, List, Str
 
 # The first entry of every config's defaults list.
 TRACKING_DEFAULT = "- tracking: default   # configs/tracking/default.yaml: where and how runs are recorded"
@@ -54,9 +54,10 @@ MODEL = Block(  # configs/model/*.yaml, in convert and warmup
     },
 )
 
-DATASET = Block(  # configs/dataset/*.yaml, in warmup
-    "",
+DATASET = Block(  # configs/dataset/*.yaml, in warmup: the shared knobs written to configs/dataset/_shared.yaml
+    "What every pool preset shares (configs/dataset/: each preset starts from it and sets its pool).",
     {
+        "name": Str(PRESET),
         "data_dir": Str(PRESET),
         "dataset_names": List(str, PRESET, null=True),
         "demo": Block(
@@ -67,21 +68,27 @@ DATASET = Block(  # configs/dataset/*.yaml, in warmup
                 "noise_kinds": List(str, PRESET),
             },
         ),
-        "skip_bad_lines": Bool(PRESET),
         "max_sequence_length": Int(PRESET, ge=8),
-        "full_sequence_prediction": Bool(PRESET),
-        "mask_special_tokens": Bool(PRESET),
-        "format": Choice(PRESET, ("auto", "messages", "alpaca", "sharegpt", "openai", "prompt_response")),
-        "train_on_tool_turns": Bool(PRESET),
-        "dedup": Block(  # mygo/data/dedup.py
-            "",
+        "format": Choice(
+            "auto",
+            ("auto", "messages", "alpaca", "sharegpt", "openai", "prompt_response"),
+            "auto (each file's own) | messages | alpaca | sharegpt | openai | prompt_response",
+        ),
+        "skip_bad_lines": Bool(False, "true: skip lines that are not JSON and count them (data/bad_lines)"),
+        "full_sequence_prediction": Bool(False, "true: labels on user and assistant turns; false: assistant only"),
+        "mask_special_tokens": Bool(True, "no loss on role markers"),
+        "train_on_tool_turns": Bool(False, "true: labels on tool turns (tool results) too"),
+        "num_proc": Any("auto", "tokenizing processes; auto: one per core for large pools"),
+        "cache_dir": Str("outputs/cache", "the demo pool and tokenized pools, keyed by content"),
+        "dedup": Block(
+            "Duplicates removed before warmup and scoring (mygo/data/dedup.py); the first in pool order is kept.",
             {
-                "enabled": Bool(PRESET),
+                "enabled": Bool(True, "exact: the same conversation once case-folded and whitespace-collapsed"),
                 "near": Bool(PRESET),
-                "threshold": Float(PRESET, gt=0, le=1),
-                "num_perm": Int(PRESET, ge=2),
-                "shingle": Int(PRESET, ge=1, le=64),
-                "min_words": Int(PRESET, ge=1),
+                "threshold": Float(0.8, "near: Jaccard similarity of the answers' shingle sets", gt=0, le=1),
+                "num_perm": Int(128, "near: MinHash permutations for the LSH index", ge=2),
+                "shingle": Int(5, "near: words per shingle", ge=1, le=64),
+                "min_words": Int(10, 'near: shorter answers ("yes", "(B)") are compared exactly only', ge=1),
             },
         ),
     },
