@@ -6,6 +6,13 @@ from mygo.knobs.declare import PRESET, Any, Block, Bool, Choice, Float, Int, Kno
 
 # The first entry of every config's defaults list.
 TRACKING_DEFAULT = "- tracking: default   # configs/tracking/default.yaml: where and how runs are recorded"
+# main's and sweep's: `stage_overrides`, a node that mygo.config registers.
+STAGE_OVERRIDES_DEFAULTS = (
+    '# stage_overrides.<stage>: "" for each stage of the table (mygo/stages/table.py, see mygo.config).',
+    TRACKING_DEFAULT,
+    "- stage_overrides",
+    "- _self_",
+)
 
 TRACKING = Block(
     "Where and how every command records its runs: the `tracking` block of every config (override a key as "

@@ -1,7 +1,7 @@
 """The knobs of configs/main.yaml."""
 
 from mygo.knobs.declare import Block, Declared, List, Str
-from mygo.knobs.groups import TRACKING, TRACKING_DEFAULT
+from mygo.knobs.groups import STAGE_OVERRIDES_DEFAULTS, TRACKING
 
 CONFIG = Declared(
     "main",
@@ -11,11 +11,9 @@ CONFIG = Declared(
         "evaluate, each a child run of one pipeline run; finished stages reused."
     ),
     defaults=(
-        '# stage_overrides.<stage>: "" for each stage of the table (mygo/stages/table.py, see mygo.config).',
+        STAGE_OVERRIDES_DEFAULTS[0],
         '# Hydra overrides forwarded to each stage\'s own config, e.g. convert: "model=olmoe_1b_7b".',
-        TRACKING_DEFAULT,
-        "- stage_overrides",
-        "- _self_",
+        *STAGE_OVERRIDES_DEFAULTS[1:],
     ),
     body={
         "pipeline": Block(

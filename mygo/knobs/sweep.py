@@ -1,7 +1,7 @@
 """The knobs of configs/sweep.yaml."""
 
 from mygo.knobs.declare import Block, Bool, Declared, Float, Int, List, Str
-from mygo.knobs.groups import TRACKING, TRACKING_DEFAULT
+from mygo.knobs.groups import STAGE_OVERRIDES_DEFAULTS, TRACKING
 
 CONFIG = Declared(
     "sweep",
@@ -11,11 +11,9 @@ CONFIG = Declared(
         "config did not change are reused (one warmup per loss setting)."
     ),
     defaults=(
-        '# stage_overrides.<stage>: "" for each stage of the table (mygo/stages/table.py, see mygo.config).',
+        STAGE_OVERRIDES_DEFAULTS[0],
         "# Overrides for every trial's stages (the same as main's), under the sampled ones.",
-        TRACKING_DEFAULT,
-        "- stage_overrides",
-        "- _self_",
+        *STAGE_OVERRIDES_DEFAULTS[1:],
     ),
     body={
         "pipeline": Block(
