@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +56,12 @@ class Text:
         self.rng = np.random.default_rng(seed)
         ranks = np.arange(1, len(words) + 1)
         self.p = 1 / ranks**1.05 / (1 / ranks**1.05).sum()
+        # `Generator.choice(p=...)` checks p and builds this on every call; the same draws from it once built.
+        self.cdf = self.p.cumsum()
+        self.cdf /= self.cdf[-1]
 
     def sentence(self, count: int) -> list[str]:
-        return [self.words[i] for i in self.rng.choice(len(self.words), size=count, p=self.p)]
+        return [self.words[i] for i in self.cdf.searchsorted(self.rng.random(count), side="right")]
 
 
 def changed(words: list[str], count: int, rng: random.Random) -> list[str]:
@@ -79,24 +84,40 @@ def messy(text: str, rng: random.Random) -> str:
 
 
 def build_pool(
-    directory: Path, records: int, exact: float, near: float, hard: float, settings: DedupSettings, seed: int
+    directory: Path,
+    records: int,
+    exact: float,
+    near: float,
+    hard: float,
+    settings: DedupSettings,
+    seed: int,
+    progress: Callable[[int], object] | None = None,
 ) -> dict[str, set[str]]:
-    """Write the pool; returns the planted ids by kind (exact, near, hard)."""
+    """Write the pool; returns the planted ids by kind (exact, near, hard). `progress(n)`: n more records written.
+
+    Streamed, so that memory grows by a few bytes a record, not by the records: the originals are written as they
+    are drawn (keeping each one's offset in its file and its answer's length), the planted copies are drawn from
+    originals read back and written to a side file per source, then appended to their source's file shuffled."""
     rng = random.Random(seed)
     text = Text(vocabulary(), seed)
     counts = {"exact": round(exact * records), "near": round(near * records), "hard": round(hard * records)}
     originals = records - sum(counts.values())
-    rows: list[dict] = []
-    answer_words: list[list[str]] = []
-    for number in range(originals):
-        source = SOURCES[number % len(SOURCES)]
-        length = int(np.clip(text.rng.lognormal(np.log(60), 0.8), 1, 800))
-        if source == "flan_v2" and number % 5 == 0:
-            length = rng.randint(1, 3)
-        words = text.sentence(length)
-        question = " ".join(text.sentence(int(np.clip(text.rng.lognormal(np.log(20), 0.6), 3, 300))))
-        rows.append(
-            {
+    files = {source: directory / source / f"{source}_data.jsonl" for source in SOURCES}
+    sides = {source: directory / source / ".copies.tmp" for source in SOURCES}  # not a pool file: no .jsonl
+    offsets = np.zeros(originals, dtype=np.int64)  # each original's byte offset in its source's file
+    lengths = np.zeros(originals, dtype=np.int32)  # each original's answer words
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        out = {source: stack.enter_context(open(path, "wb")) for source, path in files.items()}
+        for number in range(originals):
+            source = SOURCES[number % len(SOURCES)]
+            length = int(np.clip(text.rng.lognormal(np.log(60), 0.8), 1, 800))
+            if source == "flan_v2" and number % 5 == 0:
+                length = rng.randint(1, 3)
+            words = text.sentence(length)
+            question = " ".join(text.sentence(int(np.clip(text.rng.lognormal(np.log(20), 0.6), 3, 300))))
+            row = {
                 "dataset": source,
                 "id": f"{source}_{number}",
                 "messages": [
@@ -104,47 +125,63 @@ def build_pool(
                     {"role": "assistant", "content": " ".join(words)},
                 ],
             }
-        )
-        answer_words.append(words)
-    long_enough = [i for i, words in enumerate(answer_words) if len(words) >= max(settings.min_words, 20)]
+            offsets[number] = out[source].tell()
+            out[source].write((json.dumps(row) + "\n").encode())
+            lengths[number] = len(words)
+            if progress is not None and number % 1000 == 999:
+                progress(1000)
+    if progress is not None:
+        progress(originals % 1000)
+    long_enough = np.flatnonzero(lengths >= max(settings.min_words, 20))
     planted: dict[str, set[str]] = {kind: set() for kind in counts}
-    for kind, count in counts.items():
-        made = 0
-        while made < count:
-            i = rng.choice(long_enough if kind != "exact" else range(originals))
-            source = rows[i]["dataset"]
-            record_id = f"{source}_{kind}_{made}"
-            if kind == "exact":
-                messages = [{"role": m["role"], "content": messy(m["content"], rng)} for m in rows[i]["messages"]]
-            else:
-                words = answer_words[i]
-                if kind == "near":  # up to ~1 word in 50 changed, so most copies land above the threshold
-                    new = changed(words, rng.randint(1, max(1, len(words) // 50)), rng)
-                    if answer_similarity(words, new, settings.shingle) < settings.threshold:
-                        continue
+    side_offsets: dict[str, list[int]] = {source: [] for source in SOURCES}  # the copies in the order made
+    with ExitStack() as stack:
+        pool = {source: stack.enter_context(open(path, "rb")) for source, path in files.items()}
+        side = {source: stack.enter_context(open(path, "wb")) for source, path in sides.items()}
+
+        def original(i: int) -> dict:
+            handle = pool[SOURCES[i % len(SOURCES)]]
+            handle.seek(offsets[i])
+            return json.loads(handle.readline())
+
+        for kind, count in counts.items():
+            made = 0
+            while made < count:
+                i = int(rng.choice(long_enough if kind != "exact" else range(originals)))
+                row = original(i)
+                source = row["dataset"]
+                record_id = f"{source}_{kind}_{made}"
+                if kind == "exact":
+                    messages = [{"role": m["role"], "content": messy(m["content"], rng)} for m in row["messages"]]
                 else:
-                    new = changed(words, rng.randint(max(2, len(words) // 25), max(3, len(words) // 8)), rng)
-                    if not 0.5 <= answer_similarity(words, new, settings.shingle) < settings.threshold - 0.05:
-                        continue
-                question = " ".join(text.sentence(15)) + "?"
-                messages = [{"role": "user", "content": question}, {"role": "assistant", "content": " ".join(new)}]
-            # Inserted after the original (a later position in the same source), so keep-first keeps the original.
-            rows.append({"dataset": source, "id": record_id, "messages": messages})
-            planted[kind].add(record_id)
-            made += 1
-    by_source: dict[str, list[dict]] = {source: [] for source in SOURCES}
-    for row in rows:
-        by_source[row["dataset"]].append(row)
-    for source, items in by_source.items():
-        (directory / source).mkdir(parents=True, exist_ok=True)
-        # Originals first, then the planted copies shuffled among themselves.
-        copies = set().union(*planted.values())
-        head = [row for row in items if row["id"] not in copies]
-        tail = [row for row in items if row["id"] in copies]
+                    words = row["messages"][1]["content"].split()  # the answer's words: none holds a space
+                    if kind == "near":  # up to ~1 word in 50 changed, so most copies land above the threshold
+                        new = changed(words, rng.randint(1, max(1, len(words) // 50)), rng)
+                        if answer_similarity(words, new, settings.shingle) < settings.threshold:
+                            continue
+                    else:
+                        new = changed(words, rng.randint(max(2, len(words) // 25), max(3, len(words) // 8)), rng)
+                        if not 0.5 <= answer_similarity(words, new, settings.shingle) < settings.threshold - 0.05:
+                            continue
+                    question = " ".join(text.sentence(15)) + "?"
+                    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": " ".join(new)}]
+                # Written after the originals (a later position in the same source): keep-first keeps the original.
+                side_offsets[source].append(side[source].tell())
+                side[source].write(
+                    (json.dumps({"dataset": source, "id": record_id, "messages": messages}) + "\n").encode()
+                )
+                planted[kind].add(record_id)
+                made += 1
+                if progress is not None:
+                    progress(1)
+    for source in SOURCES:  # the planted copies shuffled among themselves, after the originals
+        tail = side_offsets[source]
         rng.shuffle(tail)
-        with open(directory / source / f"{source}_data.jsonl", "w") as handle:
-            for row in head + tail:
-                handle.write(json.dumps(row) + "\n")
+        with open(sides[source], "rb") as copies, open(files[source], "ab") as handle:
+            for offset in tail:
+                copies.seek(offset)
+                handle.write(copies.readline())
+        sides[source].unlink()
     return planted
 
 

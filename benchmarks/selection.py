@@ -23,27 +23,54 @@ from mygo.analysis.selection import select
 from mygo.stages.select import write_selected_records
 
 
-def synthetic_router_data(directory: Path, samples: int, layers: int, experts: int, seed: int = 0) -> None:
-    """Router logits drawn around 40 centres of uneven size, the pool file they index, the shards."""
+def synthetic_router_data(
+    directory: Path,
+    samples: int,
+    layers: int,
+    experts: int,
+    seed: int = 0,
+    index: pd.DataFrame | None = None,
+    signals: bool = False,
+) -> None:
+    """Router logits drawn around 40 centres of uneven size, the pool file they index, the shards.
+
+    `index`: the rows of a pool already written (id, dataset, length, file, line; `samples` of them) instead of a
+    pool file of its own. `signals`: each sample also gets the stored signals the default selection ranks and
+    vetoes by (nll, relevance, overlap, prompt_copy, repetition), drawn at random. Written a shard at a time."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((40, layers, experts)).astype(np.float32)
     members = rng.choice(40, size=samples, p=rng.dirichlet(np.ones(40)))
-    pool_file = directory / "pool" / "cot" / "cot_data.jsonl"
-    pool_file.parent.mkdir(parents=True)
-    with pool_file.open("w") as handle:
-        for i in range(samples):
-            record = {"dataset": "cot", "id": f"cot_{i}", "messages": [{"role": "user", "content": f"q{i}"}]}
-            handle.write(json.dumps(record) + "\n")
-    index = pd.DataFrame(
-        {"id": [f"cot_{i}" for i in range(samples)], "dataset": "cot", "length": rng.integers(20, 2048, samples)}
-    )
-    index["file"], index["line"] = str(pool_file), np.arange(1, samples + 1)
+    if index is None:
+        pool_file = directory / "pool" / "cot" / "cot_data.jsonl"
+        pool_file.parent.mkdir(parents=True)
+        with pool_file.open("w") as handle:
+            for i in range(samples):
+                record = {"dataset": "cot", "id": f"cot_{i}", "messages": [{"role": "user", "content": f"q{i}"}]}
+                handle.write(json.dumps(record) + "\n")
+        index = pd.DataFrame(
+            {"id": [f"cot_{i}" for i in range(samples)], "dataset": "cot", "length": rng.integers(20, 2048, samples)}
+        )
+        index["file"], index["line"] = str(pool_file), np.arange(1, samples + 1)
+    elif len(index) != samples:
+        raise ValueError(f"an index of {len(index)} rows for {samples} samples")
     for number, rows in enumerate(plan_shards(index["length"].to_numpy(), 4096)):
         features = centres[members[rows]] + 0.5 * rng.standard_normal((len(rows), layers, experts), dtype=np.float32)
-        write_shard(
-            directory, number, rows, rng.random((len(rows), layers), dtype=np.float32), features.astype(np.float16)
-        )
+        quality = rng.random((len(rows), layers), dtype=np.float32)
+        drawn = synthetic_signals(rng, len(rows)) if signals else None
+        write_shard(directory, number, rows, quality, features.astype(np.float16), drawn)
     write_index(directory, index)
+
+
+def synthetic_signals(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
+    """Stored signals in plausible ranges, next to none past the default fault limits (prompt_copy 0.8,
+    repetition 0.5)."""
+    return {
+        "nll": rng.lognormal(0.3, 0.5, count),
+        "relevance": rng.uniform(-0.2, 0.8, count),
+        "overlap": rng.beta(2, 5, count),
+        "prompt_copy": rng.beta(1, 12, count),
+        "repetition": rng.beta(1, 15, count),
+    }
 
 
 def main() -> None:
