@@ -103,7 +103,14 @@ def store(scored, monkeypatch):
 
 # The modules that take longest, first: xdist hands whole modules to its workers in collection order (--dist
 # loadscope), and a long module handed out last keeps one worker busy while the other waits.
-LONGEST_FIRST = ("test_entry_points.py", "test_faults.py", "test_entry_points_named.py", "test_sweeps.py")
+LONGEST_FIRST = (
+    "test_entry_points.py",
+    "test_faults.py",
+    "test_entry_points_named.py",
+    "test_faults_tracking_server.py",
+    "test_sweeps.py",
+    "test_pipeline.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
