@@ -84,14 +84,15 @@ def test_covering_the_pool_gives_a_thinned_cluster_and_region_their_share_from_t
     how = {"within_cluster": "coverage", "cluster_quota": "proportional", "seed": 0, "features": features[band]}
     alone = select("round_robin", np.zeros(len(band)), labels[band], count=20, **how)
     assert np.bincount(labels[band][alone.indices]).tolist() == [15, 5]  # the band's shares
-    pool = select("round_robin", np.zeros(len(band)), labels[band], count=20, ground=(features, labels), **how)
+    ground = (features, np.arange(len(labels)), labels)
+    pool = select("round_robin", np.zeros(len(band)), labels[band], count=20, ground=ground, **how)
     assert np.bincount(labels[band][pool.indices]).tolist() == [10, 10]  # the pool's shares
     # Within a cluster, a region that the band thinned is covered as the pool holds it: half the picks.
     inside = band[band < 100]
     how = {"within_cluster": "coverage", "seed": 0, "features": features[inside]}
     zeros = np.zeros(len(inside), dtype=np.int64)
     alone = select("round_robin", np.zeros(len(inside)), zeros, count=4, **how)
-    ground = (features[:100], np.zeros(100, dtype=np.int64))
+    ground = (features, np.arange(100), np.zeros(100, dtype=np.int64))
     pool = select("round_robin", np.zeros(len(inside)), zeros, count=4, ground=ground, **how)
     assert np.bincount(inside[pool.indices] // 50, minlength=2).tolist() == [2, 2]
     assert np.bincount(inside[alone.indices] // 50, minlength=2)[1] < 2

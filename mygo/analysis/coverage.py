@@ -72,20 +72,20 @@ def covering_picks(
     seed: int = 0,
     ground_size: int = GROUND_SIZE,
     epsilon: float = EPSILON,
-    ground: tuple[np.ndarray, np.ndarray] | None = None,
+    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows chosen by round robin over the groups in `quotas` (label -> picks; groups visited in that order each
     round), each turn the member with the best coverage x novelty (module docstring). Returns (rows in the order
     chosen, the round of each).
 
     features: [n, d] the clustering's features (cosine geometry); labels: [n] group of each row; text: [n, t] unit
-    rows of the text embedding (`text_embedding`), or None for coverage alone. `ground`: (features [m, d], labels
-    [m]) of the rows the picks should represent, a superset of the candidates (None: the candidates themselves):
-    picks then come from the candidates but are placed to cover all of their cluster in the ground, its parts
-    without candidates included."""
+    rows of the text embedding (`text_embedding`), or None for coverage alone. `ground`: (features [N, d] of a whole
+    pool, the rows [m] of it that the picks should represent, their labels [m]), a superset of the candidates (None:
+    the candidates themselves): picks then come from the candidates but are placed to cover all of their cluster in
+    the ground, its parts without candidates included. Only the sampled ground rows are read from its features."""
     rng = np.random.default_rng(seed)
     points = unit_rows(features)
-    ground_points, ground_labels = (points, labels) if ground is None else (unit_rows(ground[0]), ground[1])
+    ground_features, ground_rows, ground_labels = (points, None, labels) if ground is None else ground
     m = len(ground_labels)
     groups = []
     for label, quota in quotas.items():
@@ -93,10 +93,11 @@ def covering_picks(
         quota = min(int(quota), len(members))
         if quota < 1:
             continue
-        represented = members if ground is None else np.flatnonzero(ground_labels == label)
+        represented = members if ground is None else ground_rows[ground_labels == label]
         size = min(len(represented), max(1, math.ceil(ground_size * len(represented) / m)))
         sample = represented if size == len(represented) else np.sort(rng.choice(represented, size, replace=False))
-        similarity = np.clip(ground_points[sample] @ points[members].T, 0.0, None)  # [ground sample, members]
+        sampled = points[sample] if ground is None else unit_rows(ground_features[sample])
+        similarity = np.clip(sampled @ points[members].T, 0.0, None)  # [ground sample, members]
         draw = min(len(members), math.ceil(len(members) / quota * math.log(1 / epsilon)))
         groups.append(
             {

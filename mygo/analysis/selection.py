@@ -48,15 +48,16 @@ class Order:
 
     `seed`: the random baseline's draw, and round robin's order under `within_cluster="random"`; `within_cluster`
     (`WITHIN_CLUSTER`) and `cluster_quota` (`CLUSTER_QUOTAS`): round robin's; `features` ([n, d], the clustering's)
-    and `text` ([n, t]): what `within_cluster="coverage"` covers and compares; `ground` ((features [m, d], labels
-    [m]) of rows beyond these, not sliced by `of_rows`): what its picks represent instead of the rows themselves."""
+    and `text` ([n, t]): what `within_cluster="coverage"` covers and compares; `ground` ((features [N, d], rows [m],
+    labels [m]) of the whole pool, not sliced by `of_rows`): what its picks represent instead of the rows
+    themselves."""
 
     seed: int = 0
     within_cluster: str = "quality"
     cluster_quota: str = "equal"
     features: np.ndarray | None = None
     text: np.ndarray | None = None
-    ground: tuple[np.ndarray, np.ndarray] | None = None
+    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def of_rows(self, rows: np.ndarray) -> Order:
         """The same order for a subset of the rows: the per-row arrays sliced to them."""
@@ -101,7 +102,7 @@ def select(
     count: int | None = None,
     features: np.ndarray | None = None,
     text: np.ndarray | None = None,
-    ground: tuple[np.ndarray, np.ndarray] | None = None,
+    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Choose `count` rows (or target_count(n, percentage): give one of them) with `strategy`; the same inputs and
     seed give the same selection.
@@ -193,21 +194,22 @@ def covering_round_robin(
     features: np.ndarray | None,
     text: np.ndarray | None,
     seed: int,
-    ground: tuple[np.ndarray, np.ndarray] | None = None,
+    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Round robin in which each cluster's turn gives the member that best covers it (`covering_picks`); the
     quotas are round robin's (`quota`: equal, or by size), clusters visited by id, HDBSCAN noise last.
 
-    `ground` ((features, labels) of a superset of these rows, e.g. the pool less its vetoes when these rows are a
-    quality band): what the picks cover, and under `quota="proportional"` what a cluster's share follows (as far
-    as its rows can fill it), so a cluster the band has thinned keeps its place in the selection."""
+    `ground` ((the pool's features, the rows of it to represent, their labels), a superset of these rows, e.g. the
+    pool less its vetoes when these rows are a quality band): what the picks cover, and under
+    `quota="proportional"` what a cluster's share follows (as far as its rows can fill it), so a cluster the band
+    has thinned keeps its place in the selection."""
     if features is None or len(features) != len(labels):
         raise ValueError("within_cluster='coverage' needs the clustering's features, one row per sample")
     if ground is None:
         group, ground_group = _noise_last(labels), None
     else:  # one id for HDBSCAN noise in both
-        noise = int(max(labels.max(initial=-1), ground[1].max(initial=-1))) + 1
-        group, ground_group = np.where(labels < 0, noise, labels), np.where(ground[1] < 0, noise, ground[1])
+        noise = int(max(labels.max(initial=-1), ground[2].max(initial=-1))) + 1
+        group, ground_group = np.where(labels < 0, noise, labels), np.where(ground[2] < 0, noise, ground[2])
     names, sizes = np.unique(group, return_counts=True)
     if quota == "proportional" and ground is not None:
         shares = apportion_capped(count, _counts_of(names, ground_group).astype(np.float64), sizes)
@@ -216,7 +218,7 @@ def covering_round_robin(
     else:
         shares = apportion_capped(count, np.ones(len(sizes)), sizes)
     quotas = dict(zip(names.tolist(), shares.tolist(), strict=True))
-    ground = None if ground is None else (ground[0], ground_group)
+    ground = None if ground is None else (ground[0], ground[1], ground_group)
     chosen, picked_rounds = covering_picks(features, group, quotas, text, seed, ground=ground)
     rounds = np.full(len(labels), -1, dtype=np.int64)
     rounds[chosen] = picked_rounds

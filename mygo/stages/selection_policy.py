@@ -198,8 +198,8 @@ class SelectionPolicy:
         not `excluded`, with their cluster `labels`) rather than the band alone."""
         ground = None
         if self.cover == "pool" and features is not None and labels is not None:
-            kept = slice(None) if excluded is None else ~excluded
-            ground = (features[kept], labels[kept])
+            rows = np.arange(len(labels)) if excluded is None else np.flatnonzero(~excluded)
+            ground = (features, rows, labels[rows])  # the pool's features themselves: no copy
         return Order(self.seed, self.within_cluster, self.cluster_quota, features, text, ground)
 
     def choose(
