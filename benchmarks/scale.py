@@ -188,7 +188,7 @@ def step_select(pool: Path, router: Path | None) -> dict:
     from mygo.analysis.score_shards import load_router_data
     from mygo.config import load_config
     from mygo.stages.select import cluster, covering_text, write_selected_records
-    from mygo.stages.selection_policy import SelectionPolicy
+    from mygo.stages.selection_policy import SelectionPolicy, vetoed
 
     cfg = load_config("select", ["upstream.score_run=scale", f"clustering.kmeans.k={K}"])
     policy = SelectionPolicy.of(cfg)
@@ -205,7 +205,7 @@ def step_select(pool: Path, router: Path | None) -> dict:
     count, _ = policy.budget(sources)
     quality = policy.quality(data)
     vetoes = policy.vetoes(data)
-    excluded = np.logical_or.reduce(list(vetoes.values())) if vetoes else None
+    excluded = vetoed(vetoes)
     lap("quality, vetoes")
     features = prepare_features(data.features, cfg.clustering.pca_components, cfg.clustering.seed)
     lap("features")

@@ -44,7 +44,7 @@ from mygo.data.pool import (
     record_texts,
     records_at,
 )
-from mygo.stages.selection_policy import SelectionPolicy
+from mygo.stages.selection_policy import SelectionPolicy, vetoed
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
@@ -229,7 +229,7 @@ def veto_metrics(masks: dict[str, np.ndarray], noise: np.ndarray | None) -> dict
     them that is noise (`noise/fraction_vetoed[/<signal>]`; the pool's share is `noise/fraction_pool`)."""
     if not masks:
         return {}
-    union = np.logical_or.reduce(list(masks.values()))
+    union = vetoed(masks)
     noisy = noise_mask(noise) if noise is not None else None
     metrics = {}
     for name, mask in [("", union), *((f"/{name}", mask) for name, mask in masks.items())]:
@@ -282,7 +282,7 @@ def run_select(cfg: DictConfig) -> str:
         clustering = cluster(features, cfg)
         clustering_seconds = time.perf_counter() - clustered_at
         vetoes = policy.vetoes(data)
-        excluded = np.logical_or.reduce(list(vetoes.values())) if vetoes else None
+        excluded = vetoed(vetoes)
         text = covering_text(data.index, cfg)
         chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text)
         selected = chosen.rounds >= 0

@@ -259,6 +259,11 @@ class SelectionPolicy:
         return select_by_source(self.strategy, quality, labels, sources, count, self.source_balance, caps, order=order)
 
 
+def vetoed(masks: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The rows any of the vetoes (`SelectionPolicy.vetoes`) keeps out, [n] bool; None without a veto."""
+    return np.logical_or.reduce(list(masks.values())) if masks else None
+
+
 def within_band(quality: np.ndarray, labels: np.ndarray, floor: float, ceiling: float, scope: str) -> np.ndarray:
     """Rows between the `floor` and `1 - ceiling` quantiles of quality: of the whole pool, or of each row's cluster.
 
