@@ -14,8 +14,9 @@ from mygo.stages.table import STAGES
 
 # Every stage's config, then the workflows'.
 CONFIGS = (*(stage.config for stage in STAGES), "main", "sweep", "lineage", "compare", "reproduce")
-# A named option's type, from its knob's: what the command line checks a value against and MLproject declares.
-OPTION_TYPES = {"int": "int", "float": "float", "bool": "bool", "list": "list", "str": "str"}
+# The knob types an option keeps (what the command line checks a value against and MLproject declares); any other
+# (a mapping, a value of several types) is a string to the command line.
+OPTION_TYPES = ("int", "float", "bool", "list")
 
 
 def declared(name: str) -> Declared:
@@ -33,15 +34,15 @@ def option_type(config: str, key: str) -> str:
     """The type of a command-line option that sets `key` of `config`: its knob's (str for a group choice, a mapping
     or a value of several types)."""
     knob = knob_of(config, key)
-    return OPTION_TYPES.get(knob.type, "str") if knob is not None else "str"
+    return knob.type if knob is not None and knob.type in OPTION_TYPES else "str"
 
 
 def config_texts() -> dict[str, str]:
     """Each written config file (a path under configs/) and its text."""
     texts = {f"{name}.yaml": render(declared(name)) for name in CONFIGS}
     return texts | {
-        "tracking/default.yaml": render_group(TRACKING, "groups"),
-        "dataset/_shared.yaml": render_group(DATASET, "groups"),
+        "tracking/default.yaml": render_group(TRACKING),
+        "dataset/_shared.yaml": render_group(DATASET),
     }
 
 

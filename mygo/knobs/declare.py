@@ -195,7 +195,7 @@ def render(declared: Declared) -> str:
     """configs/<name>.yaml: the header, the defaults list, then each block (its doc as a comment above it) with each
     knob's default and its help as a comment, aligned within the block and wrapped at WIDTH."""
     lines = [
-        *_comment(f"Written by scripts/write_configs.py from mygo/knobs/{declared.name}.py: change a knob there.", ""),
+        *_written_from(declared.name),
         *_comment(declared.header, ""),
         *(["defaults:", *(f"  {line}" for line in declared.defaults)] if declared.defaults else []),
     ]
@@ -203,10 +203,15 @@ def render(declared: Declared) -> str:
     return "\n".join(lines).strip("\n") + "\n"
 
 
-def render_group(block: Block, module: str) -> str:
-    """A group's file (configs/tracking/default.yaml): its doc, then its knobs at the top level."""
-    written = _comment(f"Written by scripts/write_configs.py from mygo/knobs/{module}.py: change a knob there.", "")
-    return "\n".join([*written, *_comment(block.doc, ""), *_render_entries(block.knobs, 0)]).strip("\n") + "\n"
+def render_group(block: Block) -> str:
+    """A group's file (configs/tracking/default.yaml), declared in mygo/knobs/groups.py: its doc, then its knobs at
+    the top level."""
+    lines = [*_written_from("groups"), *_comment(block.doc, ""), *_render_entries(block.knobs, 0)]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _written_from(module: str) -> list[str]:
+    return _comment(f"Written by scripts/write_configs.py from mygo/knobs/{module}.py: change a knob there.", "")
 
 
 def _render_entries(entries: dict[str, Knob | Block], depth: int, top: bool = False) -> list[str]:
