@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from gpu_bench.harness import Context, TimeBox, free_memory, read_config
 from gpu_bench.workload import micro_batches, padded
@@ -79,6 +80,18 @@ def train_steps(
     accelerator.free_memory()
 
 
+def recipe_of(training: dict, accumulation: int, micro: int, loss: Callable) -> dict:
+    """`train_steps`' recipe: a config's `training` block (warmup's, or the target's) with the batch plan and loss."""
+    return dict(
+        accumulation=accumulation,
+        micro_batch=micro,
+        learning_rate=training["learning_rate"],
+        weight_decay=training["weight_decay"],
+        max_grad_norm=training["max_grad_norm"],
+        loss=loss,
+    )
+
+
 def part_warmup(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) -> None:
     from mygo.models import SelectMoeConfig
     from mygo.models.configuration_select_moe import select_moe_settings
@@ -110,14 +123,7 @@ def part_warmup(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) -> 
     def loss(model, batch):  # L_lm + quality_loss_weight x L_quality (mygo.models.losses), as RouterTrainer's
         return model(**batch, output_router_logits=True).loss
 
-    recipe = dict(
-        accumulation=accumulation,
-        micro_batch=micro,
-        learning_rate=training["learning_rate"],
-        weight_decay=training["weight_decay"],
-        max_grad_norm=training["max_grad_norm"],
-        loss=loss,
-    )
+    recipe = recipe_of(training, accumulation, micro, loss)
     metrics["quality_loss_type"] = model.config.quality_loss_type
     train_steps(ctx, box, metrics, model, trainable, batches, recipe, ctx.sizes.warmup_steps)
     del model, trainable
@@ -163,14 +169,7 @@ def part_finetune(ctx: Context, box: TimeBox, metrics: dict, notes: list[str]) -
     def loss(model, batch):
         return model(**batch).loss
 
-    recipe = dict(
-        accumulation=accumulation,
-        micro_batch=micro,
-        learning_rate=training["learning_rate"],
-        weight_decay=training["weight_decay"],
-        max_grad_norm=training["max_grad_norm"],
-        loss=loss,
-    )
+    recipe = recipe_of(training, accumulation, micro, loss)
     metrics["lora"] = {key: lora[key] for key in ("r", "alpha", "dropout", "target_modules")}
     metrics["gradient_checkpointing"] = bool(training["gradient_checkpointing"])
     train_steps(ctx, box, metrics, model, trainable, batches, recipe, ctx.sizes.finetune_steps)
