@@ -4,8 +4,8 @@ repeated ones, round robin's quotas kept, and the text embedding it compares by.
 import numpy as np
 import pytest
 
-from mygo.analysis.coverage import covering_picks, text_embedding, unit_rows
-from mygo.analysis.diversity import coverage_distance
+from mygo.analysis.coverage import answer_bigrams, covering_picks, text_embedding, unit_rows
+from mygo.analysis.diversity import coverage_distance, distinct_bigram_ratio
 from mygo.analysis.selection import Order, apportion_capped, select, select_by_source
 
 
@@ -46,6 +46,31 @@ def test_text_novelty_spreads_picks_over_texts_that_the_features_do_not_tell_apa
     assert len(set(subjects[rows].tolist())) == 3  # a subject already picked in one cluster is not picked again
     alone, _ = covering_picks(features, labels, {0: 2, 1: 1}, text=None, seed=0)
     assert np.bincount(labels[alone]).tolist() == [2, 1]
+
+
+def test_bigram_novelty_prefers_answers_whose_phrasing_the_selection_lacks():
+    # Three phrasings, repeated; the features tell nothing apart. Picks by bigram novelty take each phrasing once
+    # before any again, and their distinct-bigram ratio beats a draw that repeats one.
+    phrasings = [
+        "the module reads the file and returns its lines",
+        "use a context manager so the handle is closed",
+        "sorting is stable so equal keys keep their order",
+    ]
+    answers = [phrasings[i % 3] + f" case {i}" for i in range(60)]
+    bigrams = answer_bigrams(answers)
+    assert len(bigrams) == 60 and (np.diff(bigrams.offsets) == 10).all()  # 9 + "case n": ten distinct bigrams
+    features = np.ones((60, 2)) + 1e-3 * np.random.default_rng(0).normal(size=(60, 2))
+    labels = np.repeat([0, 1], 30)
+    rows, _ = covering_picks(features, labels, {0: 2, 1: 1}, text=bigrams, seed=0)
+    assert sorted(row % 3 for row in rows.tolist()) == [0, 1, 2]
+    repeated = [answers[0], answers[3], answers[6]]
+    assert distinct_bigram_ratio([answers[r] for r in rows]) > distinct_bigram_ratio(repeated)
+    subset = bigrams[np.array([4, 0])]  # rows of a subset keep their own bigrams
+    assert np.array_equal(subset.hashes[: subset.offsets[1]], bigrams.hashes[bigrams.offsets[4] : bigrams.offsets[5]])
+    empty = answer_bigrams(["", "word", "two words"])
+    assert np.diff(empty.offsets).tolist() == [0, 1, 1]  # none, one gram of a lone word, one bigram
+    picked, _ = covering_picks(np.ones((3, 2)), np.zeros(3, dtype=np.int64), {0: 3}, text=empty, seed=0)
+    assert sorted(picked.tolist()) == [0, 1, 2]
 
 
 def test_select_by_coverage_keeps_round_robins_quotas_is_seeded_and_needs_the_features():

@@ -115,6 +115,11 @@ def test_coverage_order_picks_within_the_band_by_the_records_text_and_is_seeded(
     shuffled = mlflow.get_run(run_select(select_config(store, "selection.within_cluster=random", "selection.count=24")))
     assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]
     assert shuffled.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+    settings = ("selection.within_cluster=coverage", "selection.count=24", "selection.novelty=bigrams")
+    bigrams = mlflow.get_run(run_select(select_config(store, *settings)))
+    assert "answer bigrams of 120 records" in caplog.text
+    assert bigrams.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
+    assert selected_table(bigrams.info.run_id).loc[lambda t: t["selected"], "quality"].between(low, high).all()
 
 
 def vetoed_rows(store, name: str, share: float) -> np.ndarray:

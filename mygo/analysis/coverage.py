@@ -8,9 +8,13 @@ Each pick here weighs two things:
 - **coverage** (facility location, in the features the clustering used): how much closer the pick brings the
   cluster's members to their nearest pick (the gain in sum over members of max cosine to a pick). It favours
   typical members over outliers, where broken samples sit, and it is what `diversity/coverage_distance` measures;
-- **novelty** (in the text): one minus the pick's highest cosine to any sample already selected, in any cluster,
-  in a TF-IDF + truncated SVD embedding (LSA) of its prompt and answer: a second sample of a kind already
-  selected counts less, whichever cluster it comes from.
+- **novelty** (in the text), one of two (`selection.novelty`):
+  - `embedding`: one minus the pick's highest cosine to any sample already selected, in any cluster, in a TF-IDF
+    + truncated SVD embedding (LSA) of its prompt and answer: a second sample of a kind already selected counts
+    less, whichever cluster it comes from;
+  - `bigrams`: the share of the pick's distinct answer word bigrams that no sample already selected holds (hashed
+    into a bit table): a pick that repeats the selection's phrasing counts less. It costs each candidate its own
+    length, whatever the selection's size (the embedding's costs the whole pool per pick).
 
 The score is coverage x novelty. Each turn scores a random subset of the cluster's remaining members, of size
 (members / quota) x ln(1 / epsilon) ("stochastic greedy", Mirzasoleiman et al., 2015: within 1 - 1/e - epsilon of
@@ -21,7 +25,9 @@ sample of each cluster (`ground_size` rows over all clusters, split by size) so 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +35,8 @@ GROUND_SIZE = 8192  # pool rows, over all clusters, that coverage is measured on
 TEXT_DIMS = 128  # LSA components of the text embedding
 TEXT_FIT_SAMPLE = 20_000  # documents the TF-IDF vocabulary and the SVD are fitted on (all of a smaller pool)
 EPSILON = 0.01  # stochastic greedy's tolerance: each turn scores (members / quota) x ln(1 / epsilon) candidates
+BIGRAM_BITS = 24  # the bigram novelty's table: 2^24 bits (2 MiB as bools x 8), few collisions below a million bigrams
+_WORD = re.compile(r"\w+")  # words as `mygo.analysis.diversity.distinct_bigram_ratio` counts them
 
 
 def unit_rows(points: np.ndarray) -> np.ndarray:
@@ -64,11 +72,83 @@ def text_embedding(texts: Sequence[str], dims: int = TEXT_DIMS, seed: int = 0) -
     return unit_rows(svd.transform(weights))
 
 
+@dataclass(frozen=True)
+class Bigrams:
+    """Each row's distinct word bigrams, hashed to `BIGRAM_BITS` bits: row i's are `hashes[offsets[i]:offsets[i+1]]`."""
+
+    offsets: np.ndarray  # [n + 1] int64
+    hashes: np.ndarray  # [offsets[-1]] uint32, each < 2^BIGRAM_BITS
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, rows: np.ndarray) -> Bigrams:
+        starts, ends = self.offsets[rows], self.offsets[np.asarray(rows) + 1]
+        return Bigrams(np.concatenate([[0], np.cumsum(ends - starts)]), self.hashes[_ranges(starts, ends)])
+
+
+def answer_bigrams(answers: Sequence[str]) -> Bigrams:
+    """`Bigrams` of each answer's lower-cased words (one gram of its word for a one-word answer, none for none)."""
+    from mygo.data.dedup import shingle_sets  # the same vectorised hashing as near deduplication's shingles
+
+    sets = shingle_sets([_WORD.findall(answer.lower()) for answer in answers], 2)
+    offsets = np.concatenate([[0], np.cumsum([len(one) for one in sets])]).astype(np.int64)
+    hashes = np.concatenate(sets) if sets else np.zeros(0, dtype=np.uint32)
+    return Bigrams(offsets, (hashes >> np.uint32(32 - BIGRAM_BITS)).astype(np.uint32))
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenated ranges [start, end) as one index array."""
+    lengths = ends - starts
+    if not lengths.sum():
+        return np.zeros(0, dtype=np.int64)
+    return np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+
+
+class _EmbeddingNovelty:
+    """One minus each row's highest text cosine to a pick so far."""
+
+    def __init__(self, text: np.ndarray) -> None:
+        self.text, self.nearest = text, np.zeros(len(text), dtype=np.float32)
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        return 1.0 - np.clip(self.nearest[rows], 0.0, 1.0)
+
+    def add(self, row: int) -> None:
+        self.nearest = np.maximum(self.nearest, self.text @ self.text[row])
+
+
+class _BigramNovelty:
+    """The share of each row's bigrams that no pick so far holds (1 for a row without any)."""
+
+    def __init__(self, bigrams: Bigrams) -> None:
+        self.bigrams, self.seen = bigrams, np.zeros(1 << BIGRAM_BITS, dtype=bool)
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        starts, ends = self.bigrams.offsets[rows], self.bigrams.offsets[rows + 1]
+        held = np.concatenate([[0], np.cumsum(self.seen[self.bigrams.hashes[_ranges(starts, ends)]])])
+        counts = ends - starts
+        ends_within = np.cumsum(counts)
+        held_counts = held[ends_within] - held[ends_within - counts]
+        return np.where(counts > 0, 1.0 - held_counts / np.maximum(counts, 1), 1.0)
+
+    def add(self, row: int) -> None:
+        self.seen[self.bigrams.hashes[self.bigrams.offsets[row] : self.bigrams.offsets[row + 1]]] = True
+
+
+def _novelty(text: np.ndarray | Bigrams | None, n: int) -> _EmbeddingNovelty | _BigramNovelty | None:
+    if text is None:
+        return None
+    if len(text) != n:
+        raise ValueError(f"the text novelty has {len(text)} rows for {n} samples")
+    return _BigramNovelty(text) if isinstance(text, Bigrams) else _EmbeddingNovelty(text)
+
+
 def covering_picks(
     features: np.ndarray,
     labels: np.ndarray,
     quotas: dict[int, int],
-    text: np.ndarray | None = None,
+    text: np.ndarray | Bigrams | None = None,
     seed: int = 0,
     ground_size: int = GROUND_SIZE,
     epsilon: float = EPSILON,
@@ -79,10 +159,11 @@ def covering_picks(
     chosen, the round of each).
 
     features: [n, d] the clustering's features (cosine geometry); labels: [n] group of each row; text: [n, t] unit
-    rows of the text embedding (`text_embedding`), or None for coverage alone. `ground`: (features [N, d] of a whole
-    pool, the rows [m] of it that the picks should represent, their labels [m]), a superset of the candidates (None:
-    the candidates themselves): picks then come from the candidates but are placed to cover all of their cluster in
-    the ground, its parts without candidates included. Only the sampled ground rows are read from its features."""
+    rows of the text embedding (`text_embedding`), or each row's `Bigrams` (`answer_bigrams`), or None for coverage
+    alone. `ground`: (features [N, d] of a whole pool, the rows [m] of it that the picks should represent, their
+    labels [m]), a superset of the candidates (None: the candidates themselves): picks then come from the candidates
+    but are placed to cover all of their cluster in the ground, its parts without candidates included. Only the
+    sampled ground rows are read from its features."""
     rng = np.random.default_rng(seed)
     points = unit_rows(features)
     ground_features, ground_rows, ground_labels = (points, None, labels) if ground is None else ground
@@ -109,7 +190,7 @@ def covering_picks(
                 "draw": draw,
             }
         )
-    nearest_text = np.zeros(len(labels), dtype=np.float32)  # each row's highest text cosine to a pick so far
+    novelty = _novelty(text, len(labels))
     chosen, rounds = [], []
     for round_ in range(max((group["quota"] for group in groups), default=0)):
         for group in groups:
@@ -118,13 +199,13 @@ def covering_picks(
             left = np.flatnonzero(group["left"])
             candidates = left if len(left) <= group["draw"] else rng.choice(left, group["draw"], replace=False)
             gain = np.maximum(group["similarity"][:, candidates] - group["covered"][:, None], 0.0).sum(axis=0)
-            novelty = 1.0 - np.clip(nearest_text[group["members"][candidates]], 0.0, 1.0)
-            best = candidates[int(np.argmax((gain + 1e-9) * novelty))]  # + 1e-9: a covered cluster still ranks text
+            new = 1.0 if novelty is None else novelty.of(group["members"][candidates])
+            best = candidates[int(np.argmax((gain + 1e-9) * new))]  # + 1e-9: a covered cluster still ranks text
             group["covered"] = np.maximum(group["covered"], group["similarity"][:, best])
             group["left"][best] = False
             row = int(group["members"][best])
             chosen.append(row)
             rounds.append(round_)
-            if text is not None:
-                nearest_text = np.maximum(nearest_text, text @ text[row])
+            if novelty is not None:
+                novelty.add(row)
     return np.asarray(chosen, dtype=np.int64), np.asarray(rounds, dtype=np.int64)

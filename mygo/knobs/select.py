@@ -164,6 +164,14 @@ CONFIG = Declared(
                         " their share)"
                     ),
                 ),
+                "novelty": Choice(
+                    "embedding",
+                    ("embedding", "bigrams"),
+                    (
+                        "the covering order's text novelty: one minus the highest cosine to a pick in a TF-IDF + SVD "
+                        "embedding of prompt and answer | the share of the answer's word bigrams no pick holds yet"
+                    ),
+                ),
                 "seed": Int(42),
             },
         ),

@@ -29,7 +29,7 @@ from mygo.analysis.clustering import (
     prepare_features,
     silhouette,
 )
-from mygo.analysis.coverage import text_embedding
+from mygo.analysis.coverage import Bigrams, answer_bigrams, text_embedding
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.score_shards import RouterData
@@ -180,18 +180,25 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
         )
 
 
-def covering_text(index: pd.DataFrame, cfg: DictConfig) -> np.ndarray | None:
-    """The text embedding `within_cluster: coverage` compares picks by (`mygo.analysis.coverage.text_embedding` of
-    each record's prompt and answers, read from the pool files); None for the other orders."""
+def covering_text(index: pd.DataFrame, cfg: DictConfig) -> np.ndarray | Bigrams | None:
+    """What `within_cluster: coverage` compares picks' texts by (`selection.novelty`): the text embedding of each
+    record's prompt and answers (`mygo.analysis.coverage.text_embedding`), or its answers' bigrams
+    (`answer_bigrams`), read from the pool files; None for the other orders."""
     if cfg.selection.strategy != "round_robin" or cfg.selection.within_cluster != "coverage":
         return None
     started = time.perf_counter()
     records = records_at(list(zip(index["file"], index["line"], strict=True)))
-    texts = [" ".join(message["content"] for message in conversation(record)) for record in records]
+    turns = [conversation(record) for record in records]
+    if cfg.selection.get("novelty", "embedding") == "bigrams":  # configs from before the knob: the embedding
+        answers = [" ".join(m["content"] for m in messages if m["role"] == "assistant") for messages in turns]
+        bigrams = answer_bigrams(answers)
+        logger.info("answer bigrams of %d records in %.1f s", len(turns), time.perf_counter() - started)
+        return bigrams
+    texts = [" ".join(m["content"] for m in messages) for messages in turns]
     embedding = text_embedding(texts, seed=cfg.selection.seed)
     logger.info(
         "text embedding of %d records (%d dims) in %.1f s",
-        len(texts),
+        len(turns),
         embedding.shape[1],
         time.perf_counter() - started,
     )
