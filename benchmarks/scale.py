@@ -12,7 +12,8 @@ quality per layer and the stored signals, one row per pool record).
 Each step runs in a fresh child process, so that its peak RSS (the child's `ru_maxrss`, from `os.wait4`) is its
 own: the interpreter, its imports and what the step loads, nothing of the others. Seconds are the step's work in
 the child, imports and the untimed loading named below left out. The steps call mygo's own code:
-- `read`: `mygo.data.pool.load_pool`, as warmup and score read the pool (parse, convert, check, a `Dataset`);
+- `read`: `mygo.data.pool.load_pool`, as warmup and score read the pool (parse, convert, write the Arrow file a
+  `Dataset` maps, check the ids);
 - `dedup`: `mygo.data.dedup.deduplicate` (exact and near) with `configs/dataset/less.yaml`'s settings, on the pool
   `load_pool` gave (loading untimed, its memory counted: dedup needs it);
 - `signals`: the text signals score stores beside the model's: the idf of the pool's 4-grams

@@ -187,6 +187,46 @@ def test_batch_hashing_is_datasketchs_minhash_and_one_record_at_a_time():
         assert np.array_equal(signature, reference.hashvalues)
 
 
+def datasketch_groups(records: list[dict], settings: DedupSettings) -> list[tuple[int, tuple[int, ...]]]:
+    """The near groups of a datasketch MinHash LSH index queried and filled in pool order: what mygo's banded
+    grouping must give (the exact duplicates left out first, as deduplicate does)."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=settings.threshold - 0.05, num_perm=settings.num_perm, weights=(0.05, 0.95))
+    seen, kept, removed = set(), {}, {}
+    for row, item in enumerate(records):
+        key = tuple((m["role"], normalise(m["content"])) for m in item["messages"])
+        words = normalise(" ".join(m["content"] for m in item["messages"] if m["role"] == "assistant")).split()
+        if key in seen or len(words) < settings.min_words:
+            seen.add(key)
+            continue
+        seen.add(key)
+        hashes = shingle_hashes(words, settings.shingle)
+        minhash = LeanMinHash(seed=1, hashvalues=minhash_values([hashes], settings.num_perm)[0], scheme="affine32")
+        similar = [other for other in lsh.query(minhash) if jaccard(hashes, kept[other]) >= settings.threshold]
+        if similar:
+            removed.setdefault(min(similar), []).append(row)
+        else:
+            lsh.insert(row, minhash, check_duplication=False)
+            kept[row] = hashes
+    return [(row, tuple(rows)) for row, rows in sorted(removed.items())]
+
+
+@pytest.mark.slow  # the planted pool's vocabulary is built from the standard library's docs: seconds
+def test_near_groups_are_those_of_a_datasketch_index_filled_in_pool_order(tmp_path):
+    from benchmarks.dedup import build_pool
+
+    settings = DedupSettings(threshold=0.8, num_perm=128)
+    planted = build_pool(tmp_path, 1500, exact=0.03, near=0.08, hard=0.03, settings=settings, seed=3)
+    records = load_pool(tmp_path).records.to_list()
+    report = deduplicate(records, settings)
+    near = [(group.kept, group.removed) for group in report.groups if group.kind == "near"]
+    assert near == datasketch_groups(records, settings)
+    removed = {records[row]["id"] for group in report.groups for row in group.removed}
+    assert len(near) > 30 and removed >= planted["exact"]
+    assert not removed & planted["hard"]  # below the threshold: never removed
+
+
 def test_a_pool_dataset_is_deduplicated_like_its_records(tmp_path):
     folder = tmp_path / "pool" / "dolly"
     folder.mkdir(parents=True)

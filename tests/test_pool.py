@@ -160,6 +160,34 @@ def test_digest_follows_the_content(pool_dir):
     assert load_pool(pool_dir).digest != first
 
 
+def test_the_pool_is_served_from_an_arrow_file_stored_by_its_digest_and_settings(pool_dir, tmp_path, caplog):
+    caplog.set_level("INFO", logger="mygo.data.pool")
+    cache = tmp_path / "cache"
+    first = load_pool(pool_dir, cache_dir=cache)
+    assert first.records.cache_files and Path(first.records.cache_files[0]["filename"]).parent == cache  # mapped
+    assert "reusing" not in caplog.text
+    again = load_pool(pool_dir, cache_dir=cache)
+    assert "reusing" in caplog.text  # mapped back, nothing parsed
+    assert again.records.to_list() == first.records.to_list() == load_pool(pool_dir).records.to_list()
+    assert (again.digest, again.stats, again.formats) == (first.digest, first.stats, first.formats)
+    assert len(list(cache.glob("pool-*.arrow"))) == 1
+    load_pool(pool_dir, skip_bad_lines=True, cache_dir=cache)  # other settings: a pool of their own
+    with (pool_dir / "dolly" / "dolly_data.jsonl").open("a") as handle:  # other content: a pool of its own
+        handle.write(json.dumps(conversation("dolly_new", "dolly", ("user", "q"), ("assistant", "a"))) + "\n")
+    grown = load_pool(pool_dir, cache_dir=cache)
+    assert len(grown.records) == len(first.records) + 1 and grown.digest != first.digest
+    assert len(list(cache.glob("pool-*.arrow"))) == 3
+
+
+def test_a_pool_that_fails_its_checks_is_not_stored(tmp_path):
+    record = conversation("same", "cot", ("user", "q"), ("assistant", "a"))
+    pool = write_pool(tmp_path / "pool", {"cot": [record, record]})
+    for _ in range(2):  # refused again, not served from the store
+        with pytest.raises(PoolError, match="duplicate record id 'same'"):
+            load_pool(pool, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("pool-*"))
+
+
 def test_subset_is_seeded_sized_and_ordered_on_request(pool_dir):
     records = load_pool(pool_dir).records
     subset = take_subset(records, 0.5, seed=1, shuffle=False)

@@ -30,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -231,6 +231,83 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # -------------------------------------------------------------------------------------------- grouping
+def band_ranges(settings: DedupSettings) -> list[tuple[int, int]]:
+    """The signature slices of the LSH bands: datasketch's `MinHashLSH` choice for LSH_MARGIN below the threshold
+    with LSH_WEIGHTS (at 128 permutations and 0.8: 18 bands of 7)."""
+    from datasketch import MinHashLSH  # only near deduplication needs it
+
+    threshold = max(settings.threshold - LSH_MARGIN, 0.05)
+    return list(MinHashLSH(threshold=threshold, num_perm=settings.num_perm, weights=LSH_WEIGHTS).hashranges)
+
+
+def band_hashes(signatures: np.ndarray, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """[bands, rows] uint64: each band's slice of each signature hashed to one number (equal slices, equal hashes;
+    unequal ones collide with probability about 2^-64)."""
+    width = max(end - start for start, end in ranges)
+    multipliers = np.random.default_rng(20240623).integers(1, 2**63, size=width, dtype=np.uint64) | np.uint64(1)
+    hashes = np.empty((len(ranges), len(signatures)), dtype=np.uint64)
+    for band, (start, end) in enumerate(ranges):  # wrapping uint64 arithmetic is the hash
+        hashes[band] = (signatures[:, start:end].astype(np.uint64) * multipliers[: end - start]).sum(axis=1)
+    return hashes
+
+
+class _Sketches:
+    """Pass one's output for near deduplication, kept on disk: each compared answer's pool row, its shingle set and
+    its band hashes (one file per band), in pool order. Memory holds one batch, the rows and the set offsets."""
+
+    def __init__(self, directory: Path, bands: int) -> None:
+        self.directory, self.bands = directory, bands
+        self.rows: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+        self._shingles = (directory / "shingles.u32").open("wb")
+        self._bands = [(directory / f"band{band}.u64").open("wb") for band in range(bands)]
+
+    def add(self, rows: Sequence[int], sets: Sequence[np.ndarray], hashes: np.ndarray) -> None:
+        self.rows.append(np.asarray(rows, dtype=np.int64))
+        self.lengths.append(np.fromiter((len(one) for one in sets), dtype=np.int64, count=len(sets)))
+        self._shingles.write(np.concatenate(sets).astype(np.uint32).tobytes())
+        for handle, values in zip(self._bands, hashes, strict=True):
+            handle.write(values.tobytes())
+
+    def close(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pool rows [m], shingle offsets [m + 1]) once everything is written."""
+        for handle in (self._shingles, *self._bands):
+            handle.close()
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int64)
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, dtype=np.int64)
+        return rows, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+    def array(self, name: str, dtype) -> np.ndarray:
+        path = self.directory / name
+        return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype=dtype)
+
+
+def _sketch_pool(records: datasets.Dataset | Sequence[dict], settings: DedupSettings, sketches: _Sketches | None):
+    """Pass one over the pool: every conversation's exact key ([n, 2] uint64), and the answers long enough for
+    near deduplication hashed into `sketches` a batch at a time."""
+    ranges = band_ranges(settings) if sketches is not None else []
+    keys: list[bytes] = []
+    pending: list[tuple[int, list[str]]] = []
+
+    def flush() -> None:
+        sets = shingle_sets([words for _, words in pending], settings.shingle)
+        sketches.add([row for row, _ in pending], sets, band_hashes(minhash_values(sets, settings.num_perm), ranges))
+        pending.clear()
+
+    conversations = tqdm(_conversations(records), total=len(records), desc="dedup pool", unit="record", mininterval=5)
+    for row, messages in enumerate(conversations):
+        keys.append(conversation_key(messages))
+        if sketches is not None:
+            words = answer_words(messages)
+            if len(words) >= settings.min_words:
+                pending.append((row, words))
+                if len(pending) == _SKETCH_BATCH:
+                    flush()
+    if pending:
+        flush()
+    return np.frombuffer(b"".join(keys), dtype=np.uint64).reshape(-1, 2)
+
+
 def _conversations(records: datasets.Dataset | Sequence[dict]) -> Iterator[list[dict]]:
     if isinstance(records, datasets.Dataset):  # read in batches: the whole column at once is a second pool
         for batch in records.select_columns(["messages"]).iter(batch_size=_BATCH):
@@ -240,87 +317,100 @@ def _conversations(records: datasets.Dataset | Sequence[dict]) -> Iterator[list[
             yield record["messages"]
 
 
-class ExactFilter:
-    """Passes on each conversation's first occurrence, as (row, messages), and records the later ones."""
-
-    def __init__(self) -> None:
-        self.first: dict[bytes, int] = {}
-        self.removed: dict[int, list[int]] = {}
-
-    def __call__(self, conversations: Iterable[Sequence[dict]]) -> Iterator[tuple[int, Sequence[dict]]]:
-        for row, messages in enumerate(conversations):
-            original = self.first.setdefault(conversation_key(messages), row)
-            if original == row:
-                yield row, messages
-            else:
-                self.removed.setdefault(original, []).append(row)
-
-    def groups(self) -> list[DedupGroup]:
-        return [DedupGroup("exact", row, tuple(rows)) for row, rows in sorted(self.removed.items())]
+def exact_groups(keys: np.ndarray) -> list[DedupGroup]:
+    """Groups of rows with equal keys ([n, 2]): the first row kept, the later ones removed, by kept row."""
+    order = np.lexsort((keys[:, 1], keys[:, 0]))  # stable: equal keys stay in pool order
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], (ordered[1:] != ordered[:-1]).any(axis=1)]))
+    sizes = np.diff(np.concatenate([starts, [len(order)]]))
+    groups = [
+        DedupGroup("exact", int(order[start]), tuple(order[start + 1 : start + size].tolist()))
+        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True)
+    ]
+    return sorted(groups, key=lambda group: group.kept)
 
 
-def near_groups(answers: Iterable[tuple[int, Sequence[str]]], settings: DedupSettings) -> list[DedupGroup]:
-    """Near-duplicate groups among (row, answer words) given in pool order; rows in no group are kept.
+def near_groups(
+    sketches: _Sketches, rows: np.ndarray, offsets: np.ndarray, compared: np.ndarray, settings: DedupSettings
+) -> list[DedupGroup]:
+    """Near-duplicate groups among the sketched answers at positions `compared` (those exact deduplication kept).
 
-    Streaming: each answer is looked up among the answers kept so far and, when none is similar
-    enough, kept and indexed itself, so a removed record is always within the threshold of its kept one.
-    Shingles and MinHashes are computed a batch at a time in numpy; the LSH index is datasketch's.
-    """
-    from datasketch import LeanMinHash, MinHashLSH  # imported here: only near deduplication needs it
+    The same groups as a MinHash LSH index queried and filled in pool order (datasketch's bands, `band_ranges`):
+    an answer is removed when an answer kept before it shares a band with it and is similar enough (the earliest
+    such one), else kept. Only answers that share a band with another are looked at, one band's hashes at a time,
+    so memory follows the candidates, not the pool."""
+    shingles = sketches.array("shingles.u32", np.uint32)
+    positions, buckets, next_bucket = [], [], 0
+    for band in range(sketches.bands):
+        values = sketches.array(f"band{band}.u64", np.uint64)[compared]
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+        sizes = np.diff(np.concatenate([starts, [len(order)]]))
+        shared = sizes > 1
+        members = np.repeat(starts[shared], sizes[shared]) + _offsets_within(sizes[shared])
+        positions.append(compared[order[members]])
+        buckets.append(next_bucket + np.repeat(np.arange(shared.sum()), sizes[shared]))
+        next_bucket += int(shared.sum())
+    positions = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+    if not len(positions):  # no two answers share a band
+        return []
+    buckets = np.concatenate(buckets)
+    order = np.argsort(positions, kind="stable")
+    positions, buckets = positions[order], buckets[order]
+    bounds = np.flatnonzero(np.concatenate([[True], positions[1:] != positions[:-1], [True]]))
 
-    lsh_threshold = max(settings.threshold - LSH_MARGIN, 0.05)
-    lsh = MinHashLSH(threshold=lsh_threshold, num_perm=settings.num_perm, weights=LSH_WEIGHTS)
-    shingles: dict[int, np.ndarray] = {}  # kept rows' shingle sets, for checking LSH's candidates exactly
+    def hashes(position: int) -> np.ndarray:
+        return shingles[offsets[position] : offsets[position + 1]]
+
+    kept: dict[int, list[int]] = {}  # bucket -> positions kept so far in it
     removed: dict[int, list[tuple[int, float]]] = {}
-    for batch in _batches(((row, words) for row, words in answers if len(words) >= settings.min_words), _SKETCH_BATCH):
-        sets = shingle_sets([words for _, words in batch], settings.shingle)
-        signatures = minhash_values(sets, settings.num_perm)
-        for (row, _), hashes, signature in zip(batch, sets, signatures, strict=True):
-            minhash = LeanMinHash(seed=1, hashvalues=signature, scheme="affine32")
-            similar = [(other, jaccard(hashes, shingles[other])) for other in lsh.query(minhash)]
-            similar = [(other, value) for other, value in similar if value >= settings.threshold]
-            if similar:
-                original, value = min(similar)  # the earliest kept record it duplicates
-                removed.setdefault(original, []).append((row, value))
-            else:
-                lsh.insert(row, minhash, check_duplication=False)
-                shingles[row] = hashes
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        position, own = int(positions[start]), buckets[start:end].tolist()
+        candidates = sorted({other for bucket in own for other in kept.get(bucket, ())})
+        similar = [(other, jaccard(hashes(position), hashes(other))) for other in candidates]
+        similar = [(other, value) for other, value in similar if value >= settings.threshold]
+        if similar:
+            original, value = min(similar)  # the earliest kept record it duplicates
+            removed.setdefault(int(rows[original]), []).append((int(rows[position]), value))
+        else:
+            for bucket in own:
+                kept.setdefault(bucket, []).append(position)
     return [
         DedupGroup("near", row, tuple(r for r, _ in pairs), tuple(v for _, v in pairs))
         for row, pairs in sorted(removed.items())
     ]
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _offsets_within(sizes: np.ndarray) -> np.ndarray:
+    """0, 1, ..., size - 1 for each size, concatenated."""
+    total = int(sizes.sum())
+    return np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 def deduplicate(records: datasets.Dataset | Sequence[dict], settings: DedupSettings) -> DedupReport:
     """Group the records (a pool's `records`, or dicts with `messages`) and keep one per group; see the module.
 
-    One pass in pool order: a record that survives exact deduplication goes straight on to near."""
+    One pass over the pool hashes every conversation (exact keys) and every long enough answer (shingles, MinHash
+    bands, written to a temporary directory); the groups are then found from the hashes alone."""
     started = time.perf_counter()
     count = len(records)
     if not settings.enabled:
         return DedupReport(settings, count, np.arange(count, dtype=np.int64))
-    conversations = tqdm(_conversations(records), total=count, desc="dedup pool", unit="record", mininterval=5)
-    exact = ExactFilter()
-    unique = exact(conversations)
-    if settings.near:
-        near = near_groups(((row, answer_words(messages)) for row, messages in unique), settings)
-    else:
-        near = []
-        deque(unique, maxlen=0)  # run the filter for its groups
-    groups = exact.groups() + near
-    gone = {row for group in groups for row in group.removed}
-    kept = np.asarray([row for row in range(count) if row not in gone], dtype=np.int64)
+    with tempfile.TemporaryDirectory(prefix="mygo-dedup-") as directory:
+        sketches = _Sketches(Path(directory), len(band_ranges(settings))) if settings.near else None
+        try:
+            keys = _sketch_pool(records, settings, sketches)
+        finally:
+            rows, offsets = sketches.close() if sketches is not None else (None, None)
+        groups = exact_groups(keys)
+        if sketches is not None:
+            gone = np.zeros(count, dtype=bool)
+            gone[[row for group in groups for row in group.removed]] = True
+            groups += near_groups(sketches, rows, offsets, np.flatnonzero(~gone[rows]), settings)
+    gone = np.zeros(count, dtype=bool)
+    gone[[row for group in groups for row in group.removed]] = True
+    kept = np.flatnonzero(~gone).astype(np.int64)
     report = DedupReport(settings, count, kept, groups, time.perf_counter() - started)
     logger.info(
         "dedup: %d of %d records kept (%d exact, %d near duplicates removed) in %.1fs",

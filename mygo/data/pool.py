@@ -33,9 +33,12 @@ What is wrong with the input decides what happens to it:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +47,10 @@ from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
+from mygo.atomic import atomic_path
 from mygo.data.formats import FORMAT_CHOICES, FormatError, detect_format, expected_fields, to_messages
 
 if TYPE_CHECKING:
@@ -60,6 +66,21 @@ TOPIC_FIELD = "mygo_topic"
 # Labels a pool may carry for measuring a selection (never for making it); kept where any record has one.
 LABEL_FIELDS = (NOISE_FIELD, TOPIC_FIELD)
 RECORD_DIGEST_FIELD = "record_digest"
+POOL_STORE_VERSION = 1  # bump when the stored form of a pool changes: stored pools are keyed by it
+_WRITE_BATCH = 10_000  # records converted and written at a time
+_WRITE_BATCH_CHARS = 1 << 26  # or fewer, when their text is this long (a batch's strings stay well under 2 GiB)
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+POOL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("dataset", pa.string()),
+        ("messages", pa.list_(_MESSAGE)),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        (RECORD_DIGEST_FIELD, pa.string()),
+        *((name, pa.string()) for name in LABEL_FIELDS),
+    ]
+)
 
 
 class PoolError(ValueError):
@@ -86,6 +107,21 @@ class PoolStats:
         metrics |= {f"data/records/{name}": float(count) for name, count in sorted(self.records.items())}
         metrics |= {f"data/format/{name}/{kind}": float(count) for (name, kind), count in sorted(self.formats.items())}
         return metrics
+
+    def to_json(self) -> dict:
+        return {
+            "records": dict(self.records),
+            "bad_lines": self.bad_lines,
+            "skipped_no_assistant": self.skipped_no_assistant,
+            "skipped_empty_content": self.skipped_empty_content,
+            "formats": [[name, kind, count] for (name, kind), count in self.formats.items()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> PoolStats:
+        formats = Counter({(name, kind): count for name, kind, count in data["formats"]})
+        counts = {key: data[key] for key in ("bad_lines", "skipped_no_assistant", "skipped_empty_content")}
+        return cls(Counter(data["records"]), formats=formats, **counts)
 
 
 @dataclass
@@ -217,9 +253,10 @@ def _read_file(
     digest,
     data_format: str = "auto",
     formats: dict[str, str] | None = None,
-) -> list[dict]:
-    """The file's usable records; `dataset_name=None`: each record names its own (else the file's stem)."""
-    records, file_format, seen = [], None, Counter()
+) -> Iterator[dict]:
+    """The file's usable records, one at a time; `dataset_name=None`: each record names its own (else the file's
+    stem). `stats`, `digest` and `formats` are complete once the records are."""
+    file_format, seen = None, Counter()
     by_index = path.suffix in PARQUET_SUFFIXES or _is_json_array(path)
     for line_number, raw, record in _file_records(path, digest):
         where = f"{path}: record {line_number}" if by_index else f"{path}:{line_number}"
@@ -255,13 +292,18 @@ def _read_file(
             kept = {"id": identity, "dataset": source, "messages": messages}
             # Absolute: a selection made from another working directory still finds the record.
             kept |= {"file": str(path.resolve()), "line": line_number, RECORD_DIGEST_FIELD: record_digest(raw)}
-            kept |= {name: record.get(name) for name in LABEL_FIELDS}
-            records.append(kept)
+            kept |= {name: _label(record.get(name)) for name in LABEL_FIELDS}
             seen[kind] += 1
             stats.formats[source, kind] += 1
+            stats.records[source] += 1
+            yield kept
     if formats is not None and seen:
         formats[str(path)] = "+".join(seen)  # in the order the formats first appear
-    return records
+
+
+def _label(value: object) -> str | None:
+    """A label field's value as the pool's string column holds it."""
+    return None if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def record_digest(raw: bytes) -> str:
@@ -314,9 +356,15 @@ def load_pool(
     dataset_names: list[str] | None = None,
     skip_bad_lines: bool = False,
     data_format: str = "auto",
+    cache_dir: str | Path | None = None,
 ) -> Pool:
     """Read and check the pool's files; `dataset_names=None` takes every dataset found; `data_format`: one of
-    `mygo.data.formats.FORMAT_CHOICES` (`auto`: each file's own)."""
+    `mygo.data.formats.FORMAT_CHOICES` (`auto`: each file's own).
+
+    The records are streamed into one Arrow file and served memory-mapped, so memory stays that of a batch
+    whatever the pool's size. With `cache_dir` that file is kept there under the pool's digest and settings, and
+    the next load of the same files (warmup's, then score's) maps it without parsing anything; without, it lives
+    in a temporary directory for the process."""
     _check_format(data_format)
     data_dir = Path(data_dir)
     found = discover_datasets(data_dir)
@@ -325,53 +373,134 @@ def load_pool(
     if unknown or not names:
         raise PoolError(f"dataset(s) {unknown or names} not found in {data_dir}; found: {sorted(found) or 'none'}")
 
-    stats, digest, records, formats = PoolStats(), hashlib.sha256(), [], {}
-    for name in names:
-        for path in found[name]:
-            digest.update(f"{name}/{path.name}\n".encode())
-            records.extend(_read_file(path, name, skip_bad_lines, stats, digest, data_format, formats))
-    if not records:
+    def records(stats: PoolStats, digest, formats: dict[str, str]) -> Iterator[dict]:
+        for name in names:
+            for path in found[name]:
+                digest.update(f"{name}/{path.name}\n".encode())
+                yield from _read_file(path, name, skip_bad_lines, stats, digest, data_format, formats)
+
+    source = {"data_dir": str(data_dir.resolve()), "datasets": names}
+    settings = {"skip_bad_lines": skip_bad_lines, "format": data_format}
+    pool = _stored_pool(records, data_dir, names, source, settings, cache_dir)
+    if not len(pool.records):
         raise PoolError(f"no usable records in {data_dir} for datasets {names}")
-    pool = _as_pool(records, data_dir, names, digest, stats, formats)
-    logger.info("pool %s: %d records from %s (%s)", data_dir, len(records), names, stats.metrics())
-    logger.info("pool formats: %s", formats)
+    logger.info("pool %s: %d records from %s (%s)", data_dir, len(pool.records), names, pool.stats.metrics())
+    logger.info("pool formats: %s", pool.formats)
     return pool
 
 
-def load_records_file(path: str | Path, skip_bad_lines: bool = False, data_format: str = "auto") -> Pool:
+def load_records_file(
+    path: str | Path, skip_bad_lines: bool = False, data_format: str = "auto", cache_dir: str | Path | None = None
+) -> Pool:
     """One pool file (a selection, or any instruction data in a format the pool reads), checked like the pool."""
     _check_format(data_format)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
-    stats, digest, formats = PoolStats(), hashlib.sha256(), {}
-    records = _read_file(path, None, skip_bad_lines, stats, digest, data_format, formats)
-    if not records:
-        raise PoolError(f"{path}: no usable records (an empty file, or none with an assistant turn; {stats.metrics()})")
-    names = sorted({record["dataset"] for record in records})
-    return _as_pool(records, path, names, digest, stats, formats)
+
+    def records(stats: PoolStats, digest, formats: dict[str, str]) -> Iterator[dict]:
+        yield from _read_file(path, None, skip_bad_lines, stats, digest, data_format, formats)
+
+    source = {"file": str(path.resolve())}
+    settings = {"skip_bad_lines": skip_bad_lines, "format": data_format}
+    pool = _stored_pool(records, path, [], source, settings, cache_dir)
+    if not len(pool.records):
+        raise PoolError(
+            f"{path}: no usable records (an empty file, or none with an assistant turn; {pool.stats.metrics()})"
+        )
+    pool.dataset_names = sorted(pool.stats.records)
+    return pool
 
 
-def _as_pool(
-    records: list[dict], location: Path, names: list[str], digest, stats: PoolStats, formats: dict[str, str]
+def _stored_pool(
+    records, location: Path, names: list[str], source: dict, settings: dict, cache_dir: str | Path | None
 ) -> Pool:
-    _check_unique_ids(records)
-    stats.records.update(record["dataset"] for record in records)
-    for name in LABEL_FIELDS:
-        if all(record[name] is None for record in records):
-            for record in records:
-                del record[name]
-    return Pool(datasets.Dataset.from_list(records), location, names, digest.hexdigest(), stats, formats)
+    """The pool that `records(stats, digest, formats)` yields, written to an Arrow file and mapped back: reused
+    from `cache_dir` when the files' digest and the settings match a stored one."""
+    if cache_dir is None:
+        directory = Path(tempfile.mkdtemp(prefix="mygo-pool-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        stored = None
+    else:
+        directory = Path(cache_dir)
+        digest = source_digest(source)  # hashing the files is fast next to parsing them
+        key = json.dumps([POOL_STORE_VERSION, source, settings, digest], sort_keys=True)
+        stored = directory / f"pool-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+        if stored.with_suffix(".json").is_file() and stored.with_suffix(".arrow").is_file():
+            about = json.loads(stored.with_suffix(".json").read_text())
+            logger.info("pool %s: reusing %s", location, stored.with_suffix(".arrow"))
+            return _mapped_pool(stored, location, names, about)
+        directory.mkdir(parents=True, exist_ok=True)
+    stats, digest, formats = PoolStats(), hashlib.sha256(), {}
+    path = stored or directory / "pool"
+    labels = _write_arrow(records(stats, digest, formats), path.with_suffix(".arrow"))
+    try:
+        _check_unique_ids(datasets.Dataset.from_file(str(path.with_suffix(".arrow"))))
+    except PoolError:
+        path.with_suffix(".arrow").unlink()
+        raise
+    about = {"digest": digest.hexdigest(), "stats": stats.to_json(), "formats": formats, "labels": labels}
+    with atomic_path(path.with_suffix(".json")) as temporary:  # last: a pool is stored once this is there
+        temporary.write_text(json.dumps(about))
+    return _mapped_pool(path, location, names, about)
 
 
-def _check_unique_ids(records: list[dict]) -> None:
-    first_seen: dict[str, dict] = {}
-    for record in records:
-        earlier = first_seen.setdefault(record["id"], record)
-        if earlier is not record:
+def _mapped_pool(path: Path, location: Path, names: list[str], about: dict) -> Pool:
+    records = datasets.Dataset.from_file(str(path.with_suffix(".arrow")))
+    absent = [name for name in LABEL_FIELDS if name not in about["labels"]]
+    if absent:
+        records = records.remove_columns(absent)
+    stats = PoolStats.from_json(about["stats"])
+    return Pool(records, location, names, about["digest"], stats, about["formats"])
+
+
+def _write_arrow(records: Iterator[dict], path: Path) -> list[str]:
+    """Write the records to an Arrow stream file in batches (atomically); the label fields any record has."""
+    labels: set[str] = set()
+    with (
+        atomic_path(path) as temporary,
+        pa.OSFile(str(temporary), "wb") as sink,
+        pa.ipc.new_stream(sink, POOL_SCHEMA) as writer,
+    ):
+        batch: list[dict] = []
+        size = 0
+        for record in records:
+            batch.append(record)
+            size += sum(len(message["content"]) for message in record["messages"])
+            if len(batch) == _WRITE_BATCH or size >= _WRITE_BATCH_CHARS:
+                labels |= _write_batch(writer, batch)
+                batch, size = [], 0
+        labels |= _write_batch(writer, batch)
+    return sorted(labels)
+
+
+def _write_batch(writer, batch: list[dict]) -> set[str]:
+    if batch:
+        writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=POOL_SCHEMA))
+    return {name for name in LABEL_FIELDS if any(record[name] is not None for record in batch)}
+
+
+def _check_unique_ids(records: datasets.Dataset) -> None:
+    """A PoolError naming both places of the first id given twice (in pool order). The ids are compared by a
+    64-bit hash first, a column chunk at a time, so no set of the pool's ids is held."""
+    table = records.data.table
+    hashes = np.concatenate(
+        [pd.util.hash_array(chunk.to_numpy(zero_copy_only=False)) for chunk in table.column("id").chunks]
+        or [np.zeros(0, dtype=np.uint64)]
+    )
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(repeated):
+        return
+    rows = np.flatnonzero(np.isin(hashes, repeated))
+    first_seen: dict[str, int] = {}
+    for row, identity in zip(rows.tolist(), records.select(rows)["id"], strict=True):
+        earlier = first_seen.setdefault(identity, row)
+        if earlier != row:
+            where = records.select([earlier, row]).select_columns(["file", "line"]).to_list()
             raise PoolError(
-                f"duplicate record id {record['id']!r}: {earlier['file']}:{earlier['line']} "
-                f"and {record['file']}:{record['line']}"
+                f"duplicate record id {identity!r}: {where[0]['file']}:{where[0]['line']} "
+                f"and {where[1]['file']}:{where[1]['line']}"
             )
 
 
@@ -428,4 +557,6 @@ def configured_data_dir(dataset_cfg) -> Path:
 def load_configured_pool(dataset_cfg) -> Pool:
     names = list(dataset_cfg.dataset_names) if dataset_cfg.dataset_names else None
     data_format = dataset_cfg.get("format", "auto")  # configs from before `dataset.format` read as auto
-    return load_pool(configured_data_dir(dataset_cfg), names, dataset_cfg.skip_bad_lines, data_format)
+    directory = configured_data_dir(dataset_cfg)
+    cache = Path(dataset_cfg.cache_dir) / "pool"
+    return load_pool(directory, names, dataset_cfg.skip_bad_lines, data_format, cache_dir=cache)
