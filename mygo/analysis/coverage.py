@@ -14,7 +14,8 @@ Each pick here weighs two things:
     less, whichever cluster it comes from;
   - `bigrams`: the share of the pick's distinct answer word bigrams that no sample already selected holds (hashed
     into a bit table): a pick that repeats the selection's phrasing counts less. It costs each candidate its own
-    length, whatever the selection's size (the embedding's costs the whole pool per pick).
+    length, whatever the selection's size (the embedding's costs the whole pool per pick);
+  - `both`: the product of the two.
 
 The score is coverage x novelty. Each turn scores a random subset of the cluster's remaining members, of size
 (members / quota) x ln(1 / epsilon) ("stochastic greedy", Mirzasoleiman et al., 2015: within 1 - 1/e - epsilon of
@@ -87,6 +88,20 @@ class Bigrams:
         return Bigrams(np.concatenate([[0], np.cumsum(ends - starts)]), self.hashes[_ranges(starts, ends)])
 
 
+@dataclass(frozen=True)
+class TextAndBigrams:
+    """Both novelties' inputs (`selection.novelty: both`): the pick's novelty is the product of the two."""
+
+    text: np.ndarray  # [n, t] unit rows of `text_embedding`
+    bigrams: Bigrams
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def __getitem__(self, rows: np.ndarray) -> TextAndBigrams:
+        return TextAndBigrams(self.text[rows], self.bigrams[rows])
+
+
 def answer_bigrams(answers: Sequence[str]) -> Bigrams:
     """`Bigrams` of each answer's lower-cased words (one gram of its word for a one-word answer, none for none)."""
     from mygo.data.dedup import shingle_sets  # the same vectorised hashing as near deduplication's shingles
@@ -136,11 +151,30 @@ class _BigramNovelty:
         self.seen[self.bigrams.hashes[self.bigrams.offsets[row] : self.bigrams.offsets[row + 1]]] = True
 
 
-def _novelty(text: np.ndarray | Bigrams | None, n: int) -> _EmbeddingNovelty | _BigramNovelty | None:
+class _BothNovelty:
+    """The product of the embedding's and the bigrams' novelty: new in what it is about and in how it is said."""
+
+    def __init__(self, both: TextAndBigrams) -> None:
+        self.parts = (_EmbeddingNovelty(both.text), _BigramNovelty(both.bigrams))
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        return self.parts[0].of(rows) * self.parts[1].of(rows)
+
+    def add(self, row: int) -> None:
+        for part in self.parts:
+            part.add(row)
+
+
+Text = np.ndarray | Bigrams | TextAndBigrams  # what the covering order's novelty compares (`selection.novelty`)
+
+
+def _novelty(text: Text | None, n: int) -> _EmbeddingNovelty | _BigramNovelty | _BothNovelty | None:
     if text is None:
         return None
     if len(text) != n:
         raise ValueError(f"the text novelty has {len(text)} rows for {n} samples")
+    if isinstance(text, TextAndBigrams):
+        return _BothNovelty(text)
     return _BigramNovelty(text) if isinstance(text, Bigrams) else _EmbeddingNovelty(text)
 
 
@@ -148,7 +182,7 @@ def covering_picks(
     features: np.ndarray,
     labels: np.ndarray,
     quotas: dict[int, int],
-    text: np.ndarray | Bigrams | None = None,
+    text: Text | None = None,
     seed: int = 0,
     ground_size: int = GROUND_SIZE,
     epsilon: float = EPSILON,
@@ -159,11 +193,11 @@ def covering_picks(
     chosen, the round of each).
 
     features: [n, d] the clustering's features (cosine geometry); labels: [n] group of each row; text: [n, t] unit
-    rows of the text embedding (`text_embedding`), or each row's `Bigrams` (`answer_bigrams`), or None for coverage
-    alone. `ground`: (features [N, d] of a whole pool, the rows [m] of it that the picks should represent, their
-    labels [m]), a superset of the candidates (None: the candidates themselves): picks then come from the candidates
-    but are placed to cover all of their cluster in the ground, its parts without candidates included. Only the
-    sampled ground rows are read from its features."""
+    rows of the text embedding (`text_embedding`), or each row's `Bigrams` (`answer_bigrams`), or both
+    (`TextAndBigrams`), or None for coverage alone. `ground`: (features [N, d] of a whole pool, the rows [m] of it
+    that the picks should represent, their labels [m]), a superset of the candidates (None: the candidates
+    themselves): picks then come from the candidates but are placed to cover all of their cluster in the ground,
+    its parts without candidates included. Only the sampled ground rows are read from its features."""
     rng = np.random.default_rng(seed)
     points = unit_rows(features)
     ground_features, ground_rows, ground_labels = (points, None, labels) if ground is None else ground

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mygo.analysis.coverage import Bigrams, covering_picks
+from mygo.analysis.coverage import Text, covering_picks
 
 STRATEGIES = ("round_robin", "quality_topk", "random")
 # In which order a cluster gives its members to round robin: best quality first (MyGO), or in a seeded random
@@ -56,7 +56,7 @@ class Order:
     within_cluster: str = "quality"
     cluster_quota: str = "equal"
     features: np.ndarray | None = None
-    text: np.ndarray | Bigrams | None = None
+    text: Text | None = None
     ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def of_rows(self, rows: np.ndarray) -> Order:
@@ -101,7 +101,7 @@ def select(
     cluster_quota: str = "equal",
     count: int | None = None,
     features: np.ndarray | None = None,
-    text: np.ndarray | Bigrams | None = None,
+    text: Text | None = None,
     ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Selection:
     """Choose `count` rows (or target_count(n, percentage): give one of them) with `strategy`; the same inputs and
@@ -192,7 +192,7 @@ def covering_round_robin(
     count: int,
     quota: str,
     features: np.ndarray | None,
-    text: np.ndarray | Bigrams | None,
+    text: Text | None,
     seed: int,
     ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Selection:

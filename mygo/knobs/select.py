@@ -166,10 +166,11 @@ CONFIG = Declared(
                 ),
                 "novelty": Choice(
                     "embedding",
-                    ("embedding", "bigrams"),
+                    ("embedding", "bigrams", "both"),
                     (
                         "the covering order's text novelty: one minus the highest cosine to a pick in a TF-IDF + SVD "
-                        "embedding of prompt and answer | the share of the answer's word bigrams no pick holds yet"
+                        "embedding of prompt and answer | the share of the answer's word bigrams no pick holds yet | "
+                        "the product of the two"
                     ),
                 ),
                 "seed": Int(42),

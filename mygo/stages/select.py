@@ -29,7 +29,7 @@ from mygo.analysis.clustering import (
     prepare_features,
     silhouette,
 )
-from mygo.analysis.coverage import Bigrams, answer_bigrams, text_embedding
+from mygo.analysis.coverage import Text, TextAndBigrams, answer_bigrams, text_embedding
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.score_shards import RouterData
@@ -180,29 +180,31 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
         )
 
 
-def covering_text(index: pd.DataFrame, cfg: DictConfig) -> np.ndarray | Bigrams | None:
+def covering_text(index: pd.DataFrame, cfg: DictConfig) -> Text | None:
     """What `within_cluster: coverage` compares picks' texts by (`selection.novelty`): the text embedding of each
-    record's prompt and answers (`mygo.analysis.coverage.text_embedding`), or its answers' bigrams
-    (`answer_bigrams`), read from the pool files; None for the other orders."""
+    record's prompt and answers (`mygo.analysis.coverage.text_embedding`), its answers' bigrams
+    (`answer_bigrams`), or both, read from the pool files; None for the other orders."""
     if cfg.selection.strategy != "round_robin" or cfg.selection.within_cluster != "coverage":
         return None
+    novelty = cfg.selection.get("novelty", "embedding")  # configs from before the knob: the embedding
     started = time.perf_counter()
     records = records_at(list(zip(index["file"], index["line"], strict=True)))
     turns = [conversation(record) for record in records]
-    if cfg.selection.get("novelty", "embedding") == "bigrams":  # configs from before the knob: the embedding
-        answers = [" ".join(m["content"] for m in messages if m["role"] == "assistant") for messages in turns]
-        bigrams = answer_bigrams(answers)
+    embedding = bigrams = None
+    if novelty in ("bigrams", "both"):
+        bigrams = answer_bigrams([" ".join(m["content"] for m in t if m["role"] == "assistant") for t in turns])
         logger.info("answer bigrams of %d records in %.1f s", len(turns), time.perf_counter() - started)
-        return bigrams
-    texts = [" ".join(m["content"] for m in messages) for messages in turns]
-    embedding = text_embedding(texts, seed=cfg.selection.seed)
-    logger.info(
-        "text embedding of %d records (%d dims) in %.1f s",
-        len(turns),
-        embedding.shape[1],
-        time.perf_counter() - started,
-    )
-    return embedding
+    if novelty in ("embedding", "both"):
+        embedding = text_embedding([" ".join(m["content"] for m in t) for t in turns], seed=cfg.selection.seed)
+        logger.info(
+            "text embedding of %d records (%d dims) in %.1f s",
+            len(turns),
+            embedding.shape[1],
+            time.perf_counter() - started,
+        )
+    if embedding is not None and bigrams is not None:
+        return TextAndBigrams(embedding, bigrams)
+    return bigrams if embedding is None else embedding
 
 
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from mygo.analysis.coverage import Bigrams
+from mygo.analysis.coverage import Text
 from mygo.analysis.quality_signals import SIGNALS, STORED, rank_within, robust_z_within, signal_values
 from mygo.analysis.score_shards import RouterData
 from mygo.analysis.selection import STRATEGIES, Order, Selection, select_by_source, source_capacity, target_count
@@ -191,7 +191,7 @@ class SelectionPolicy:
     def order(
         self,
         features: np.ndarray | None = None,
-        text: np.ndarray | Bigrams | None = None,
+        text: Text | None = None,
         labels: np.ndarray | None = None,
         excluded: np.ndarray | None = None,
     ) -> Order:
@@ -210,7 +210,7 @@ class SelectionPolicy:
         sources: np.ndarray | None = None,
         excluded: np.ndarray | None = None,
         features: np.ndarray | None = None,
-        text: np.ndarray | Bigrams | None = None,
+        text: Text | None = None,
     ) -> Selection:
         """The strategy over the samples in the quality band, less the vetoes (`excluded`, [n] bool).
 
