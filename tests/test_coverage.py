@@ -4,7 +4,7 @@ repeated ones, round robin's quotas kept, and the text embedding it compares by.
 import numpy as np
 import pytest
 
-from mygo.analysis.coverage import answer_bigrams, covering_picks, text_embedding, unit_rows
+from mygo.analysis.coverage import TextAndBigrams, answer_bigrams, covering_picks, text_embedding, unit_rows
 from mygo.analysis.diversity import coverage_distance, distinct_bigram_ratio
 from mygo.analysis.selection import Order, apportion_capped, select, select_by_source
 
@@ -71,6 +71,23 @@ def test_bigram_novelty_prefers_answers_whose_phrasing_the_selection_lacks():
     assert np.diff(empty.offsets).tolist() == [0, 1, 1]  # none, one gram of a lone word, one bigram
     picked, _ = covering_picks(np.ones((3, 2)), np.zeros(3, dtype=np.int64), {0: 3}, text=empty, seed=0)
     assert sorted(picked.tolist()) == [0, 1, 2]
+
+
+def test_both_novelties_spread_picks_over_subjects_and_phrasings():
+    # Four answers per (subject, phrasing): the embedding tells subjects apart, the bigrams phrasings. Two picks by
+    # both novelties differ in both, where either novelty alone is blind to the other difference.
+    subjects, phrasings = np.repeat(np.arange(2), 8), np.tile(np.repeat(np.arange(2), 4), 2)
+    words = [["alpha beta gamma delta", "one two three four"], ["zeta eta theta iota", "five six seven eight"]]
+    answers = [
+        f"{words[p][0]} {words[p][1]} {i}" if s == 0 else f"{words[p][1]} {words[p][0]} {i}"
+        for i, (s, p) in enumerate(zip(subjects, phrasings, strict=True))
+    ]
+    text = unit_rows(np.eye(2)[subjects] + 0.01 * np.random.default_rng(0).random((16, 2)))
+    both = TextAndBigrams(text, answer_bigrams(answers))
+    assert len(both[np.arange(4)]) == 4
+    features, labels = np.ones((16, 2)), np.zeros(16, dtype=np.int64)
+    rows, _ = covering_picks(features, labels, {0: 2}, text=both, seed=0)
+    assert sorted(subjects[rows].tolist()) == [0, 1] and sorted(phrasings[rows].tolist()) == [0, 1]
 
 
 def test_select_by_coverage_keeps_round_robins_quotas_is_seeded_and_needs_the_features():
