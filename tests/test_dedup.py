@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import datasets
 import mlflow
 import numpy as np
 import pytest
@@ -158,6 +159,7 @@ def test_the_groups_artifact_and_the_cache(tmp_path):
     lines = [json.loads(line) for line in report.groups_jsonl([r["id"] for r in records]).splitlines()]
     assert lines[0] == {"kind": "exact", "kept": "a", "removed": ["b"]}
     assert lines[1]["kind"] == "near" and lines[1]["kept"] == "a" and lines[1]["removed"] == ["c"]
+    assert report.groups_jsonl(datasets.Dataset.from_list(records)) == report.groups_jsonl([r["id"] for r in records])
     assert report.metrics()["dedup/exact_removed"] == 1 and report.metrics()["dedup/near_removed"] == 1
     first = deduplicate_cached(records, "digest", DedupSettings(), tmp_path)
     [cached] = tmp_path.glob("dedup-*.json")

@@ -133,11 +133,15 @@ class DedupReport:
             "dedup/seconds": self.seconds,
         }
 
-    def groups_jsonl(self, ids: Sequence) -> str:
-        """The groups, one JSON line each, by record id: `{"kind", "kept", "removed", ["jaccard"]}`.
+    def groups_jsonl(self, ids: Sequence | datasets.Dataset) -> str:
+        """The groups, one JSON line each, by record id: `{"kind", "kept", "removed", ["jaccard"]}`. `ids`: each
+        row's id, or the pool's records (only the grouped rows' ids are read).
 
         Exact groups come first; a record kept by exact deduplication may still be removed by near
         deduplication, so its id can be `kept` in an exact group and `removed` in a near one."""
+        if isinstance(ids, datasets.Dataset):
+            rows = sorted({row for group in self.groups for row in (group.kept, *group.removed)})
+            ids = dict(zip(rows, ids.select(rows)["id"], strict=True))
         lines = []
         for group in self.groups:
             line = {"kind": group.kind, "kept": ids[group.kept], "removed": [ids[row] for row in group.removed]}

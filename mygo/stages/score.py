@@ -210,7 +210,7 @@ def run_score(cfg: DictConfig) -> str | None:
             log_pool_input(pool, context="scoring")
             if pool.dedup.settings.enabled:  # removed records are not in `tokenized`: never scored nor selected
                 mlflow.log_metrics(pool.dedup.metrics())
-                mlflow.log_text(pool.dedup.groups_jsonl(pool.records["id"]), GROUPS_ARTIFACT)
+                mlflow.log_text(pool.dedup.groups_jsonl(pool.records), GROUPS_ARTIFACT)
             write_index(work_dir, _index_frame(tokenized))
 
         mine = list(range(state.process_index, len(plan), state.num_processes))

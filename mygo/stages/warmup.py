@@ -117,7 +117,7 @@ def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
         mlflow.log_metrics(pool.stats.metrics())
         if pool.dedup.settings.enabled:  # the training subset is drawn from the records dedup kept
             mlflow.log_metrics(pool.dedup.metrics())
-            mlflow.log_text(pool.dedup.groups_jsonl(pool.records["id"]), GROUPS_ARTIFACT)
+            mlflow.log_text(pool.dedup.groups_jsonl(pool.records), GROUPS_ARTIFACT)
         mlflow.log_metrics(
             {
                 "data/truncated": float(sum(tokenized["truncated"])),
