@@ -297,7 +297,7 @@ def _sketch_pool(records: datasets.Dataset | Sequence[dict], settings: DedupSett
     """Pass one over the pool: every conversation's exact key ([n, 2] uint64), and the answers long enough for
     near deduplication hashed into `sketches` a batch at a time."""
     ranges = band_ranges(settings) if sketches is not None else []
-    keys: list[bytes] = []
+    keys = np.empty((len(records), 2), dtype=np.uint64)  # 16 bytes a record, filled in place
     pending: list[tuple[int, list[str]]] = []
 
     def flush() -> None:
@@ -307,7 +307,7 @@ def _sketch_pool(records: datasets.Dataset | Sequence[dict], settings: DedupSett
 
     conversations = tqdm(_conversations(records), total=len(records), desc="dedup pool", unit="record", mininterval=5)
     for row, messages in enumerate(conversations):
-        keys.append(conversation_key(messages))
+        keys[row] = np.frombuffer(conversation_key(messages), dtype=np.uint64)
         if sketches is not None:
             words = answer_words(messages)
             if len(words) >= settings.min_words:
@@ -316,7 +316,7 @@ def _sketch_pool(records: datasets.Dataset | Sequence[dict], settings: DedupSett
                     flush()
     if pending:
         flush()
-    return np.frombuffer(b"".join(keys), dtype=np.uint64).reshape(-1, 2)
+    return keys
 
 
 def _conversations(records: datasets.Dataset | Sequence[dict]) -> Iterator[list[dict]]:
