@@ -90,16 +90,18 @@ class Bigrams:
 
 @dataclass(frozen=True)
 class TextAndBigrams:
-    """Both novelties' inputs (`selection.novelty: both`): the pick's novelty is the product of the two."""
+    """Both novelties' inputs (`selection.novelty: both`): the pick's novelty is the embedding's times the bigrams'
+    to the power `bigram_weight` (`selection.bigram_weight`)."""
 
     text: np.ndarray  # [n, t] unit rows of `text_embedding`
     bigrams: Bigrams
+    bigram_weight: float = 1.0  # the exponent on the bigrams' novelty: 0 is the embedding's alone
 
     def __len__(self) -> int:
         return len(self.text)
 
     def __getitem__(self, rows: np.ndarray) -> TextAndBigrams:
-        return TextAndBigrams(self.text[rows], self.bigrams[rows])
+        return TextAndBigrams(self.text[rows], self.bigrams[rows], self.bigram_weight)
 
 
 def answer_bigrams(answers: Sequence[str]) -> Bigrams:
@@ -156,9 +158,10 @@ class _BothNovelty:
 
     def __init__(self, both: TextAndBigrams) -> None:
         self.parts = (_EmbeddingNovelty(both.text), _BigramNovelty(both.bigrams))
+        self.weight = both.bigram_weight
 
     def of(self, rows: np.ndarray) -> np.ndarray:
-        return self.parts[0].of(rows) * self.parts[1].of(rows)
+        return self.parts[0].of(rows) * self.parts[1].of(rows) ** self.weight
 
     def add(self, row: int) -> None:
         for part in self.parts:

@@ -173,6 +173,11 @@ CONFIG = Declared(
                         "the product of the two"
                     ),
                 ),
+                "bigram_weight": Float(
+                    1.0,
+                    "novelty: both: the exponent on the bigrams' novelty (0: the embedding's alone)",
+                    ge=0,
+                ),
                 "seed": Int(42),
             },
         ),

@@ -203,7 +203,7 @@ def covering_text(index: pd.DataFrame, cfg: DictConfig) -> Text | None:
             time.perf_counter() - started,
         )
     if embedding is not None and bigrams is not None:
-        return TextAndBigrams(embedding, bigrams)
+        return TextAndBigrams(embedding, bigrams, float(cfg.selection.get("bigram_weight", 1.0)))
     return bigrams if embedding is None else embedding
 
 
