@@ -42,6 +42,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,7 +67,7 @@ TOPIC_FIELD = "mygo_topic"
 # Labels a pool may carry for measuring a selection (never for making it); kept where any record has one.
 LABEL_FIELDS = (NOISE_FIELD, TOPIC_FIELD)
 RECORD_DIGEST_FIELD = "record_digest"
-POOL_STORE_VERSION = 1  # bump when the stored form of a pool changes: stored pools are keyed by it
+POOL_STORE_VERSION = 1  # bump when the stored form of a pool changes (stored pools are also keyed by the reading code)
 _WRITE_BATCH = 10_000  # records converted and written at a time
 _WRITE_BATCH_CHARS = 1 << 26  # or fewer, when their text is this long (a batch's strings stay well under 2 GiB)
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -424,7 +425,7 @@ def _stored_pool(
     else:
         directory = Path(cache_dir)
         digest = source_digest(source)  # hashing the files is fast next to parsing them
-        key = json.dumps([POOL_STORE_VERSION, source, settings, digest], sort_keys=True)
+        key = json.dumps([POOL_STORE_VERSION, _reading_code(), source, settings, digest], sort_keys=True)
         stored = directory / f"pool-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
         if stored.with_suffix(".json").is_file() and stored.with_suffix(".arrow").is_file():
             about = json.loads(stored.with_suffix(".json").read_text())
@@ -443,6 +444,16 @@ def _stored_pool(
     with atomic_path(path.with_suffix(".json")) as temporary:  # last: a pool is stored once this is there
         temporary.write_text(json.dumps(about))
     return _mapped_pool(path, location, names, about)
+
+
+@cache
+def _reading_code() -> str:
+    """A digest of the code that turns pool files into records (this module and the formats'): a pool stored by other
+    code, an older mygo's, is read again rather than served."""
+    from mygo.data import formats
+
+    code = b"".join(Path(module).read_bytes() for module in (__file__, formats.__file__))
+    return hashlib.sha256(code).hexdigest()[:16]
 
 
 def _mapped_pool(path: Path, location: Path, names: list[str], about: dict) -> Pool:
