@@ -399,6 +399,12 @@ def _offsets_within(sizes: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
+def _removed_mask(groups: Sequence[DedupGroup], count: int) -> np.ndarray:
+    gone = np.zeros(count, dtype=bool)
+    gone[[row for group in groups for row in group.removed]] = True
+    return gone
+
+
 def deduplicate(records: datasets.Dataset | Sequence[dict], settings: DedupSettings) -> DedupReport:
     """Group the records (a pool's `records`, or dicts with `messages`) and keep one per group; see the module.
 
@@ -415,12 +421,11 @@ def deduplicate(records: datasets.Dataset | Sequence[dict], settings: DedupSetti
         finally:
             rows, offsets = sketches.close() if sketches is not None else (None, None)
         groups = exact_groups(keys)
+        gone = _removed_mask(groups, count)
         if sketches is not None:
-            gone = np.zeros(count, dtype=bool)
-            gone[[row for group in groups for row in group.removed]] = True
-            groups += near_groups(sketches, rows, offsets, np.flatnonzero(~gone[rows]), settings)
-    gone = np.zeros(count, dtype=bool)
-    gone[[row for group in groups for row in group.removed]] = True
+            near = near_groups(sketches, rows, offsets, np.flatnonzero(~gone[rows]), settings)
+            gone |= _removed_mask(near, count)
+            groups += near
     kept = np.flatnonzero(~gone).astype(np.int64)
     report = DedupReport(settings, count, kept, groups, time.perf_counter() - started)
     logger.info(
