@@ -1,6 +1,6 @@
 """Scale of mygo's CPU steps on a synthetic pool of N records: seconds and peak memory of each step.
 
-    python benchmarks/scale.py --records N [--steps read,dedup,signals,select] [--cache DIR]
+    python benchmarks/scale.py --records N [--steps read,dedup,signals,select] [--cache DIR] [--select OVERRIDES]
 
 The pool: N records in the LESS layout (`<dir>/{cot,dolly,flan_v2,oasst1}/*.jsonl`), built by `dedup.py`'s
 generator (demo-like lengths: answers of lognormal length, median ~60 words, Zipf-like words; 3% planted exact and
@@ -22,7 +22,9 @@ the child, imports and the untimed loading named below left out. The steps call 
 - `select`: the select stage's work with the default `configs/select.yaml` policy but k-means at a fixed k (40):
   load the router data, the quality and vetoes, prepare the features, cluster, the text embedding of every record
   for `within_cluster: coverage` (read from the pool files), round robin choosing 5%, and the selected records
-  written. The stage's diversity metrics, silhouette and plots are not run.
+  written. The stage's diversity metrics, silhouette and plots are not run. `--select` adds Hydra overrides
+  (e.g. `"clustering.pca_components=64"`, which a pool of ten million needs: its 1,024-dim features as float32 are
+  41 GB).
 
 A step that fails or runs out of memory is reported as failed with its error; the others go on. The last line is
 `records=N seconds=S peak_rss_gib=R`: S the sum of the steps' seconds, R the largest peak RSS. The targets are in
@@ -184,14 +186,14 @@ def step_signals(pool: Path, router: Path | None) -> dict:
     return {"seconds": seconds, "parts": {"idf": idf, "per record": seconds - idf}}
 
 
-def step_select(pool: Path, router: Path | None) -> dict:
+def step_select(pool: Path, router: Path | None, overrides: list[str] = ()) -> dict:
     from mygo.analysis.clustering import prepare_features
     from mygo.analysis.score_shards import load_router_data
     from mygo.config import load_config
     from mygo.stages.select import cluster, covering_text, write_selected_records
     from mygo.stages.selection_policy import SelectionPolicy, vetoed
 
-    cfg = load_config("select", ["upstream.score_run=scale", f"clustering.kmeans.k={K}"])
+    cfg = load_config("select", ["upstream.score_run=scale", f"clustering.kmeans.k={K}", *overrides])
     policy = SelectionPolicy.of(cfg)
     parts, mark = {}, time.perf_counter()
 
@@ -230,15 +232,16 @@ def rss_gib() -> float:
     return int(line.split()[1]) * 1024 / GIB
 
 
-def child(step: str, pool: str, router: str) -> None:
+def child(step: str, pool: str, router: str, overrides: str) -> None:
     """Run one step and print its figures as the last line of stdout (JSON)."""
-    figures = STEP_FUNCTIONS[step](Path(pool), Path(router) if router else None)
+    extra = {"overrides": overrides.split()} if step == "select" and overrides else {}
+    figures = STEP_FUNCTIONS[step](Path(pool), Path(router) if router else None, **extra)
     print(json.dumps(figures), flush=True)
 
 
-def run_step(step: str, pool: Path, router: Path | None, logs: Path) -> dict:
+def run_step(step: str, pool: Path, router: Path | None, logs: Path, overrides: str = "") -> dict:
     """The step in a fresh child process: its figures, `peak_rss_gib` (the child's own) and `error` when it failed."""
-    command = [sys.executable, __file__, "--child", step, str(pool), str(router or "")]
+    command = [sys.executable, __file__, "--child", step, str(pool), str(router or ""), overrides]
     env = os.environ | {"TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     out, err = logs / f"{step}.out", logs / f"{step}.err"
     started = time.perf_counter()
@@ -270,7 +273,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the generator's")
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--experts", type=int, default=64)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--select", default="", help='select\'s Hydra overrides, e.g. "clustering.pca_components=64"')
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -291,7 +295,7 @@ def main() -> None:
     print(f"{'step':<10}{'seconds':>10}{'peak_rss_gib':>14}", flush=True)
     for step in steps:
         log(f"running {step} (output in {logs})")
-        results[step] = figures = run_step(step, pool, router, logs)
+        results[step] = figures = run_step(step, pool, router, logs, args.select)
         line = f"{step:<10}{figures['seconds']:>10.1f}{figures['peak_rss_gib']:>14.2f}"
         if "error" in figures:
             line += f"  FAILED: {figures['error']}"

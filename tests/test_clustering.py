@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
@@ -18,6 +19,7 @@ from mygo.analysis.clustering import (
     available_backends,
     available_hdbscan_backends,
     choose_elbow,
+    core,
     elbow_ks,
     hdbscan,
     kmeans,
@@ -25,6 +27,8 @@ from mygo.analysis.clustering import (
     silhouette,
     tune_hdbscan,
 )
+from mygo.analysis.clustering.centroids import assign_to_centres
+from mygo.analysis.score_shards import load_router_data, plan_shards, write_index, write_shard
 
 BLOBS = 8
 
@@ -66,6 +70,53 @@ def test_prepare_features_pca_reduces_then_renormalises():
     assert np.array_equal(x, prepare_features(features, pca_components=10, seed=0))
     with pytest.raises(ValueError, match="pca_components=100"):
         prepare_features(features, pca_components=100)
+
+
+def test_prepare_features_reads_sharded_features_as_it_reads_an_array(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    features = (rng.normal(size=(300, 4, 16)) * 3).astype(np.float16)
+    for number, rows in enumerate(plan_shards(rng.integers(1, 99, 300), 64)):
+        write_shard(tmp_path, number, rows, np.zeros((len(rows), 4)), features[rows])
+    write_index(tmp_path, pd.DataFrame({"id": [f"s{i}" for i in range(300)], "dataset": "cot"}))
+    sharded = load_router_data(tmp_path).features
+    assert np.array_equal(prepare_features(sharded), prepare_features(features))
+    assert np.array_equal(prepare_features(sharded, 8, seed=1), prepare_features(features, 8, seed=1))
+    # Above PCA_FIT_ROWS the PCA is fitted on a sample and the rows projected a shard at a time.
+    monkeypatch.setattr(core, "PCA_FIT_ROWS", 100)
+    sampled = prepare_features(sharded, 8, seed=1)
+    assert sampled.shape == (300, 8) and sampled.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(sampled, axis=1), 1, atol=1e-5)
+    assert np.array_equal(sampled, prepare_features(features, 8, seed=1))  # the same on an array
+
+
+def test_prepare_features_that_would_not_fit_in_memory_name_the_knob():
+    class Huge:  # the shape of ten billion samples' features: refused before anything is read
+        shape = (10**10, 16, 64)
+
+        def __len__(self) -> int:
+            return self.shape[0]
+
+    with pytest.raises(ValueError, match="clustering.pca_components"):
+        prepare_features(Huge())
+
+
+def test_kmeans_above_fit_sample_fits_a_sample_and_assigns_every_row(data):
+    x, truth = data
+    full = kmeans(x, k=BLOBS, auto_k=False, seed=0, elbow_sample=300)
+    sampled = kmeans(x, k=BLOBS, auto_k=False, seed=0, elbow_sample=300, fit_sample=600)
+    assert sampled.params["fit_sample_size"] == 600 and full.params["fit_sample_size"] == len(x)
+    assert adjusted_rand_score(truth, sampled.labels) > 0.99
+    assert adjusted_rand_score(full.labels, sampled.labels) > 0.99
+    centres = np.stack([x[sampled.labels == c].mean(axis=0) for c in range(BLOBS)])
+    labels, inertia = assign_to_centres(x, centres.astype(np.float32), block=100)
+    brute = ((x[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    assert np.array_equal(labels, brute.argmin(axis=1))
+    assert inertia == pytest.approx(brute.min(axis=1).sum(), rel=1e-4)
+    assert sampled.inertia == pytest.approx(full.inertia, rel=0.01)
+    # At or under fit_sample rows, the fit is the one on all rows.
+    assert np.array_equal(
+        kmeans(x, k=BLOBS, auto_k=False, seed=0, elbow_sample=300, fit_sample=len(x)).labels, full.labels
+    )
 
 
 def test_kmeans_with_fixed_k_recovers_the_blobs(data):

@@ -59,6 +59,22 @@ def test_shards_load_back_in_pool_order(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_sharded_features_gather_any_rows_in_the_order_asked(tmp_path):
+    _, features, plan = write_router_data(tmp_path, samples=23, shard_size=5)
+    sharded = load_router_data(tmp_path).features  # left in the shards' files
+    assert sharded.shape == features.shape and sharded.dtype == features.dtype and len(sharded) == 23
+    rows = np.array([22, 0, 7, 7, 13, 1])
+    np.testing.assert_array_equal(sharded[rows], features[rows])
+    np.testing.assert_array_equal(sharded[3:9], features[3:9])
+    np.testing.assert_array_equal(sharded[features[:, 0, 0] > 0], features[features[:, 0, 0] > 0])
+    np.testing.assert_array_equal(sharded[4], features[4])
+    assert sharded[np.array([], dtype=np.int64)].shape == (0, 2, 4)
+    blocks = list(sharded.shards())
+    assert [list(rows) for rows, _ in blocks] == [list(rows) for rows in plan]
+    for rows, block in blocks:
+        np.testing.assert_array_equal(block, features[rows])
+
+
 def test_truncated_corrupt_and_missing_shards_are_named(tmp_path):
     _, _, plan = write_router_data(tmp_path)
     features_file = tmp_path / "shard-00001.features.npy"
@@ -119,7 +135,8 @@ def test_score_resumes_after_damage_and_splits_over_processes(tracking_store, tm
     assert len(runs) == 3  # one run for the two processes
     split = load_router_data(runs[0].data.tags[ROUTER_DATA_PATH_TAG])
     np.testing.assert_allclose(split.quality, reference.quality, atol=1e-5)
-    np.testing.assert_allclose(split.features.astype(np.float32), reference.features.astype(np.float32), atol=2e-2)
+    split_features, reference_features = np.asarray(split.features, np.float32), np.asarray(reference.features)
+    np.testing.assert_allclose(split_features, reference_features.astype(np.float32), atol=2e-2)
 
 
 def test_score_refuses_a_missing_or_wrong_upstream(tracking_store, capsys):

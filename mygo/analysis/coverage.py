@@ -202,8 +202,7 @@ def covering_picks(
     themselves): picks then come from the candidates but are placed to cover all of their cluster in the ground,
     its parts without candidates included. Only the sampled ground rows are read from its features."""
     rng = np.random.default_rng(seed)
-    points = unit_rows(features)
-    ground_features, ground_rows, ground_labels = (points, None, labels) if ground is None else ground
+    ground_features, ground_rows, ground_labels = (None, None, labels) if ground is None else ground
     m = len(ground_labels)
     groups = []
     for label, quota in quotas.items():
@@ -214,8 +213,9 @@ def covering_picks(
         represented = members if ground is None else ground_rows[ground_labels == label]
         size = min(len(represented), max(1, math.ceil(ground_size * len(represented) / m)))
         sample = represented if size == len(represented) else np.sort(rng.choice(represented, size, replace=False))
-        sampled = points[sample] if ground is None else unit_rows(ground_features[sample])
-        similarity = np.clip(sampled @ points[members].T, 0.0, None)  # [ground sample, members]
+        points = unit_rows(features[members])  # a cluster at a time: no second copy of the pool's features
+        sampled = points[np.searchsorted(members, sample)] if ground is None else unit_rows(ground_features[sample])
+        similarity = np.clip(sampled @ points.T, 0.0, None)  # [ground sample, members]
         draw = min(len(members), math.ceil(len(members) / quota * math.log(1 / epsilon)))
         groups.append(
             {

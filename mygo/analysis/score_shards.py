@@ -7,7 +7,9 @@ a shard is complete exactly when its manifest exists and the checksums match, so
 writing leaves nothing that passes for finished, and a corrupt shard is named and scored again.
 
 `index.parquet` lists every pool row (id, source, length, and the injected-noise label when the
-pool has one). `load_router_data` puts the shards back in pool order.
+pool has one). `load_router_data` puts the shards back in pool order: the quality and signals in memory, the
+features (2 KB a sample at 16 layers x 64 experts, 20 GB at ten million) left in the shards' files, read a shard or
+a set of rows at a time (`ShardedFeatures`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +36,57 @@ class RouterDataError(ValueError):
     """Router data on disk is incomplete or corrupt; the message names the shard or file."""
 
 
+class ShardedFeatures:
+    """[samples, layers, experts] router features, in pool order, left in the shards' memory-mapped files.
+
+    `shards()` yields them a shard at a time (what a pass over the pool needs), `features[rows]` gathers rows in
+    the order asked, and `np.asarray(features)` reads them all. Each read maps the files anew and lets them go, so
+    what stays resident is what the caller keeps."""
+
+    def __init__(self, files: list[Path], rows: list[np.ndarray], samples: int) -> None:
+        self.files, self.rows = files, rows
+        self.shard_of = np.zeros(samples, dtype=np.int32)  # 8 bytes a sample with the offset: 80 MB at ten million
+        self.offset = np.zeros(samples, dtype=np.int32)
+        for shard, shard_rows in enumerate(rows):
+            self.shard_of[shard_rows] = shard
+            self.offset[shard_rows] = np.arange(len(shard_rows), dtype=np.int32)
+        first = np.load(files[0], mmap_mode="r")
+        self.shape, self.dtype = (samples, *first.shape[1:]), first.dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def shards(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(pool rows, their features in memory), a shard at a time."""
+        for path, rows in zip(self.files, self.rows, strict=True):
+            yield rows, np.array(np.load(path, mmap_mode="r"))
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if np.isscalar(rows):
+            return self[np.array([rows])][0]
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) or np.asarray(rows).dtype == bool else rows
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        shards, offsets = self.shard_of[rows], self.offset[rows]
+        order = np.lexsort((offsets, shards))  # by shard, each file read forwards
+        for part in np.split(order, np.flatnonzero(np.diff(shards[order])) + 1):
+            if len(part):
+                out[part] = np.load(self.files[shards[part[0]]], mmap_mode="r")[offsets[part]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype)
+        for rows, block in self.shards():
+            out[rows] = block
+        return out if dtype is None else out.astype(dtype)
+
+
 @dataclass
 class RouterData:
     index: pd.DataFrame  # one row per pool sample, in pool order
     quality: np.ndarray  # [samples, layers] float32
-    features: np.ndarray  # [samples, layers, experts]
+    features: np.ndarray | ShardedFeatures  # [samples, layers, experts]; from `load_router_data`: left on disk
     signals: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [samples] float32 (e.g. nll, ifd)
 
     @property
@@ -131,14 +180,15 @@ def shard_numbers(directory: Path) -> list[int]:
 
 
 def load_router_data(directory: str | Path) -> RouterData:
-    """All shards, checked and put back in pool order; shard arrays are memory-mapped while merging."""
+    """All shards, checked and put back in pool order; the features stay in the shards' files (`ShardedFeatures`)."""
     directory = Path(directory)
     index_path = directory / INDEX_FILE
     if not index_path.is_file():
         raise RouterDataError(f"{index_path} missing: not router data, or scoring did not finish")
     index = pd.read_parquet(index_path)
     shards = shard_numbers(directory)
-    quality = features = None
+    quality = None
+    files, shard_rows = [], []
     signals: dict[str, np.ndarray] = {}
     filled = np.zeros(len(index), dtype=bool)
     for shard in shards:
@@ -148,14 +198,13 @@ def load_router_data(directory: str | Path) -> RouterData:
         stem = _shard_stem(directory, shard)
         rows = np.load(stem.with_name(f"{stem.name}.rows.npy"))
         shard_quality = np.load(stem.with_name(f"{stem.name}.quality.npy"), mmap_mode="r")
-        shard_features = np.load(stem.with_name(f"{stem.name}.features.npy"), mmap_mode="r")
         if quality is None:
             quality = np.empty((len(index), *shard_quality.shape[1:]), dtype=np.float32)
-            features = np.empty((len(index), *shard_features.shape[1:]), dtype=shard_features.dtype)
         if rows.size and (rows.max() >= len(index) or filled[rows].any()):
             raise RouterDataError(f"{directory}: {stem.name} holds rows outside the index or already filled")
         quality[rows] = shard_quality
-        features[rows] = shard_features
+        files.append(stem.with_name(f"{stem.name}.features.npy"))
+        shard_rows.append(rows)
         names = [name for name in json.loads(stem.with_name(stem.name + ".json").read_text())["sha256"]]
         for name in (n.removeprefix(SIGNAL_PREFIX) for n in names if n.startswith(SIGNAL_PREFIX)):
             values = signals.setdefault(name, np.full(len(index), np.nan, dtype=np.float32))
@@ -164,4 +213,5 @@ def load_router_data(directory: str | Path) -> RouterData:
     if quality is None or not filled.all():
         missing = int((~filled).sum())
         raise RouterDataError(f"{directory}: {missing} of {len(index)} pool samples are in no shard")
+    features = ShardedFeatures(files, shard_rows, len(index))
     return RouterData(index=index, quality=quality, features=features, signals=signals)

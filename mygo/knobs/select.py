@@ -200,9 +200,18 @@ CONFIG = Declared(
                         "k_range": List(int, [10, 100]),
                         "elbow_points": Int(10, "k values tried over k_range", ge=2),
                         "elbow_sample": Int(
-                            20000, "samples the elbow is measured on (the final clustering uses all)", ge=2
+                            20000, "samples the elbow is measured on (the final fit: fit_sample)", ge=2
                         ),
                         "max_iters": Int(300, ge=1),
+                        "fit_sample": Int(
+                            300000,
+                            (
+                                "above this many samples the final Lloyd fit runs on a seeded sample of this"
+                                " many and every sample is assigned to its nearest centre (null: fit all)"
+                            ),
+                            ge=2,
+                            null=True,
+                        ),
                     },
                 ),
                 "hdbscan": Block(

@@ -100,6 +100,7 @@ def _cluster(features: np.ndarray, cfg: DictConfig) -> Clustering:
             backend=clustering.backend,
             elbow_sample=options.elbow_sample,
             elbow_points=options.elbow_points,
+            fit_sample=options.get("fit_sample"),  # configs from before the knob: all rows
         )
     options = clustering.hdbscan
     return hdbscan(

@@ -40,15 +40,19 @@ def kmeans(
     backend: str = "auto",
     elbow_sample: int = 20000,
     elbow_points: int = 10,
+    fit_sample: int | None = None,
 ) -> Clustering:
     """K-means on the rows of x, with k fixed (auto_k=False) or chosen by the elbow method (auto_k=True).
 
     Elbow: `elbow_points` k values spread geometrically over k_range (inclusive; every integer if the range is
     smaller) are fitted on a seeded subsample of at most `elbow_sample` rows; `choose_elbow` picks the knee of
     their inertias. At the chosen k the best of FINAL_INITS k-means++ restarts on the subsample (the elbow's fit
-    among them) is refined by Lloyd iterations on all rows. A fixed k follows the same schedule, so auto_k and
-    a fixed k give the same result at the same k. Nothing is capped: a k or k_range the data cannot support is
-    an error. `elbow` holds the subsample's inertias; `inertia` is on all rows.
+    among them) is refined by Lloyd iterations on all rows, or, when there are more than `fit_sample` (None: no
+    limit), on a seeded sample of that many, every row then assigned to its nearest centre a block at a time (a
+    pool of millions is clustered as well by centres fitted on a few hundred thousand rows, and the Lloyd fit on
+    all of them is what runs out of memory). A fixed k follows the same schedule, so auto_k and a fixed k give the
+    same result at the same k. Nothing is capped: a k or k_range the data cannot support is an error. `elbow` holds
+    the subsample's inertias; `inertia` is on all rows.
     """
     x = as_matrix(x)
     n = len(x)
@@ -67,8 +71,13 @@ def kmeans(
     tries = [fits.get(chosen) or _fit_sample(rows, chosen, max_iters, tol, seed, backend)]
     tries += [_fit_sample(rows, chosen, max_iters, tol, seed, backend, restart) for restart in range(1, FINAL_INITS)]
     final = min(tries, key=lambda fit: fit.inertia)
-    if len(sample) < n:  # refine on all rows, warm-started from the subsample's solution
+    if len(sample) < n and (fit_sample is None or n <= fit_sample):  # refine on all rows, warm-started
         final = _lloyd(x, final.centers, max_iters, tol, seed, backend)
+    elif len(sample) < n:  # refine on a larger sample, then assign every row
+        refined = _lloyd(
+            x[sample_rows(n, max(fit_sample, len(sample)), seed + 1)], final.centers, max_iters, tol, seed, backend
+        )
+        final = Fit(refined.centers, *assign_to_centres(x, refined.centers), refined.iterations)
     return Clustering(
         labels=final.labels,
         num_clusters=int(chosen),
@@ -81,6 +90,7 @@ def kmeans(
             "elbow_sample_size": len(sample),
             "elbow_ks": list(ks) if auto_k else [],
             "sample_inits": FINAL_INITS,
+            "fit_sample_size": min(n, fit_sample or n),
             "iterations": final.iterations,
             "tol": TOL,
             "max_iters": max_iters,
@@ -189,6 +199,21 @@ def _sq_distances(x: np.ndarray, norms: np.ndarray, rows) -> np.ndarray:
     distances += norms
     distances += norms[rows][:, None]
     return np.maximum(distances, 0, out=distances)
+
+
+def assign_to_centres(x: np.ndarray, centers: np.ndarray, block: int = 65536) -> tuple[np.ndarray, float]:
+    """Each row's nearest centre and the sum of squared distances to them, a block of rows at a time."""
+    labels = np.empty(len(x), dtype=np.int64)
+    inertia, center_norms = 0.0, np.einsum("ij,ij->i", centers, centers)
+    for start in range(0, len(x), block):
+        rows = x[start : start + block]
+        squared = rows @ centers.T
+        squared *= -2
+        squared += center_norms
+        squared += np.einsum("ij,ij->i", rows, rows)[:, None]
+        labels[start : start + block] = squared.argmin(axis=1)
+        inertia += float(np.maximum(squared.min(axis=1), 0).sum(dtype=np.float64))
+    return labels, inertia
 
 
 def _lloyd(x: np.ndarray, centers: np.ndarray, max_iters: int, tol: float, seed: int, backend: str) -> Fit:

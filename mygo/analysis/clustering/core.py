@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import NamedTuple
@@ -37,27 +39,73 @@ class Fit(NamedTuple):
     iterations: int
 
 
-def prepare_features(features: np.ndarray, pca_components: int | None = None, seed: int = 0) -> np.ndarray:
+PCA_FIT_ROWS = 200_000  # rows `prepare_features` fits its PCA on (all of a smaller pool)
+BLOCK_ROWS = 65_536  # rows read at a time from features in memory (sharded features come a shard at a time)
+
+
+def prepare_features(features, pca_components: int | None = None, seed: int = 0) -> np.ndarray:
     """[n, layers, experts] or [n, d] -> [n, d'] float32 unit rows, optionally PCA-reduced (then re-normalised).
 
     Unit rows make euclidean distance a function of cosine similarity (|a - b|^2 = 2 - 2 cos), which is what
-    compares routing patterns regardless of the logits' scale. All-zero rows stay zero.
+    compares routing patterns regardless of the logits' scale. All-zero rows stay zero. `features` is an array or
+    the router data's `ShardedFeatures`; it is read a block at a time, so the only copy is the [n, d'] result: with
+    PCA the raw features are never whole in memory, the PCA being fitted on a seeded sample of PCA_FIT_ROWS rows
+    (on all rows of a smaller pool, with the same result as fitting and projecting them at once).
     """
-    features = np.asarray(features)
-    if features.ndim not in (2, 3) or len(features) == 0:
+    n, d = len(features), int(np.prod(features.shape[1:])) if len(features.shape) > 1 else 0
+    if len(features.shape) not in (2, 3) or n == 0:
         raise ValueError(f"features must be [n, layers, experts] or [n, d] with n > 0, got shape {features.shape}")
-    x = features.reshape(len(features), -1).astype(np.float32, copy=True)
+    if pca_components is not None and not 1 <= pca_components <= min(n, d):
+        raise ValueError(f"pca_components={pca_components} must be in [1, min(n, d)={min(n, d)}]")
+    if pca_components is None or n <= PCA_FIT_ROWS:
+        _check_fits(n, d, "the L2-normalised features")
+        x = np.empty((n, d), dtype=np.float32)
+        for rows, block in feature_blocks(features):
+            x[rows] = _unit_block(block)
+        if pca_components is None:
+            return x
+        return normalise_rows(_pca(pca_components, seed).fit_transform(x).astype(np.float32))
+    _check_fits(n, pca_components, "the PCA-reduced features")
+    pca = _pca(pca_components, seed).fit(_unit_block(features[sample_rows(n, PCA_FIT_ROWS, seed)]))
+    x = np.empty((n, pca_components), dtype=np.float32)
+    for rows, block in feature_blocks(features):
+        x[rows] = normalise_rows(pca.transform(_unit_block(block)).astype(np.float32))
+    return x
+
+
+def feature_blocks(features) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, their features), a block at a time: an array's consecutive rows, or `ShardedFeatures`' shards."""
+    if hasattr(features, "shards"):
+        yield from features.shards()
+        return
+    for start in range(0, len(features), BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, len(features))
+        yield np.arange(start, stop), np.asarray(features[start:stop])
+
+
+def _unit_block(block: np.ndarray) -> np.ndarray:
+    x = block.reshape(len(block), -1).astype(np.float32, copy=True)
     if not np.isfinite(x).all():
         raise ValueError("features contain NaN or infinite values")
-    normalise_rows(x)
-    if pca_components is None:
-        return x
-    if not 1 <= pca_components <= min(x.shape):
-        raise ValueError(f"pca_components={pca_components} must be in [1, min(n, d)={min(x.shape)}]")
+    return normalise_rows(x)
+
+
+def _pca(components: int, seed: int):
     from sklearn.decomposition import PCA
 
-    x = PCA(pca_components, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
-    return normalise_rows(x)
+    return PCA(components, svd_solver="randomized", random_state=seed)
+
+
+def _check_fits(n: int, d: int, what: str) -> None:
+    """An [n, d] float32 matrix over half of this machine's memory is an error naming the knob that shrinks it."""
+    needed = n * d * 4
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory / 2:
+        raise ValueError(
+            f"{what} of {n} samples x {d} dims take {needed / 2**30:.1f} GiB as float32, over half of this "
+            f"machine's {memory / 2**30:.1f} GiB: reduce them with clustering.pca_components (64 dims: "
+            f"{n * 64 * 4 / 2**30:.1f} GiB)"
+        )
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
