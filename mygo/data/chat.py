@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from mygo.config import config_dir
+from mygo.data.decontamination import DecontaminationReport, DecontaminationSettings, decontaminate
 from mygo.data.dedup import DedupSettings, deduplicate_cached
 from mygo.data.pool import Pool, load_configured_pool
 from mygo.labels import IGNORE_INDEX
@@ -168,6 +170,24 @@ def load_and_tokenize(dataset_cfg, tokenizer: PreTrainedTokenizerBase) -> tuple[
     # Tokenized whole, then subset: the tokenized cache stays keyed by the pool's files, whatever dedup keeps.
     settings = DedupSettings.from_config(dataset_cfg)
     pool.dedup = deduplicate_cached(pool.records, pool.digest, settings, Path(dataset_cfg.cache_dir) / "dedup")
-    if len(pool.dedup.kept) < len(tokenized):
-        tokenized = tokenized.select(pool.dedup.kept)
+    pool.decontamination = decontaminate_pool(pool, dataset_cfg)
+    if len(pool.kept) < len(tokenized):
+        tokenized = tokenized.select(pool.kept)
     return pool, tokenized
+
+
+def decontaminate_pool(pool: Pool, dataset_cfg) -> DecontaminationReport | None:
+    """`dataset.decontamination` on the records dedup kept (None when off); the report's rows are the pool's."""
+    settings = DecontaminationSettings.from_config(dataset_cfg, config_dir() / "eval_tasks")
+    if not settings.enabled:
+        return None
+    kept = pool.dedup.kept
+    records = pool.records.select(kept).select_columns(["messages"])
+    texts = (
+        " ".join(message["content"] for message in messages)
+        for batch in records.iter(batch_size=10_000)
+        for messages in batch["messages"]
+    )
+    report = decontaminate(texts, len(kept), settings)
+    report.matches = [replace(match, row=int(kept[match.row])) for match in report.matches]
+    return report

@@ -55,6 +55,7 @@ from mygo.atomic import atomic_path
 from mygo.data.formats import FORMAT_CHOICES, FormatError, detect_format, expected_fields, to_messages
 
 if TYPE_CHECKING:
+    from mygo.data.decontamination import DecontaminationReport
     from mygo.data.dedup import DedupReport
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,15 @@ class Pool:
     stats: PoolStats
     formats: dict[str, str] = field(default_factory=dict)  # file -> its records' format(s), "a+b" when mixed
     dedup: DedupReport | None = None  # which records deduplication kept, where the pool was deduplicated
+    decontamination: DecontaminationReport | None = None  # which kept records hold an evaluation item
+
+    @property
+    def kept(self) -> np.ndarray:
+        """The rows warmup and score use: kept by deduplication, and not removed by decontamination."""
+        kept = self.dedup.kept if self.dedup is not None else np.arange(len(self.records))
+        if self.decontamination is not None and len(self.decontamination.matches):
+            kept = np.setdiff1d(kept, self.decontamination.removed, assume_unique=True)
+        return kept
 
     @property
     def has_noise_labels(self) -> bool:

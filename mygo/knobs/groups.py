@@ -98,6 +98,21 @@ DATASET = Block(  # configs/dataset/*.yaml, in warmup: the shared knobs written 
                 "min_words": Int(10, 'near: shorter answers ("yes", "(B)") are compared exactly only', ge=1),
             },
         ),
+        "decontamination": Block(
+            "Pool records holding an evaluation item removed before warmup and scoring (mygo/data/decontamination.py).",
+            {
+                "enabled": Bool(False, "check the pool against the tasks' validation, test and few-shot items"),
+                "tasks": List(
+                    str,
+                    ["stdlib_qa", "stdlib_mmlu", "debian_qa", "man_qa", "perldiag_qa", "mmlu"],
+                    "lm-eval tasks or groups; one whose data cannot be loaded here is named in the report",
+                ),
+                "ngram": Int(8, "words per gram (PaLM's 8)", ge=1, le=64),
+                "min_ngram": Int(6, "items shorter than ngram words: one gram of all of them, down to this", ge=1),
+                "threshold": Float(0.7, "share of an item's grams one record must hold (PaLM's 0.7)", gt=0, le=1),
+                "task_dir": Str(None, "lm-eval task YAMLs beside lm-eval's own; null: configs/eval_tasks/", null=True),
+            },
+        ),
     },
 )
 

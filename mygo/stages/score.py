@@ -43,6 +43,7 @@ from mygo.models.scoring import score_rows
 from mygo.stages.selector import log_selector
 from mygo.tracking import plots
 from mygo.tracking.handoffs import ROUTER_DATA_ARTIFACT, ROUTER_DATA_PATH_TAG, model_dir_of, router_weights_of
+from mygo.tracking.pool_checks import log_decontamination
 from mygo.tracking.runs import UPSTREAM_TAG, check_upstream, log_pool_input, stage_run
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ def run_score(cfg: DictConfig) -> str | None:
             if pool.dedup.settings.enabled:  # removed records are not in `tokenized`: never scored nor selected
                 mlflow.log_metrics(pool.dedup.metrics())
                 mlflow.log_text(pool.dedup.groups_jsonl(pool.records), GROUPS_ARTIFACT)
+            log_decontamination(pool)
             write_index(work_dir, _index_frame(tokenized))
 
         mine = list(range(state.process_index, len(plan), state.num_processes))
@@ -225,7 +227,7 @@ def run_score(cfg: DictConfig) -> str | None:
         load_router_weights(model, router_weights)
 
         scoring_started = time.perf_counter()
-        conversations = pool.records.select(pool.dedup.kept)  # what dedup kept: `tokenized`, row for row
+        conversations = pool.records.select(pool.kept)  # what dedup and decontamination kept: `tokenized`
         weights = overlap_weights(conversations, work_dir, state.is_main_process)
         samples, tokens = score_shards(model, tokenized, plan, todo, work_dir, cfg, tokenizer, conversations, weights)
         totals = gather_object([(samples, tokens, time.perf_counter() - scoring_started)])

@@ -29,6 +29,7 @@ from mygo.models.router_weights import ROUTER_WEIGHTS_FILE, save_router_weights
 from mygo.stages.table import stage
 from mygo.tracking import plots
 from mygo.tracking.handoffs import model_dir_of
+from mygo.tracking.pool_checks import log_decontamination
 from mygo.tracking.reuse import run_or_reuse
 from mygo.tracking.runs import (
     UPSTREAM_TAG,
@@ -118,6 +119,7 @@ def prepare_data(cfg: DictConfig, tokenizer, is_main: bool):
         if pool.dedup.settings.enabled:  # the training subset is drawn from the records dedup kept
             mlflow.log_metrics(pool.dedup.metrics())
             mlflow.log_text(pool.dedup.groups_jsonl(pool.records), GROUPS_ARTIFACT)
+        log_decontamination(pool)
         mlflow.log_metrics(
             {
                 "data/truncated": float(sum(tokenized["truncated"])),
