@@ -13,6 +13,7 @@ from mygo.data.decontamination import (
     REMOVED_ARTIFACT,
     DecontaminationSettings,
     EvalItem,
+    cached_eval_items,
     eval_items,
     find_contamination,
 )
@@ -52,7 +53,7 @@ def test_a_copy_and_a_paraphrase_that_keeps_the_answer_are_caught_and_a_near_mis
 
 
 @pytest.mark.slow
-def test_the_eval_items_are_every_validation_test_and_fewshot_item_of_the_named_tasks():
+def test_the_eval_items_are_every_validation_test_and_fewshot_item_of_the_named_tasks(tmp_path):
     items, skipped = eval_items(["stdlib_qa", "perldiag_qa"], TASK_DIR)
     splits = {(item.task, item.split) for item in items}
     assert {("stdlib_qa", "validation"), ("stdlib_qa", "test"), ("stdlib_qa", "fewshot")} <= splits
@@ -60,6 +61,10 @@ def test_the_eval_items_are_every_validation_test_and_fewshot_item_of_the_named_
     assert all(len(item.text.split()) > 3 for item in items)
     with pytest.raises(ValueError, match="dataset.decontamination.tasks: unknown lm-eval task 'stdlib_qaa'"):
         eval_items(["stdlib_qaa"], TASK_DIR)
+    # Kept on disk: the second call reads the file instead of loading the tasks.
+    first, _ = cached_eval_items(["stdlib_qa", "perldiag_qa"], TASK_DIR, tmp_path)
+    assert first == items and len(list(tmp_path.glob("items-*.jsonl"))) == 1
+    assert cached_eval_items(["stdlib_qa", "perldiag_qa"], TASK_DIR, tmp_path) == (items, {})
     with pytest.raises(ValueError, match="min_ngram=9 is over ngram=8"):
         DecontaminationSettings.from_config({"decontamination": {"enabled": True, "min_ngram": 9}})
 

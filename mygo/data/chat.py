@@ -188,6 +188,6 @@ def decontaminate_pool(pool: Pool, dataset_cfg) -> DecontaminationReport | None:
         for batch in records.iter(batch_size=10_000)
         for messages in batch["messages"]
     )
-    report = decontaminate(texts, len(kept), settings)
+    report = decontaminate(texts, len(kept), settings, Path(dataset_cfg.cache_dir) / "decontamination")
     report.matches = [replace(match, row=int(kept[match.row])) for match in report.matches]
     return report

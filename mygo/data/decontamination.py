@@ -20,21 +20,25 @@ Hashes are 64 bits (`word_gram_hashes`): at 10^8 pool grams against 10^6 item gr
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mygo.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 REMOVED_ARTIFACT = "decontamination/removed.jsonl"
+ITEMS_VERSION = 1  # of the cached items' form: bump when `item_text` changes
 _WORD = re.compile(r"\w+")
 _BATCH = 10_000  # pool records hashed at a time
 _MULTIPLIERS = np.random.default_rng(20261207).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
@@ -53,7 +57,7 @@ class DecontaminationSettings:
     def from_config(cls, dataset_cfg, task_dir: Path | None = None) -> DecontaminationSettings:
         cfg = dataset_cfg.get("decontamination") or {}
         settings = cls(
-            enabled=bool(cfg.get("enabled", False)),  # configs from before the knob: not checked
+            enabled=bool(cfg.get("enabled", False)),  # configs from before the knob: not checked, as then
             tasks=tuple(str(task) for task in cfg.get("tasks") or ()),
             ngram=int(cfg.get("ngram", 8)),
             min_ngram=int(cfg.get("min_ngram", 6)),
@@ -285,10 +289,37 @@ def find_contamination(
     return matches, grams.too_short
 
 
-def decontaminate(texts: Iterable[str], num_records: int, settings: DecontaminationSettings) -> DecontaminationReport:
-    """Check the pool's texts against the settings' tasks (`find_contamination`)."""
+def cached_eval_items(
+    tasks: Sequence[str], task_dir: str | None, cache_dir: Path | None
+) -> tuple[list[EvalItem], dict[str, str]]:
+    """`eval_items`, kept under `cache_dir` keyed by the task names, the task YAMLs' and data files' contents and
+    lm-eval's version: loading the tasks takes seconds, and warmup and score both need them. A result with a task
+    skipped is not kept, so that a machine that can load it checks it."""
+    import lm_eval
+
+    digest = hashlib.sha256(json.dumps([ITEMS_VERSION, list(tasks), lm_eval.__version__]).encode())
+    for path in sorted(Path(task_dir).rglob("*")) if task_dir else []:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(task_dir)).encode() + b"\0" + path.read_bytes())
+    cached = cache_dir / f"items-{digest.hexdigest()[:16]}.jsonl" if cache_dir else None
+    if cached is not None and cached.is_file():
+        lines = cached.read_text().splitlines()
+        return [EvalItem(**json.loads(line)) for line in lines], {}
+    items, skipped = eval_items(tasks, task_dir)
+    if cached is not None and not skipped:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as temporary:
+            temporary.write_text("".join(json.dumps(asdict(item)) + "\n" for item in items))
+    return items, skipped
+
+
+def decontaminate(
+    texts: Iterable[str], num_records: int, settings: DecontaminationSettings, cache_dir: Path | None = None
+) -> DecontaminationReport:
+    """Check the pool's texts against the settings' tasks (`find_contamination`); their items are kept under
+    `cache_dir` (`cached_eval_items`)."""
     started = time.perf_counter()
-    items, skipped = eval_items(settings.tasks, settings.task_dir)
+    items, skipped = cached_eval_items(settings.tasks, settings.task_dir, cache_dir)
     matches, too_short = find_contamination(texts, items, settings)
     report = DecontaminationReport(
         settings, num_records, matches, dict(Counter(f"{i.task}/{i.split}" for i in items)), too_short, skipped

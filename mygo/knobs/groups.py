@@ -101,11 +101,9 @@ DATASET = Block(  # configs/dataset/*.yaml, in warmup: the shared knobs written 
         "decontamination": Block(
             "Pool records holding an evaluation item removed before warmup and scoring (mygo/data/decontamination.py).",
             {
-                "enabled": Bool(False, "check the pool against the tasks' validation, test and few-shot items"),
+                "enabled": Bool(True, "check the pool against the tasks' validation, test and few-shot items"),
                 "tasks": List(
-                    str,
-                    ["stdlib_qa", "stdlib_mmlu", "debian_qa", "man_qa", "perldiag_qa", "mmlu"],
-                    "lm-eval tasks or groups; one whose data cannot be loaded here is named in the report",
+                    str, PRESET, "lm-eval tasks or groups (those evaluate runs); one not loadable here: named"
                 ),
                 "ngram": Int(8, "words per gram (PaLM's 8)", ge=1, le=64),
                 "min_ngram": Int(6, "items shorter than ngram words: one gram of all of them, down to this", ge=1),
