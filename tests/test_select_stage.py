@@ -382,3 +382,23 @@ def test_a_pool_edited_after_scoring_is_refused_by_select_and_reruns_warmup_and_
 
 def score_cfg_overrides(score_run, root: Path) -> list[str]:
     return [f"upstream.warmup_run={score_run.data.tags[UPSTREAM_TAG]}", f"score.output_dir={root / 'score'}"]
+
+
+def test_a_token_budget_is_met_by_the_selection_and_by_its_random_arm(store):
+    budget = [
+        "selection.tokens=3000",
+        "clustering.kmeans.k=4",
+        "selection.quality_floor=0",
+        "selection.quality_ceiling=0",
+    ]
+    run = mlflow.get_run(run_select(select_config(store, *budget)))
+    metrics = run.data.metrics
+    assert run.info.run_name.endswith("-t3000")
+    assert abs(metrics["selection/tokens"] - 3000) / 3000 < 0.01
+    assert metrics["selection/pool_tokens"] > 3 * metrics["selection/tokens"]  # a quarter of the quick pool at most
+    random_arm = select_config(store, *budget, *control_overrides("random", 1))
+    drawn = mlflow.get_run(run_select(random_arm)).data.metrics
+    assert abs(drawn["selection/tokens"] - metrics["selection/tokens"]) / metrics["selection/tokens"] <= 0.01
+    assert drawn["selection/num_selected"] != metrics["selection/num_selected"] or drawn["selection/tokens"] > 0
+    with pytest.raises(ValueError, match="selection.count=5 and selection.tokens=3000 are both set"):
+        run_select(select_config(store, "selection.tokens=3000", "selection.count=5"))

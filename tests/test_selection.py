@@ -363,3 +363,24 @@ def test_the_policy_covers_the_pool_less_the_vetoes_when_asked_and_names_a_bad_c
     assert not excluded[pool.indices].any() and (quality[pool.indices] >= np.quantile(quality, 0.4)).all()
     with pytest.raises(ValueError, match=r"selection.cover='all' is not valid; choose one of \['band', 'pool'\]"):
         SelectionPolicy.of(band_config(cover="all"))
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "quality_topk", "random"])
+def test_a_token_budget_takes_the_strategys_first_records_up_to_the_nearest_total(strategy):
+    tokens = np.random.default_rng(3).integers(5, 400, len(SKEWED_QUALITY))
+    policy = SelectionPolicy.of(band_config(tokens=20_000, strategy=strategy))
+    chosen = policy.choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, tokens=tokens)
+    taken = tokens[chosen.indices]
+    assert 20_000 - 5 <= taken.sum() <= 20_000  # records that fit, in order: a few tokens under the budget
+    # The records taken are the strategy's own, in its order: for the ranking, the best that fit.
+    if strategy == "quality_topk":
+        ranked = np.argsort(-SKEWED_QUALITY, kind="stable")
+        first = ranked[: np.searchsorted(np.cumsum(tokens[ranked]), 20_000, side="right")]
+        assert set(first) <= set(chosen.indices)
+    assert (chosen.rounds >= 0).sum() == len(chosen.indices)
+    with pytest.raises(ValueError, match=r"selection.tokens=999999999 is more than the pool's \d+ tokens"):
+        SelectionPolicy.of(band_config(tokens=999_999_999)).choose(SKEWED_QUALITY, SKEWED_LABELS, tokens=tokens)
+    with pytest.raises(ValueError, match="needs each sample's tokens"):
+        policy.choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES)
+    with pytest.raises(ValueError, match="selection.count=10 and selection.tokens=100 are both set"):
+        SelectionPolicy.of(band_config(count=10, tokens=100))

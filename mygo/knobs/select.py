@@ -38,6 +38,23 @@ CONFIG = Declared(
                     ge=1,
                     null=True,
                 ),
+                "tokens": Int(
+                    None,
+                    (
+                        "a budget in tokens of the trained (assistant) turns instead: records are taken in"
+                        " the strategy's order until the nearest total; count and tokens: set one at most"
+                    ),
+                    ge=1,
+                    null=True,
+                ),
+                "tokenizer": Str(
+                    None,
+                    (
+                        "what counts tokens: a hub name or directory (main: the target's); null: the"
+                        " scoring model's (the tiny target shares it)"
+                    ),
+                    null=True,
+                ),
                 "source_balance": Choice(
                     "none",
                     ("none", "proportional", "equal"),

@@ -47,8 +47,16 @@ from mygo.data.pool import (
 from mygo.stages.selection_policy import SelectionPolicy, vetoed
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
-from mygo.tracking.handoffs import SELECTED_IDS_TAG, router_data_of, router_data_path_of
-from mygo.tracking.runs import POOL_DIGEST_TAG, POOL_SOURCE_TAG, check_upstream, log_dataset_input, stage_run, tag_pool
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, model_dir_of, router_data_of, router_data_path_of
+from mygo.tracking.runs import (
+    POOL_DIGEST_TAG,
+    POOL_SOURCE_TAG,
+    UPSTREAM_TAG,
+    check_upstream,
+    log_dataset_input,
+    stage_run,
+    tag_pool,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +216,28 @@ def covering_text(index: pd.DataFrame, cfg: DictConfig) -> Text | None:
     return bigrams if embedding is None else embedding
 
 
+def trained_tokens(index: pd.DataFrame, tokenizer_location: str) -> np.ndarray:
+    """Each record's tokens in its trained (assistant) turns, by the tokenizer at `tokenizer_location`, read from
+    the pool files: what `selection.tokens` budgets."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_location)
+    records = records_at(list(zip(index["file"], index["line"], strict=True)))
+    answers = [[m["content"] for m in conversation(record) if m["role"] == "assistant"] for record in records]
+    flat = [text for turns in answers for text in turns]
+    lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+    owner = np.repeat(np.arange(len(answers)), [len(turns) for turns in answers])
+    return np.bincount(owner, weights=lengths, minlength=len(answers)).astype(np.int64)
+
+
+def token_counter(cfg: DictConfig, score_run) -> str:
+    """`selection.tokenizer`, or the scoring model's directory (its conversion's) when it is null."""
+    if cfg.selection.get("tokenizer"):
+        return str(cfg.selection.tokenizer)
+    warmup = check_upstream(score_run.data.tags[UPSTREAM_TAG], "warmup")
+    return str(model_dir_of(check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")))
+
+
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:
     metrics = {
         "selection/num_selected": float(selected.sum()),
@@ -267,8 +297,10 @@ def run_select(cfg: DictConfig) -> str:
     """Cluster, select and record; returns the MLflow run ID."""
     policy = check_settings(cfg)
     score_run = check_upstream(cfg.upstream.score_run, "score")
-    count = cfg.selection.get("count")
-    budget = f"n{count}" if count is not None else f"{cfg.selection.percentage:g}"
+    count, tokens = cfg.selection.get("count"), cfg.selection.get("tokens")
+    budget = (
+        f"n{count}" if count is not None else f"t{tokens}" if tokens is not None else f"{cfg.selection.percentage:g}"
+    )
     balance = cfg.selection.get("source_balance", "none")
     run_name = f"select-{cfg.selection.strategy}-{cfg.clustering.method}-{budget}" + (
         f"-{balance}" if balance != "none" else ""
@@ -294,7 +326,8 @@ def run_select(cfg: DictConfig) -> str:
         vetoes = policy.vetoes(data)
         excluded = vetoed(vetoes)
         text = covering_text(data.index, cfg)
-        chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text)
+        tokens = trained_tokens(data.index, token_counter(cfg, score_run)) if policy.tokens is not None else None
+        chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text, tokens)
         selected = chosen.rounds >= 0
         if excluded is not None and (selected & excluded).any():  # too few samples left: the vetoes were dropped
             mlflow.set_tag(VETOES_DROPPED_TAG, f"{int((selected & excluded).sum())} vetoed samples selected")
@@ -324,6 +357,8 @@ def run_select(cfg: DictConfig) -> str:
             **diversity,
             "select/seconds": time.perf_counter() - started,
         }
+        if tokens is not None:  # the budget in tokens: what was taken, of the pool's
+            metrics |= {"selection/tokens": float(tokens[selected].sum()), "selection/pool_tokens": float(tokens.sum())}
         if clustering.chosen_k is not None:
             metrics["clustering/chosen_k"] = float(clustering.chosen_k)
         if clustering.elbow:
@@ -340,5 +375,7 @@ def run_select(cfg: DictConfig) -> str:
         ids_digest = hashlib.sha256("\n".join(data.index["id"].iloc[chosen.indices]).encode()).hexdigest()
         mlflow.set_tags({SELECTED_IDS_TAG: ids_digest, "mygo.clustering_backend": clustering.backend})
         log_plots(features, quality, clustering, selected, cfg, noise)
-        logger.info("selected %d of %d samples (%s): %s", count, len(quality), cfg.selection.strategy, metrics)
+        logger.info(
+            "selected %d of %d samples (%s): %s", len(chosen.indices), len(quality), cfg.selection.strategy, metrics
+        )
         return run.info.run_id

@@ -1,7 +1,8 @@
 """The selection policy: what may be picked from a scored pool and how, from `selection.*` of the select config.
 
 In the order it acts:
-- the budget: `count` (or `percentage` of the pool), split over sources by `source_balance` and `source_caps`;
+- the budget: `count`, `tokens` (of the trained turns) or `percentage` of the pool, split over sources by
+  `source_balance` and `source_caps`;
 - quality: the `quality_signal` per sample (`mygo.analysis.quality_signals`), ranked within its source under
   `quality_within: source`;
 - vetoes: each of `veto_signals` keeps its worst `veto_share` out, each of `outlier_signals` what lies more than
@@ -42,6 +43,7 @@ COVERS = ("band", "pool")
 class SelectionPolicy:
     percentage: float = 0.05
     count: int | None = None
+    tokens: int | None = None
     source_balance: str = "none"
     source_caps: dict[str, float | int] = field(default_factory=dict)
     strategy: str = "round_robin"
@@ -78,6 +80,11 @@ class SelectionPolicy:
         return policy
 
     def check(self) -> None:
+        if self.count is not None and self.tokens is not None:
+            raise ValueError(
+                f"selection.count={self.count} and selection.tokens={self.tokens} are both set: a budget is a "
+                "count or tokens (or selection.percentage when neither is)"
+            )
         if not 0 < self.percentage <= 1:
             raise ValueError(f"selection.percentage must be in (0, 1], got {self.percentage}")
         for name, cap in self.source_caps.items():
@@ -110,10 +117,11 @@ class SelectionPolicy:
                     )
 
     # ------------------------------------------------------------------------------------------ the budget
-    def budget(self, sources: np.ndarray) -> tuple[int, dict[str, int]]:
-        """The number to select and the caps (source -> most samples) for a pool whose rows have these `sources`;
-        a budget the pool cannot fill is an error naming its key (checked before clustering, so it fails fast)."""
-        count = self.selection_count(len(sources))
+    def budget(self, sources: np.ndarray, count: int | None = None) -> tuple[int, dict[str, int]]:
+        """The number to select (`count`, else the settings') and the caps (source -> most samples) for a pool whose
+        rows have these `sources`; a budget the pool cannot fill is an error naming its key (checked before
+        clustering, so it fails fast)."""
+        count = self.selection_count(len(sources)) if count is None else count
         caps = self.caps(count, sources)
         if (room := _room(sources, caps, count)) < count:
             raise ValueError(
@@ -211,8 +219,51 @@ class SelectionPolicy:
         excluded: np.ndarray | None = None,
         features: np.ndarray | None = None,
         text: Text | None = None,
+        tokens: np.ndarray | None = None,
     ) -> Selection:
-        """The strategy over the samples in the quality band, less the vetoes (`excluded`, [n] bool).
+        """`pick` within the budget: `selection.count` or `percentage` samples, or under `selection.tokens` the
+        strategy's records in its order, each that still fits the budget in tokens (`tokens`, [n]): round robin's
+        rounds, quality's ranks and a random draw all come best first, and a record too long for what is left is
+        passed over for the next that fits, so the total ends a few tokens under the budget and arms of one budget
+        match. The strategy is asked for enough records to pass the budget (an estimate from the mean, doubled
+        until they do)."""
+        if self.tokens is None:
+            return self.pick(quality, labels, sources, excluded, features, text)
+        if tokens is None or len(tokens) != len(quality):
+            raise ValueError("selection.tokens needs each sample's tokens (selection.tokenizer counts them)")
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.sum() < self.tokens:
+            raise ValueError(f"selection.tokens={self.tokens} is more than the pool's {int(tokens.sum())} tokens")
+        count = min(len(quality), max(1, int(np.ceil(1.2 * self.tokens / max(tokens.mean(), 1)))))
+        while True:
+            chosen = self.pick(quality, labels, sources, excluded, features, text, count)
+            total = np.cumsum(tokens[chosen.indices])
+            if total[-1] >= self.tokens or count == len(quality):
+                break
+            count = min(len(quality), 2 * count)
+        keep = np.zeros(len(chosen.indices), dtype=bool)
+        taken = 0
+        for position, row in enumerate(chosen.indices):  # in order, each record that still fits
+            if taken + tokens[row] <= self.tokens:
+                keep[position], taken = True, taken + int(tokens[row])
+            if taken == self.tokens:
+                break
+        rounds = chosen.rounds.copy()
+        rounds[chosen.indices[~keep]] = -1
+        return Selection(chosen.indices[keep], rounds, chosen.strategy)
+
+    def pick(
+        self,
+        quality: np.ndarray,
+        labels: np.ndarray,
+        sources: np.ndarray | None = None,
+        excluded: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+        text: Text | None = None,
+        count: int | None = None,
+    ) -> Selection:
+        """The strategy over the samples in the quality band, less the vetoes (`excluded`, [n] bool): `count`
+        samples (None: the settings' count or percentage).
 
         By a likelihood signal the ceiling's share is what the model predicts best already (short, formulaic,
         known answers), which teaches least (the middle of the perplexity range prunes best: Marion et al., 2023).
@@ -224,7 +275,7 @@ class SelectionPolicy:
         covers and compares. A band too small for the budget, or for the caps, is ignored (vetoes included) with a
         warning; caps that the whole pool cannot fill are an error naming `selection.source_caps`."""
         sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
-        count, caps = self.budget(sources)
+        count, caps = self.budget(sources, count)
         order = self.order(features, text, labels, excluded)
         floor, ceiling = self.quality_floor, self.quality_ceiling
         band = within_band(quality, labels, floor, ceiling, self.floor_scope) if floor or ceiling else None
