@@ -1,6 +1,7 @@
 """Scale of mygo's CPU steps on a synthetic pool of N records: seconds and peak memory of each step.
 
-    python benchmarks/scale.py --records N [--steps read,dedup,signals,select] [--cache DIR] [--select OVERRIDES]
+    python benchmarks/scale.py --records N [--steps read,dedup,decontam,signals,select] [--cache DIR] \
+        [--select OVERRIDES]
 
 The pool: N records in the LESS layout (`<dir>/{cot,dolly,flan_v2,oasst1}/*.jsonl`), built by `dedup.py`'s
 generator (demo-like lengths: answers of lognormal length, median ~60 words, Zipf-like words; 3% planted exact and
@@ -16,6 +17,8 @@ the child, imports and the untimed loading named below left out. The steps call 
   `Dataset` maps, check the ids);
 - `dedup`: `mygo.data.dedup.deduplicate` (exact and near) with `configs/dataset/less.yaml`'s settings, on the pool
   `load_pool` gave (loading untimed, its memory counted: dedup needs it);
+- `decontam`: `mygo.data.decontamination` with the demo preset's settings and tasks (the tiny target's five): the
+  tasks' items loaded, then every record of the pool checked (loading the pool untimed);
 - `signals`: the text signals score stores beside the model's: the idf of the pool's 4-grams
   (`NgramWeights.fit` over every message, as `mygo.stages.score.overlap_weights`), then `text_signals` (`overlap`,
   `prompt_copy`, `repetition`) over every record, a score shard (4,096 records) at a time (loading untimed);
@@ -46,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-STEPS = ("read", "dedup", "signals", "select")
+STEPS = ("read", "dedup", "decontam", "signals", "select")
 DUPLICATES = {"exact": 0.03, "near": 0.03, "hard": 0.01}  # planted shares, as dedup.py's defaults
 POOL_VERSION = 1  # bump when the generator's output changes: cached pools are rebuilt
 ROUTER_VERSION = 1
@@ -163,6 +166,29 @@ def step_dedup(pool: Path, router: Path | None) -> dict:
     return {"seconds": seconds, "pool_rss_gib": loaded, "exact": report.exact_removed, "near": report.near_removed}
 
 
+def step_decontam(pool: Path, router: Path | None) -> dict:
+    from mygo.config import config_dir, load_config
+    from mygo.data.decontamination import DecontaminationSettings, cached_eval_items, find_contamination
+    from mygo.data.pool import load_pool
+
+    records = load_pool(pool).records
+    settings = DecontaminationSettings.from_config(load_config("warmup").dataset, config_dir() / "eval_tasks")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        items, _ = cached_eval_items(settings.tasks, settings.task_dir, Path(cache))
+    loaded = time.perf_counter()
+
+    def texts():
+        for batch in records.select_columns(["messages"]).iter(batch_size=10_000):
+            for messages in batch["messages"]:
+                yield " ".join(message["content"] for message in messages)
+
+    matches, _ = find_contamination(texts(), items, settings)
+    seconds = time.perf_counter() - started
+    parts = {"the tasks' items": loaded - started, "the pool checked": seconds - (loaded - started)}
+    return {"seconds": seconds, "parts": parts, "items": len(items), "removed": len(matches)}
+
+
 def step_signals(pool: Path, router: Path | None) -> dict:
     from mygo.analysis.text_overlap import NgramWeights, message_texts
     from mygo.analysis.text_signals import text_signals
@@ -224,7 +250,13 @@ def step_select(pool: Path, router: Path | None, overrides: list[str] = ()) -> d
     return {"seconds": sum(parts.values()), "parts": parts, "selected": len(chosen.indices), "count": count}
 
 
-STEP_FUNCTIONS = {"read": step_read, "dedup": step_dedup, "signals": step_signals, "select": step_select}
+STEP_FUNCTIONS = {
+    "read": step_read,
+    "dedup": step_dedup,
+    "decontam": step_decontam,
+    "signals": step_signals,
+    "select": step_select,
+}
 
 
 def rss_gib() -> float:

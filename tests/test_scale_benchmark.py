@@ -13,7 +13,7 @@ from tests.helpers import REPO
 pytestmark = pytest.mark.slow  # runs the benchmark in subprocesses
 
 SCRIPT = REPO / "benchmarks" / "scale.py"
-STEPS = ("read", "dedup", "signals", "select")
+STEPS = ("read", "dedup", "decontam", "signals", "select")
 STEP_LINE = re.compile(r"^(\w+)\s+(\d+\.\d)\s+(\d+\.\d\d)(\s|$)")
 LAST_LINE = re.compile(r"^records=(\d+) seconds=(\d+\.\d) peak_rss_gib=(\d+\.\d\d)$")
 
