@@ -213,15 +213,13 @@ def covering_picks(
         represented = members if ground is None else ground_rows[ground_labels == label]
         size = min(len(represented), max(1, math.ceil(ground_size * len(represented) / m)))
         sample = represented if size == len(represented) else np.sort(rng.choice(represented, size, replace=False))
-        points = unit_rows(features[members])  # a cluster at a time: no second copy of the pool's features
-        sampled = points[np.searchsorted(members, sample)] if ground is None else unit_rows(ground_features[sample])
-        similarity = np.clip(sampled @ points.T, 0.0, None)  # [ground sample, members]
+        sampled = unit_rows((features if ground is None else ground_features)[sample])
         draw = min(len(members), math.ceil(len(members) / quota * math.log(1 / epsilon)))
         groups.append(
             {
                 "members": members,
                 "quota": quota,
-                "similarity": similarity,
+                "sampled": sampled,  # [ground sample, d]: the similarities to candidates are taken per turn
                 "covered": np.zeros(len(sample)),
                 "left": np.ones(len(members), dtype=bool),
                 "draw": draw,
@@ -235,10 +233,12 @@ def covering_picks(
                 continue
             left = np.flatnonzero(group["left"])
             candidates = left if len(left) <= group["draw"] else rng.choice(left, group["draw"], replace=False)
-            gain = np.maximum(group["similarity"][:, candidates] - group["covered"][:, None], 0.0).sum(axis=0)
+            similarity = np.clip(group["sampled"] @ unit_rows(features[group["members"][candidates]]).T, 0.0, None)
+            gain = np.maximum(similarity - group["covered"][:, None], 0.0).sum(axis=0)
             new = 1.0 if novelty is None else novelty.of(group["members"][candidates])
-            best = candidates[int(np.argmax((gain + 1e-9) * new))]  # + 1e-9: a covered cluster still ranks text
-            group["covered"] = np.maximum(group["covered"], group["similarity"][:, best])
+            at = int(np.argmax((gain + 1e-9) * new))  # + 1e-9: a covered cluster still ranks text
+            best = candidates[at]
+            group["covered"] = np.maximum(group["covered"], similarity[:, at])
             group["left"][best] = False
             row = int(group["members"][best])
             chosen.append(row)
