@@ -47,6 +47,14 @@ def test_a_copy_and_a_paraphrase_that_keeps_the_answer_are_caught_and_a_near_mis
     assert matches[0].share == 1.0 and 0.7 <= matches[1].share < 1.0
     assert {(m.task, m.split) for m in matches} == {("qa", "test")}
     assert all(set(m.ngram.split()) <= set(ITEM.lower().replace(":", " ").replace("?", " ").split()) for m in matches)
+    # A template many items share is no item's own: a record in the template about another object is kept.
+    template = [
+        EvalItem("qa", "test", f"`pkg.name{i}` is part of which Python module? Answer with the module name only. pkg")
+        for i in range(12)
+    ]
+    other = "`pkg.other` is part of which Python module? Answer with the module name only. pkg"
+    copy = template[3].text
+    assert [m.row for m in find_contamination([other, copy], template, DecontaminationSettings())[0]] == [1]
     # A stricter threshold keeps the paraphrase; every record past the batch size is checked as well.
     strict = DecontaminationSettings(tasks=("qa",), threshold=1.0)
     assert [m.row for m in find_contamination(pool * 3, items, strict)[0]] == [1, 6, 11]

@@ -9,6 +9,9 @@ The rule is PaLM's (Chowdhery et al., 2022, section 8): word 8-grams after lower
 and an item counts as contained when at least 70% of its distinct 8-grams are found (`ngram`, `threshold`); here
 they must be found in one record, which is then removed. An item shorter than 8 words counts as one gram of all
 its words, down to `min_ngram` words; shorter items cannot be told from a common phrase (counted, not checked).
+A gram that more than `max_items` (10) items share is the tasks' template ("... is part of which Python module?
+Answer with the module name only."), not an item's content, and counts for none (NeMo Curator's `max_matches`, 10,
+applied to the items): an item is matched by what is its own, and one that is all template cannot be checked.
 A share rather than GPT-3's single shared 13-gram, because instruction data and evaluation sets built alike share
 phrasing without sharing items: on the demo pool, whose generator and tasks word their answers alike ("... the
 statement is not part of it, it comes from the documentation of ..."), one shared 13-gram flags a tenth of the
@@ -51,6 +54,7 @@ class DecontaminationSettings:
     ngram: int = 8
     min_ngram: int = 6
     threshold: float = 0.7
+    max_items: int = 10
     task_dir: str | None = None  # lm-eval task YAMLs beside lm-eval's own
 
     @classmethod
@@ -62,6 +66,7 @@ class DecontaminationSettings:
             ngram=int(cfg.get("ngram", 8)),
             min_ngram=int(cfg.get("min_ngram", 6)),
             threshold=float(cfg.get("threshold", 0.7)),
+            max_items=int(cfg.get("max_items", 10)),
             task_dir=str(cfg.get("task_dir") or task_dir or "") or None,
         )
         if settings.min_ngram > settings.ngram:
@@ -112,7 +117,7 @@ class ItemGrams:
     too_short: int = 0
 
     @classmethod
-    def of(cls, items: list[EvalItem], ngram: int, min_ngram: int) -> ItemGrams:
+    def of(cls, items: list[EvalItem], ngram: int, min_ngram: int, max_items: int = 10) -> ItemGrams:
         item_words = [words(item.text) for item in items]
         sizes = np.array([min(len(each), ngram) for each in item_words], dtype=np.int64)
         grams = cls(items, counts=np.zeros(len(items), dtype=np.int64), too_short=int((sizes < min_ngram).sum()))
@@ -120,9 +125,12 @@ class ItemGrams:
             chosen = np.flatnonzero(sizes == size)
             owner, hashes, _ = word_gram_hashes([item_words[i] for i in chosen], size)
             pairs = np.unique(np.stack([hashes, chosen[owner].astype(np.uint64)]), axis=1)  # distinct (gram, item)
+            _, first, sharing = np.unique(pairs[0], return_inverse=True, return_counts=True)
+            pairs = pairs[:, sharing[first] <= max_items]  # a gram of more items is the tasks' template
             distinct, starts = np.unique(pairs[0], return_index=True)
             grams.by_size[size] = (distinct, np.append(starts, pairs.shape[1]), pairs[1].astype(np.int64))
             np.add.at(grams.counts, pairs[1].astype(np.int64), 1)
+        grams.too_short += int(((sizes >= min_ngram) & (grams.counts == 0)).sum())  # only template grams
         return grams
 
 
@@ -240,7 +248,7 @@ def find_contamination(
 ) -> tuple[list[Match], int]:
     """The pool records (texts in pool order) that hold at least `threshold` of some item's distinct grams, each
     with the item it holds most of; and the number of items too short to check."""
-    grams = ItemGrams.of(items, settings.ngram, settings.min_ngram)
+    grams = ItemGrams.of(items, settings.ngram, settings.min_ngram, settings.max_items)
     matches: list[Match] = []
     batch: list[list[str]] = []
     offset = 0

@@ -108,6 +108,7 @@ DATASET = Block(  # configs/dataset/*.yaml, in warmup: the shared knobs written 
                 "ngram": Int(8, "words per gram (PaLM's 8)", ge=1, le=64),
                 "min_ngram": Int(6, "items shorter than ngram words: one gram of all of them, down to this", ge=1),
                 "threshold": Float(0.7, "share of an item's grams one record must hold (PaLM's 0.7)", gt=0, le=1),
+                "max_items": Int(10, "a gram of more items than this is the tasks' template: not counted", ge=1),
                 "task_dir": Str(None, "lm-eval task YAMLs beside lm-eval's own; null: configs/eval_tasks/", null=True),
             },
         ),
