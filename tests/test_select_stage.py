@@ -402,3 +402,17 @@ def test_a_token_budget_is_met_by_the_selection_and_by_its_random_arm(store):
     assert drawn["selection/num_selected"] != metrics["selection/num_selected"] or drawn["selection/tokens"] > 0
     with pytest.raises(ValueError, match="selection.count=5 and selection.tokens=3000 are both set"):
         run_select(select_config(store, "selection.tokens=3000", "selection.count=5"))
+
+
+def test_a_selection_aimed_at_a_task_takes_the_samples_nearest_its_examples(store):
+    untargeted = mlflow.get_run(run_select(select_config(store, "clustering.kmeans.k=4")))
+    run = mlflow.get_run(run_select(select_config(store, "clustering.kmeans.k=4", "selection.target=stdlib_qa")))
+    metrics, params = run.data.metrics, run.data.params
+    assert params["target/name"] == "stdlib_qa" and len(params["target/digest"]) == 16
+    assert metrics["target/examples"] == 255  # stdlib_qa's 250 validation and 5 few-shot items
+    assert metrics["target/similarity_mean_selected"] > metrics["target/similarity_mean_all"]
+    assert metrics["selection/num_selected"] == untargeted.data.metrics["selection/num_selected"] == 12
+    assert run.data.tags[SELECTED_IDS_TAG] != untargeted.data.tags[SELECTED_IDS_TAG]
+    assert "plots/target_similarity.png" in artifact_paths(run.info.run_id)
+    again = mlflow.get_run(run_select(select_config(store, "clustering.kmeans.k=4", "selection.target=stdlib_qa")))
+    assert again.data.tags[SELECTED_IDS_TAG] == run.data.tags[SELECTED_IDS_TAG]

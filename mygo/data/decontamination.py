@@ -41,7 +41,7 @@ from mygo.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 REMOVED_ARTIFACT = "decontamination/removed.jsonl"
-ITEMS_VERSION = 1  # of the cached items' form: bump when `item_text` changes
+ITEMS_VERSION = 1  # of the cached items' form: bump when `item_parts` changes
 _WORD = re.compile(r"\w+")
 _BATCH = 10_000  # pool records hashed at a time
 _MULTIPLIERS = np.random.default_rng(20261207).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
@@ -203,23 +203,33 @@ def _task_manager(task_dir: str | None):
     return TaskManager(include_path=task_dir)
 
 
+def task_docs(name: str, task_dir: str | None, key: str) -> list[tuple[str, str, object, dict]]:
+    """(task, split, the task object, doc) of every validation, test and few-shot document of an lm-eval task or
+    group; an unknown name is an error naming `key`. Loading errors (a hub dataset offline) propagate."""
+    manager = _task_manager(task_dir)
+    if name not in manager.all_tasks:
+        raise ValueError(f"{key}: unknown lm-eval task {name!r}")
+    docs = []
+    for task_name, task in manager.load([name])["tasks"].items():
+        for split, split_docs in _splits(task):
+            docs += [(str(task_name), split, task, doc) for doc in split_docs]
+    return docs
+
+
 def eval_items(tasks: Iterable[str], task_dir: str | None) -> tuple[list[EvalItem], dict[str, str]]:
     """Every validation, test and few-shot item of the named lm-eval tasks, and the tasks that could not be
     loaded here with the reason."""
-    manager = _task_manager(task_dir)
     items, skipped = [], {}
     for name in tasks:
-        if name not in manager.all_tasks:
-            raise ValueError(f"dataset.decontamination.tasks: unknown lm-eval task {name!r}")
         try:
-            loaded = manager.load([name])["tasks"]
+            docs = task_docs(name, task_dir, "dataset.decontamination.tasks")
+        except ValueError:
+            raise
         except Exception as error:  # noqa: BLE001 - lm-eval raises whatever its dataset loader raises
             skipped[name] = f"its data could not be loaded here: {type(error).__name__}: {str(error)[:200]}"
             logger.warning("decontamination: %s is not checked: %s", name, skipped[name])
             continue
-        for task_name, task in loaded.items():
-            for split, docs in _splits(task):
-                items += [EvalItem(str(task_name), split, item_text(task, doc)) for doc in docs]
+        items += [EvalItem(task_name, split, " ".join(item_parts(task, doc))) for task_name, split, task, doc in docs]
     return items, skipped
 
 
@@ -235,12 +245,12 @@ def _splits(task) -> list[tuple[str, Iterable]]:
     return splits
 
 
-def item_text(task, doc) -> str:
-    """The item as a model sees it: the prompt and the answer (a multiple-choice answer as its choice's text)."""
+def item_parts(task, doc) -> tuple[str, str]:
+    """The item as a model sees it: its prompt, and its answer (a multiple-choice answer as its choice's text)."""
     prompt, target = task.doc_to_text(doc), task.doc_to_target(doc)
     if isinstance(target, int) and task.config.doc_to_choice is not None:
         target = task.doc_to_choice(doc)[target]
-    return f"{prompt} {target}"
+    return str(prompt), str(target)
 
 
 def find_contamination(

@@ -55,6 +55,15 @@ CONFIG = Declared(
                     ),
                     null=True,
                 ),
+                "target": Str(
+                    None,
+                    (
+                        "select for a task: an lm-eval task (its validation and few-shot items) or a file of"
+                        " examples in a pool format; the pool by round robin over the examples' nearest samples"
+                        " (router features), within the budget and vetoes; null: untargeted"
+                    ),
+                    null=True,
+                ),
                 "source_balance": Choice(
                     "none",
                     ("none", "proportional", "equal"),

@@ -45,6 +45,7 @@ from mygo.data.pool import (
     records_at,
 )
 from mygo.stages.selection_policy import SelectionPolicy, vetoed
+from mygo.stages.targeting import encode_examples, log_target, similarity_order, target_of
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
 from mygo.tracking.handoffs import SELECTED_IDS_TAG, model_dir_of, router_data_of, router_data_path_of
@@ -325,9 +326,15 @@ def run_select(cfg: DictConfig) -> str:
         clustering_seconds = time.perf_counter() - clustered_at
         vetoes = policy.vetoes(data)
         excluded = vetoed(vetoes)
-        text = covering_text(data.index, cfg)
         tokens = trained_tokens(data.index, token_counter(cfg, score_run)) if policy.tokens is not None else None
-        chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text, tokens)
+        target = target_of(cfg, score_run)
+        ranked = highest = None
+        if target is not None:  # the pool in the order round robin over the target's examples takes it
+            allowed = np.ones(len(quality), dtype=bool) if excluded is None else ~excluded
+            examples = encode_examples(target[1], score_run)
+            ranked, highest = similarity_order(data.features, examples, allowed, count)
+        text = covering_text(data.index, cfg) if target is None else None
+        chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text, tokens, ranked)
         selected = chosen.rounds >= 0
         if excluded is not None and (selected & excluded).any():  # too few samples left: the vetoes were dropped
             mlflow.set_tag(VETOES_DROPPED_TAG, f"{int((selected & excluded).sum())} vetoed samples selected")
@@ -357,6 +364,8 @@ def run_select(cfg: DictConfig) -> str:
             **diversity,
             "select/seconds": time.perf_counter() - started,
         }
+        if target is not None:
+            log_target(target[0], target[1], highest, selected)
         if tokens is not None:  # the budget in tokens: what was taken, of the pool's
             metrics |= {"selection/tokens": float(tokens[selected].sum()), "selection/pool_tokens": float(tokens.sum())}
         if clustering.chosen_k is not None:

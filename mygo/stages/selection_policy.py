@@ -220,15 +220,17 @@ class SelectionPolicy:
         features: np.ndarray | None = None,
         text: Text | None = None,
         tokens: np.ndarray | None = None,
+        ranked: np.ndarray | None = None,
     ) -> Selection:
         """`pick` within the budget: `selection.count` or `percentage` samples, or under `selection.tokens` the
         strategy's records in its order, each that still fits the budget in tokens (`tokens`, [n]): round robin's
         rounds, quality's ranks and a random draw all come best first, and a record too long for what is left is
         passed over for the next that fits, so the total ends a few tokens under the budget and arms of one budget
         match. The strategy is asked for enough records to pass the budget (an estimate from the mean, doubled
-        until they do)."""
+        until they do). `ranked`: rows in a target's order (`mygo.stages.targeting.similarity_order`), taken
+        first to last in place of the strategy and the band (the vetoes are out of it already)."""
         if self.tokens is None:
-            return self.pick(quality, labels, sources, excluded, features, text)
+            return self.pick(quality, labels, sources, excluded, features, text, ranked=ranked)
         if tokens is None or len(tokens) != len(quality):
             raise ValueError("selection.tokens needs each sample's tokens (selection.tokenizer counts them)")
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -236,7 +238,7 @@ class SelectionPolicy:
             raise ValueError(f"selection.tokens={self.tokens} is more than the pool's {int(tokens.sum())} tokens")
         count = min(len(quality), max(1, int(np.ceil(1.2 * self.tokens / max(tokens.mean(), 1)))))
         while True:
-            chosen = self.pick(quality, labels, sources, excluded, features, text, count)
+            chosen = self.pick(quality, labels, sources, excluded, features, text, count, ranked)
             total = np.cumsum(tokens[chosen.indices])
             if total[-1] >= self.tokens or count == len(quality):
                 break
@@ -261,6 +263,7 @@ class SelectionPolicy:
         features: np.ndarray | None = None,
         text: Text | None = None,
         count: int | None = None,
+        ranked: np.ndarray | None = None,
     ) -> Selection:
         """The strategy over the samples in the quality band, less the vetoes (`excluded`, [n] bool): `count`
         samples (None: the settings' count or percentage).
@@ -276,6 +279,11 @@ class SelectionPolicy:
         warning; caps that the whole pool cannot fill are an error naming `selection.source_caps`."""
         sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
         count, caps = self.budget(sources, count)
+        if ranked is not None:  # a target's order: its first `count`
+            indices = np.asarray(ranked[:count], dtype=np.int64)
+            rounds = np.full(len(quality), -1, dtype=np.int64)
+            rounds[indices] = np.arange(len(indices))
+            return Selection(indices, rounds, "target")
         order = self.order(features, text, labels, excluded)
         floor, ceiling = self.quality_floor, self.quality_ceiling
         band = within_band(quality, labels, floor, ceiling, self.floor_scope) if floor or ceiling else None
