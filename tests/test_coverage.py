@@ -153,3 +153,28 @@ def test_text_embedding_puts_texts_on_one_subject_together_and_survives_texts_wi
     assert similarity[0, 1] > similarity[0, 2] and similarity[2, 3] > similarity[1, 3]
     assert text_embedding(["", "   ", ""]).shape[0] == 3
     assert text_embedding([]).shape[0] == 0
+
+
+def test_the_large_pool_path_keeps_the_quotas_and_spreads_picks_over_texts_within_cells(monkeypatch):
+    from mygo.analysis import coverage
+
+    rng = np.random.default_rng(2)
+    # Two clusters alike in features; the texts are about 8 subjects shared across them, 600 rows each.
+    features = np.concatenate([np.tile([1.0, 0.0], (600, 1)), np.tile([0.0, 1.0], (600, 1))])
+    features += 1e-3 * rng.normal(size=features.shape)
+    labels = np.repeat([0, 1], 600)
+    subjects = rng.integers(0, 8, len(labels))
+    text = unit_rows(np.eye(8)[subjects] + 0.05 * rng.random((len(labels), 8)))
+    monkeypatch.setattr(coverage, "EXACT_ROWS", 100)  # the large-pool path on a small pool
+    monkeypatch.setattr(coverage, "CELL_PICKS", 2)  # 8 picks: 4 text cells
+    rows, rounds = covering_picks(features, labels, {0: 4, 1: 4}, text=text, seed=0)
+    assert len(set(rows.tolist())) == 8 and np.bincount(labels[rows]).tolist() == [4, 4]
+    assert rounds.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert len(set(subjects[rows].tolist())) >= 7  # nearly one per subject: a subject picked once is not new
+    again, _ = covering_picks(features, labels, {0: 4, 1: 4}, text=text, seed=0)
+    assert np.array_equal(again, rows)  # seeded
+    cells = coverage.text_cells(text, 8, seed=0)
+    assert len(np.unique(cells)) == 8 and all(len(set(subjects[cells == c])) == 1 for c in np.unique(cells))
+    # Without text, only the quotas and coverage: every group gives its quota, no row twice.
+    alone, _ = covering_picks(features, labels, {0: 300, 1: 2}, seed=0)
+    assert np.bincount(labels[alone]).tolist() == [300, 2] and len(set(alone.tolist())) == 302

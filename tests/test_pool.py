@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mygo.data.pool import PoolError, load_pool, records_at, take_subset
+from mygo.data.pool import PoolError, iter_records_at, load_pool, records_at, take_subset
 
 
 def conversation(record_id: str, dataset: str, *turns: tuple[str, str], **extra) -> dict:
@@ -234,3 +234,10 @@ def test_records_at_reads_the_records_at_their_locations_in_the_order_asked(tmp_
     assert [r["id"] for r in records_at([where[i] for i in asked])] == asked
     with pytest.raises(PoolError, match=r"cot_data.jsonl has no line 9"):
         records_at([(where["cot_0"][0], 9)])
+    # One at a time, for locations in pool order (as a score run's index has them), a subset included.
+    in_order = [where[i] for i in ("cot_0", "cot_2", "dolly_0")]
+    assert [r["id"] for r in iter_records_at(in_order)] == ["cot_0", "cot_2", "dolly_0"]
+    with pytest.raises(ValueError, match="not in ascending line order"):
+        list(iter_records_at([where["cot_2"], where["cot_0"]]))
+    with pytest.raises(PoolError, match=r"cot_data.jsonl has no line 9"):
+        list(iter_records_at([where["cot_2"], (where["cot_0"][0], 9)]))

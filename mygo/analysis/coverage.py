@@ -37,6 +37,8 @@ TEXT_DIMS = 128  # LSA components of the text embedding
 TEXT_FIT_SAMPLE = 20_000  # documents the TF-IDF vocabulary and the SVD are fitted on (all of a smaller pool)
 EPSILON = 0.01  # stochastic greedy's tolerance: each turn scores (members / quota) x ln(1 / epsilon) candidates
 BIGRAM_BITS = 24  # the bigram novelty's table: 2^24 bits (2 MiB as bools x 8), few collisions below a million bigrams
+EXACT_ROWS = 100_000  # candidates above which the order takes the large-pool path (`covering_picks`)
+CELL_PICKS = 128  # the large-pool path's text cells: one per this many picks
 _WORD = re.compile(r"\w+")  # words as `mygo.analysis.diversity.distinct_bigram_ratio` counts them
 
 
@@ -51,26 +53,45 @@ def text_embedding(texts: Sequence[str], dims: int = TEXT_DIMS, seed: int = 0) -
     """[len(texts), <= dims] unit rows: TF-IDF (sublinear, words seen in two documents or more) then truncated SVD,
     both fitted on a seeded sample of TEXT_FIT_SAMPLE texts. Texts with no known word get a zero row (novel to
     every other: nothing is known to repeat)."""
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     if not len(texts):
         return np.zeros((0, 0), dtype=np.float32)
     texts = list(texts)
-    fit_rows = np.arange(len(texts))
-    if len(texts) > TEXT_FIT_SAMPLE:
-        fit_rows = np.sort(np.random.default_rng(seed).choice(len(texts), TEXT_FIT_SAMPLE, replace=False))
-    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2 if len(fit_rows) > 2 else 1)
-    try:
-        fitted = vectorizer.fit_transform([texts[i] for i in fit_rows])
-    except ValueError:  # no word at all (empty texts, or none repeated)
-        return np.zeros((len(texts), 1), dtype=np.float32)
-    weights = fitted if len(fit_rows) == len(texts) else vectorizer.transform(texts)
-    components = min(dims, fitted.shape[1] - 1, len(fit_rows) - 1)
-    if components < 1:
-        return unit_rows(weights.toarray())
-    svd = TruncatedSVD(components, random_state=seed).fit(fitted)
-    return unit_rows(svd.transform(weights))
+    embedder = TextEmbedder.fit([texts[i] for i in text_fit_rows(len(texts), seed)], dims, seed)
+    return embedder.embed(texts)
+
+
+def text_fit_rows(n: int, seed: int = 0) -> np.ndarray:
+    """The rows `text_embedding` fits on: all of a pool of TEXT_FIT_SAMPLE or fewer, else a seeded sample."""
+    if n <= TEXT_FIT_SAMPLE:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, TEXT_FIT_SAMPLE, replace=False))
+
+
+@dataclass
+class TextEmbedder:
+    """`text_embedding`'s TF-IDF and SVD, fitted once and applied a block of texts at a time."""
+
+    vectorizer: object | None  # None: the fitting texts had no word at all (every row is zero)
+    svd: object | None  # None: too few words or texts for an SVD (the TF-IDF rows themselves)
+
+    @classmethod
+    def fit(cls, texts: list[str], dims: int = TEXT_DIMS, seed: int = 0) -> TextEmbedder:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2 if len(texts) > 2 else 1)
+        try:
+            fitted = vectorizer.fit_transform(texts)
+        except ValueError:  # no word at all (empty texts, or none repeated)
+            return cls(None, None)
+        components = min(dims, fitted.shape[1] - 1, len(texts) - 1)
+        return cls(vectorizer, TruncatedSVD(components, random_state=seed).fit(fitted) if components >= 1 else None)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self.vectorizer is None:
+            return np.zeros((len(texts), 1), dtype=np.float32)
+        weights = self.vectorizer.transform(texts)
+        return unit_rows(weights.toarray() if self.svd is None else self.svd.transform(weights))
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,13 @@ class Bigrams:
     def __getitem__(self, rows: np.ndarray) -> Bigrams:
         starts, ends = self.offsets[rows], self.offsets[np.asarray(rows) + 1]
         return Bigrams(np.concatenate([[0], np.cumsum(ends - starts)]), self.hashes[_ranges(starts, ends)])
+
+    @staticmethod
+    def concatenate(parts: Sequence[Bigrams]) -> Bigrams:
+        """The rows of `parts`, one after another."""
+        shifts = np.cumsum([0] + [part.offsets[-1] for part in parts[:-1]])
+        offsets = np.concatenate([[0]] + [part.offsets[1:] + shift for part, shift in zip(parts, shifts, strict=True)])
+        return Bigrams(offsets.astype(np.int64), np.concatenate([part.hashes for part in parts]).astype(np.uint32))
 
 
 @dataclass(frozen=True)
@@ -135,6 +163,58 @@ class _EmbeddingNovelty:
         self.nearest = np.maximum(self.nearest, self.text @ self.text[row])
 
 
+class _CellNovelty:
+    """`_EmbeddingNovelty` against the picks of each row's own text cell only (`text_cells`): the nearest earlier
+    pick of a row is almost always in its cell, and a row's cost is its cell's picks, not the whole pool."""
+
+    def __init__(self, text: np.ndarray, cells: np.ndarray) -> None:
+        self.text, self.cells, self.picks = text, cells, {}
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        novelty = np.ones(len(rows), dtype=np.float32)
+        cells = self.cells[rows]
+        for cell in np.unique(cells):
+            held = self.picks.get(int(cell))
+            if held:
+                at = np.flatnonzero(cells == cell)
+                nearest = (self.text[rows[at]] @ self.text[held].T).max(axis=1)
+                novelty[at] = 1.0 - np.clip(nearest, 0.0, 1.0)
+        return novelty
+
+    def add(self, row: int) -> None:
+        self.picks.setdefault(int(self.cells[row]), []).append(row)
+
+
+def text_cells(text: np.ndarray, cells: int, seed: int = 0, sample: int = 50_000) -> np.ndarray:
+    """[n] a text cell per row: k-means (mini-batch, on a seeded sample) of the text embedding into `cells` cells."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    cells = min(cells, len(text))
+    if cells <= 1:
+        return np.zeros(len(text), dtype=np.int64)
+    rows = np.random.default_rng(seed).permutation(len(text))[: max(sample, cells)]
+    model = MiniBatchKMeans(cells, batch_size=4096, n_init=1, max_iter=20, random_state=seed).fit(text[rows])
+    return np.concatenate([model.predict(text[start : start + 65536]) for start in range(0, len(text), 65536)])
+
+
+class _Remaining:
+    """A group's members not picked yet, drawn from in the size of the draw (the large-pool path): a picked member
+    swaps places with the last one left."""
+
+    def __init__(self, size: int) -> None:
+        self.members, self.position, self.size = np.arange(size), np.arange(size), size
+
+    def draw(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        if self.size <= count:
+            return self.members[: self.size].copy()
+        return self.members[rng.choice(self.size, count, replace=False)]
+
+    def remove(self, member: int) -> None:
+        at, last = self.position[member], self.members[self.size - 1]
+        self.members[at], self.position[last] = last, at
+        self.size -= 1
+
+
 class _BigramNovelty:
     """The share of each row's bigrams that no pick so far holds (1 for a row without any)."""
 
@@ -156,8 +236,9 @@ class _BigramNovelty:
 class _BothNovelty:
     """The product of the embedding's and the bigrams' novelty: new in what it is about and in how it is said."""
 
-    def __init__(self, both: TextAndBigrams) -> None:
-        self.parts = (_EmbeddingNovelty(both.text), _BigramNovelty(both.bigrams))
+    def __init__(self, both: TextAndBigrams, cells: np.ndarray | None = None) -> None:
+        embedding = _EmbeddingNovelty(both.text) if cells is None else _CellNovelty(both.text, cells)
+        self.parts = (embedding, _BigramNovelty(both.bigrams))
         self.weight = both.bigram_weight
 
     def of(self, rows: np.ndarray) -> np.ndarray:
@@ -171,14 +252,17 @@ class _BothNovelty:
 Text = np.ndarray | Bigrams | TextAndBigrams  # what the covering order's novelty compares (`selection.novelty`)
 
 
-def _novelty(text: Text | None, n: int) -> _EmbeddingNovelty | _BigramNovelty | _BothNovelty | None:
+def _novelty(text: Text | None, n: int, cells: np.ndarray | None = None):
+    """The novelty of `selection.novelty`'s kind; `cells` (`text_cells`): the embedding's within each text cell."""
     if text is None:
         return None
     if len(text) != n:
         raise ValueError(f"the text novelty has {len(text)} rows for {n} samples")
     if isinstance(text, TextAndBigrams):
-        return _BothNovelty(text)
-    return _BigramNovelty(text) if isinstance(text, Bigrams) else _EmbeddingNovelty(text)
+        return _BothNovelty(text, cells)
+    if isinstance(text, Bigrams):
+        return _BigramNovelty(text)
+    return _EmbeddingNovelty(text) if cells is None else _CellNovelty(text, cells)
 
 
 def covering_picks(
@@ -200,8 +284,14 @@ def covering_picks(
     (`TextAndBigrams`), or None for coverage alone. `ground`: (features [N, d] of a whole pool, the rows [m] of it
     that the picks should represent, their labels [m]), a superset of the candidates (None: the candidates
     themselves): picks then come from the candidates but are placed to cover all of their cluster in the ground,
-    its parts without candidates included. Only the sampled ground rows are read from its features."""
+    its parts without candidates included. Only the sampled ground rows are read from its features.
+
+    Above EXACT_ROWS candidates (the large-pool path) a turn draws its candidates without scanning its cluster, and
+    the embedding's novelty compares a row with the picks of its own text cell (`text_cells`, one cell per
+    CELL_PICKS picks): the order's time no longer grows with the pool times the picks. At or under it, every
+    number is the exact one."""
     rng = np.random.default_rng(seed)
+    large = len(labels) > EXACT_ROWS
     ground_features, ground_rows, ground_labels = (None, None, labels) if ground is None else ground
     m = len(ground_labels)
     groups = []
@@ -221,25 +311,35 @@ def covering_picks(
                 "quota": quota,
                 "sampled": sampled,  # [ground sample, d]: the similarities to candidates are taken per turn
                 "covered": np.zeros(len(sample)),
-                "left": np.ones(len(members), dtype=bool),
+                "left": _Remaining(len(members)) if large else np.ones(len(members), dtype=bool),
                 "draw": draw,
             }
         )
-    novelty = _novelty(text, len(labels))
+    cells = None
+    if large and text is not None and not isinstance(text, Bigrams):
+        embedding = text.text if isinstance(text, TextAndBigrams) else text
+        cells = text_cells(embedding, sum(group["quota"] for group in groups) // CELL_PICKS, seed)
+    novelty = _novelty(text, len(labels), cells)
     chosen, rounds = [], []
     for round_ in range(max((group["quota"] for group in groups), default=0)):
         for group in groups:
             if round_ >= group["quota"]:
                 continue
-            left = np.flatnonzero(group["left"])
-            candidates = left if len(left) <= group["draw"] else rng.choice(left, group["draw"], replace=False)
+            if large:
+                candidates = group["left"].draw(rng, group["draw"])
+            else:
+                left = np.flatnonzero(group["left"])
+                candidates = left if len(left) <= group["draw"] else rng.choice(left, group["draw"], replace=False)
             similarity = np.clip(group["sampled"] @ unit_rows(features[group["members"][candidates]]).T, 0.0, None)
             gain = np.maximum(similarity - group["covered"][:, None], 0.0).sum(axis=0)
             new = 1.0 if novelty is None else novelty.of(group["members"][candidates])
             at = int(np.argmax((gain + 1e-9) * new))  # + 1e-9: a covered cluster still ranks text
             best = candidates[at]
             group["covered"] = np.maximum(group["covered"], similarity[:, at])
-            group["left"][best] = False
+            if large:
+                group["left"].remove(best)
+            else:
+                group["left"][best] = False
             row = int(group["members"][best])
             chosen.append(row)
             rounds.append(round_)

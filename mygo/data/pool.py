@@ -554,6 +554,31 @@ def records_at(locations: Sequence[tuple[str, int]]) -> list[dict]:
     return found  # type: ignore[return-value]  # every position was filled
 
 
+def iter_records_at(locations: Sequence[tuple[str, int]]) -> Iterator[dict]:
+    """`records_at`'s records one at a time, holding none: for locations in pool order (a file's lines ascending,
+    each file's locations together), as a score run's index lists them; each file is read once."""
+    position = 0
+    while position < len(locations):
+        file = str(locations[position][0])
+        end = position
+        while end < len(locations) and str(locations[end][0]) == file:
+            end += 1
+        lines = [int(line) for _, line in locations[position:end]]
+        if np.any(np.diff(lines) <= 0):
+            raise ValueError(f"locations in {file} are not in ascending line order: not a pool-order index")
+        wanted = iter(lines)
+        line = next(wanted)
+        for number, raw, record in _file_records(Path(file)):
+            if number == line:
+                yield json.loads(raw) if record is None else record
+                line = next(wanted, None)
+                if line is None:
+                    break
+        if line is not None:
+            raise PoolError(f"pool file {file} has no line {line}: changed since it was scored?")
+        position = end
+
+
 DEMO_DATA_DIR = "builtin:demo"
 
 

@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from mygo.analysis.clustering import (
     CLUSTERING_METHODS,
@@ -29,7 +30,14 @@ from mygo.analysis.clustering import (
     prepare_features,
     silhouette,
 )
-from mygo.analysis.coverage import Text, TextAndBigrams, answer_bigrams, text_embedding
+from mygo.analysis.coverage import (
+    Bigrams,
+    Text,
+    TextAndBigrams,
+    TextEmbedder,
+    answer_bigrams,
+    text_fit_rows,
+)
 from mygo.analysis.diversity import mix_distance, shares
 from mygo.analysis.noise_metrics import fraction_by_kind, noise_mask, pool_noise_metrics
 from mygo.analysis.score_shards import RouterData
@@ -39,6 +47,7 @@ from mygo.data.pool import (
     NOISE_FIELD,
     RECORD_DIGEST_FIELD,
     PoolError,
+    iter_records_at,
     record_digest,
     record_id,
     record_texts,
@@ -190,31 +199,52 @@ def _check_line(expected: pd.Series, raw: bytes) -> None:
         )
 
 
+TEXT_BLOCK = 50_000  # records embedded at a time
+
+
 def covering_text(index: pd.DataFrame, cfg: DictConfig) -> Text | None:
     """What `within_cluster: coverage` compares picks' texts by (`selection.novelty`): the text embedding of each
     record's prompt and answers (`mygo.analysis.coverage.text_embedding`), its answers' bigrams
-    (`answer_bigrams`), or both, read from the pool files; None for the other orders."""
+    (`answer_bigrams`), or both, read from the pool files; None for the other orders. The embedding is fitted on
+    its sample's records, then the pool is read once, a block at a time: no more than a block is held as text."""
     if cfg.selection.strategy != "round_robin" or cfg.selection.within_cluster != "coverage":
         return None
     novelty = cfg.selection.get("novelty", "embedding")  # configs from before the knob: the embedding
     started = time.perf_counter()
-    records = records_at(list(zip(index["file"], index["line"], strict=True)))
-    turns = [conversation(record) for record in records]
-    embedding = bigrams = None
-    if novelty in ("bigrams", "both"):
-        bigrams = answer_bigrams([" ".join(m["content"] for m in t if m["role"] == "assistant") for t in turns])
-        logger.info("answer bigrams of %d records in %.1f s", len(turns), time.perf_counter() - started)
+    locations = list(zip(index["file"], index["line"], strict=True))
+    embedder = None
     if novelty in ("embedding", "both"):
-        embedding = text_embedding([" ".join(m["content"] for m in t) for t in turns], seed=cfg.selection.seed)
-        logger.info(
-            "text embedding of %d records (%d dims) in %.1f s",
-            len(turns),
-            embedding.shape[1],
-            time.perf_counter() - started,
-        )
-    if embedding is not None and bigrams is not None:
-        return TextAndBigrams(embedding, bigrams, float(cfg.selection.get("bigram_weight", 1.0)))
-    return bigrams if embedding is None else embedding
+        fit_rows = text_fit_rows(len(locations), cfg.selection.seed)
+        fit_texts = [_whole_text(conversation(record)) for record in records_at([locations[i] for i in fit_rows])]
+        embedder = TextEmbedder.fit(fit_texts, seed=cfg.selection.seed)
+    embedded, bigrams, block = [], [], []
+    for record in tqdm(iter_records_at(locations), total=len(locations), desc="text of the pool", mininterval=5):
+        block.append(conversation(record))
+        if len(block) == TEXT_BLOCK:
+            _text_block(block, embedder, novelty, embedded, bigrams)
+            block = []
+    if block or not locations:
+        _text_block(block, embedder, novelty, embedded, bigrams)
+    embedding = np.concatenate(embedded) if embedder is not None else None
+    answers = Bigrams.concatenate(bigrams) if novelty in ("bigrams", "both") else None
+    logger.info(
+        "the text novelty's inputs (%s) of %d records in %.1f s", novelty, len(locations), time.perf_counter() - started
+    )
+    if embedding is not None and answers is not None:
+        return TextAndBigrams(embedding, answers, float(cfg.selection.get("bigram_weight", 1.0)))
+    return answers if embedding is None else embedding
+
+
+def _whole_text(turns: list[dict]) -> str:
+    return " ".join(message["content"] for message in turns)
+
+
+def _text_block(block: list[list[dict]], embedder, novelty: str, embedded: list, bigrams: list) -> None:
+    if embedder is not None:
+        embedded.append(embedder.embed([_whole_text(turns) for turns in block]))
+    if novelty in ("bigrams", "both"):
+        answers = [" ".join(m["content"] for m in turns if m["role"] == "assistant") for turns in block]
+        bigrams.append(answer_bigrams(answers))
 
 
 def trained_tokens(index: pd.DataFrame, tokenizer_location: str) -> np.ndarray:
