@@ -384,3 +384,18 @@ def test_a_token_budget_takes_the_strategys_first_records_up_to_the_nearest_tota
         policy.choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES)
     with pytest.raises(ValueError, match="selection.count=10 and selection.tokens=100 are both set"):
         SelectionPolicy.of(band_config(count=10, tokens=100))
+
+
+def test_a_target_share_aims_part_of_the_budget_and_leaves_the_rest_to_the_untargeted_strategy():
+    ranked = np.random.default_rng(4).permutation(len(SKEWED_QUALITY))
+    whole = SelectionPolicy.of(band_config(count=40)).choose(SKEWED_QUALITY, SKEWED_LABELS, ranked=ranked)
+    assert np.array_equal(whole.indices, ranked[:40]) and whole.strategy == "target"
+    half = SelectionPolicy.of(band_config(count=40, target_share=0.5, strategy="quality_topk"))
+    chosen = half.choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, ranked=ranked)
+    assert len(chosen.indices) == 40 == len(set(chosen.indices.tolist()))
+    assert np.array_equal(chosen.indices[:20], ranked[:20]) and chosen.strategy == "target+quality_topk"
+    best = [row for row in np.argsort(-SKEWED_QUALITY, kind="stable") if row not in set(ranked[:20].tolist())][:20]
+    assert sorted(chosen.indices[20:].tolist()) == sorted(int(row) for row in best)  # the strategy's, less the aimed
+    assert (chosen.rounds >= 0).sum() == 40
+    with pytest.raises(ValueError, match="selection.target_share must be in"):
+        SelectionPolicy.of(band_config(target_share=1.5))

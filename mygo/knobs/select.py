@@ -64,6 +64,12 @@ CONFIG = Declared(
                     ),
                     null=True,
                 ),
+                "target_share": Float(
+                    1.0,
+                    "with a target: the share of the budget aimed at it; the rest is the untargeted selection's",
+                    ge=0,
+                    le=1,
+                ),
                 "source_balance": Choice(
                     "none",
                     ("none", "proportional", "equal"),

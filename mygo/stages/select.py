@@ -363,7 +363,7 @@ def run_select(cfg: DictConfig) -> str:
             allowed = np.ones(len(quality), dtype=bool) if excluded is None else ~excluded
             examples = encode_examples(target[1], score_run)
             ranked, highest = similarity_order(data.features, examples, allowed, count)
-        text = covering_text(data.index, cfg) if target is None else None
+        text = covering_text(data.index, cfg) if target is None or policy.target_share < 1 else None
         chosen = policy.choose(quality, clustering.labels, sources, excluded, features, text, tokens, ranked)
         selected = chosen.rounds >= 0
         if excluded is not None and (selected & excluded).any():  # too few samples left: the vetoes were dropped

@@ -62,6 +62,7 @@ class SelectionPolicy:
     within_cluster: str = "quality"
     cluster_quota: str = "equal"
     cover: str = "band"
+    target_share: float = 1.0
 
     @classmethod
     def of(cls, cfg: DictConfig) -> SelectionPolicy:
@@ -87,6 +88,8 @@ class SelectionPolicy:
             )
         if not 0 < self.percentage <= 1:
             raise ValueError(f"selection.percentage must be in (0, 1], got {self.percentage}")
+        if not 0 <= self.target_share <= 1:
+            raise ValueError(f"selection.target_share must be in [0, 1], got {self.target_share}")
         for name, cap in self.source_caps.items():
             if isinstance(cap, bool) or not isinstance(cap, int | float) or not (0 <= cap <= 1 or isinstance(cap, int)):
                 raise ValueError(
@@ -279,11 +282,25 @@ class SelectionPolicy:
         warning; caps that the whole pool cannot fill are an error naming `selection.source_caps`."""
         sources = np.full(len(quality), "pool") if sources is None else np.asarray(sources).astype(str)
         count, caps = self.budget(sources, count)
-        if ranked is not None:  # a target's order: its first `count`
-            indices = np.asarray(ranked[:count], dtype=np.int64)
+        if ranked is not None:  # a target's order: its first `target_share` of the count, the rest untargeted
+            aimed = np.asarray(ranked[: round(self.target_share * count)], dtype=np.int64)
             rounds = np.full(len(quality), -1, dtype=np.int64)
-            rounds[indices] = np.arange(len(indices))
-            return Selection(indices, rounds, "target")
+            rounds[aimed] = np.arange(len(aimed))
+            if len(aimed) == count:
+                return Selection(aimed, rounds, "target")
+            taken = np.zeros(len(quality), dtype=bool)
+            taken[aimed] = True
+            rest = self.pick(
+                quality,
+                labels,
+                sources,
+                taken | (False if excluded is None else excluded),
+                features,
+                text,
+                count - len(aimed),
+            )
+            rounds[rest.indices] = len(aimed) + rest.rounds[rest.indices]
+            return Selection(np.concatenate([aimed, rest.indices]), rounds, f"target+{rest.strategy}")
         order = self.order(features, text, labels, excluded)
         floor, ceiling = self.quality_floor, self.quality_ceiling
         band = within_band(quality, labels, floor, ceiling, self.floor_scope) if floor or ceiling else None
