@@ -388,7 +388,9 @@ def test_a_token_budget_takes_the_strategys_first_records_up_to_the_nearest_tota
 
 def test_a_target_share_aims_part_of_the_budget_and_leaves_the_rest_to_the_untargeted_strategy():
     ranked = np.random.default_rng(4).permutation(len(SKEWED_QUALITY))
-    whole = SelectionPolicy.of(band_config(count=40)).choose(SKEWED_QUALITY, SKEWED_LABELS, ranked=ranked)
+    whole = SelectionPolicy.of(band_config(count=40, target_share=1.0)).choose(
+        SKEWED_QUALITY, SKEWED_LABELS, ranked=ranked
+    )
     assert np.array_equal(whole.indices, ranked[:40]) and whole.strategy == "target"
     half = SelectionPolicy.of(band_config(count=40, target_share=0.5, strategy="quality_topk"))
     chosen = half.choose(SKEWED_QUALITY, SKEWED_LABELS, SKEWED_SOURCES, ranked=ranked)

@@ -62,7 +62,7 @@ class SelectionPolicy:
     within_cluster: str = "quality"
     cluster_quota: str = "equal"
     cover: str = "band"
-    target_share: float = 1.0
+    target_share: float = 0.5
 
     @classmethod
     def of(cls, cfg: DictConfig) -> SelectionPolicy:
