@@ -100,7 +100,7 @@ def test_the_default_selects_within_the_band_of_source_ranks_by_cluster_size(sto
 def test_coverage_order_picks_within_the_band_by_the_records_text_and_is_seeded(store, caplog):
     caplog.set_level("INFO", logger="mygo.stages.select")
     run = mlflow.get_run(run_select(select_config(store, "selection.within_cluster=coverage", "selection.count=24")))
-    assert "text embedding of 120 records" in caplog.text  # read from the pool files, not from the router data
+    assert "inputs (embedding) of 120 records" in caplog.text  # read from the pool files, not from the router data
     table, vetoed = (
         selected_table(run.info.run_id),
         vetoed_rows(store, "overlap", 0.1) | vetoed_rows(store, "relevance", 0.1),
@@ -117,7 +117,7 @@ def test_coverage_order_picks_within_the_band_by_the_records_text_and_is_seeded(
     assert shuffled.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
     settings = ("selection.within_cluster=coverage", "selection.count=24", "selection.novelty=bigrams")
     bigrams = mlflow.get_run(run_select(select_config(store, *settings)))
-    assert "answer bigrams of 120 records" in caplog.text
+    assert "inputs (bigrams) of 120 records" in caplog.text
     assert bigrams.data.tags[SELECTED_IDS_TAG] != run.data.tags[SELECTED_IDS_TAG]
     assert selected_table(bigrams.info.run_id).loc[lambda t: t["selected"], "quality"].between(low, high).all()
 
