@@ -111,3 +111,22 @@ def test_warmup_and_score_never_use_a_record_that_holds_a_test_item(tracking_sto
     assert planted_line["task"] == "stdlib_qa" and planted_line["split"] == "test" and planted_line["share"] == 1.0
     assert planted_line["source"] == "dolly" and len(planted_line["ngram"].split()) == 8
     assert "Decontamination" in score.data.tags[NOTE_TAG] and "planted_test_item" not in score.data.tags[NOTE_TAG]
+
+
+@pytest.mark.slow  # a subprocess that loads lm-eval's tasks
+def test_the_decontamination_benchmark_finds_every_planted_copy_and_no_clean_record():
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "decontamination.py"), "--records", "500", "--planted", "10"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("records=530 ") and last.endswith("recall=1.0000 false_positives=0"), result.stdout
