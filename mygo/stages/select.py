@@ -10,6 +10,7 @@ and writes the chosen records exactly as they are in the pool files, in the orde
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -57,11 +58,10 @@ from mygo.stages.selection_policy import SelectionPolicy, vetoed
 from mygo.stages.targeting import encode_examples, log_target, similarity_order, target_of
 from mygo.tracking import plots
 from mygo.tracking.diversity import selection_diversity
-from mygo.tracking.handoffs import SELECTED_IDS_TAG, model_dir_of, router_data_of, router_data_path_of
+from mygo.tracking.handoffs import SELECTED_IDS_TAG, convert_run_of, model_dir_of, router_data_of, router_data_path_of
 from mygo.tracking.runs import (
     POOL_DIGEST_TAG,
     POOL_SOURCE_TAG,
-    UPSTREAM_TAG,
     check_upstream,
     log_dataset_input,
     stage_run,
@@ -249,24 +249,31 @@ def _text_block(block: list[list[dict]], embedder, novelty: str, embedded: list,
 
 def trained_tokens(index: pd.DataFrame, tokenizer_location: str) -> np.ndarray:
     """Each record's tokens in its trained (assistant) turns, by the tokenizer at `tokenizer_location`, read from
-    the pool files: what `selection.tokens` budgets."""
+    the pool files a block of records at a time: what `selection.tokens` budgets."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_location)
-    records = records_at(list(zip(index["file"], index["line"], strict=True)))
-    answers = [[m["content"] for m in conversation(record) if m["role"] == "assistant"] for record in records]
-    flat = [text for turns in answers for text in turns]
-    lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
-    owner = np.repeat(np.arange(len(answers)), [len(turns) for turns in answers])
-    return np.bincount(owner, weights=lengths, minlength=len(answers)).astype(np.int64)
+    counts = np.zeros(len(index), dtype=np.int64)
+    locations = list(zip(index["file"], index["line"], strict=True))
+    block: list[list[str]] = []
+    row = 0
+    for record in itertools.chain(iter_records_at(locations), [None]):  # None: the end, to count the last block
+        if record is not None:
+            block.append([m["content"] for m in conversation(record) if m["role"] == "assistant"])
+        if block and (record is None or len(block) == TEXT_BLOCK):
+            flat = [text for turns in block for text in turns]
+            lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+            owner = np.repeat(np.arange(len(block)), [len(turns) for turns in block])
+            counts[row : row + len(block)] = np.bincount(owner, weights=lengths, minlength=len(block))
+            row, block = row + len(block), []
+    return counts
 
 
 def token_counter(cfg: DictConfig, score_run) -> str:
     """`selection.tokenizer`, or the scoring model's directory (its conversion's) when it is null."""
     if cfg.selection.get("tokenizer"):
         return str(cfg.selection.tokenizer)
-    warmup = check_upstream(score_run.data.tags[UPSTREAM_TAG], "warmup")
-    return str(model_dir_of(check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")))
+    return str(model_dir_of(convert_run_of(score_run)[1]))
 
 
 def selection_metrics(data: RouterData, quality: np.ndarray, selected: np.ndarray) -> dict[str, float]:

@@ -28,8 +28,7 @@ from mygo.analysis.coverage import unit_rows
 from mygo.config import config_dir, load_config
 from mygo.data.decontamination import DecontaminationSettings, find_contamination, item_parts, task_docs
 from mygo.data.pool import load_records_file
-from mygo.tracking.handoffs import model_dir_of, router_weights_of
-from mygo.tracking.runs import UPSTREAM_TAG, check_upstream
+from mygo.tracking.handoffs import convert_run_of, model_dir_of, router_weights_of
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +93,7 @@ def encode_examples(conversations: list[list[dict]], score_run) -> np.ndarray:
     from mygo.models.scoring import score_rows
     from mygo.stages.score import pool_settings
 
-    warmup = check_upstream(score_run.data.tags[UPSTREAM_TAG], "warmup")
-    convert = check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")
+    warmup, convert = convert_run_of(score_run)
     batching = load_config("score").score  # batch sizes decide speed only
     dataset = pool_settings(warmup, "")
     model_dir = model_dir_of(convert)
@@ -153,8 +151,8 @@ def similarity_order(features, examples: np.ndarray, allowed: np.ndarray, count:
                 taken[row] = True
                 order.append(row)
     rest = np.flatnonzero(allowed & ~taken)
-    order += rest[np.argsort(-highest[rest], kind="stable")].tolist()  # past every example's best: by nearness
-    return np.asarray(order, dtype=np.int64), highest
+    rest = rest[np.argsort(-highest[rest], kind="stable")]  # past every example's best: by nearness
+    return np.concatenate([np.asarray(order, dtype=np.int64), rest]), highest
 
 
 def log_target(target: str, conversations: list[list[dict]], highest: np.ndarray, selected: np.ndarray) -> None:
@@ -181,6 +179,6 @@ def target_of(cfg: DictConfig, score_run) -> tuple[str, list[list[dict]]] | None
         return None
     from mygo.stages.score import pool_settings
 
-    warmup = check_upstream(score_run.data.tags[UPSTREAM_TAG], "warmup")
+    warmup, _ = convert_run_of(score_run)
     tasks = list((pool_settings(warmup, "").get("decontamination") or {}).get("tasks") or [])
     return str(target), target_examples(str(target), str(config_dir() / "eval_tasks"), tasks)

@@ -61,6 +61,14 @@ def router_weights_of(warmup_run: Run) -> str:
     return mlflow.artifacts.download_artifacts(run_id=warmup_run.info.run_id, artifact_path=ROUTER_WEIGHTS_ARTIFACT)
 
 
+def convert_run_of(score_run: Run) -> tuple[Run, Run]:
+    """(warmup, convert): the warmup run a score run used, and the conversion it started from (model, tokenizer)."""
+    from mygo.tracking.runs import UPSTREAM_TAG, check_upstream
+
+    warmup = check_upstream(score_run.data.tags[UPSTREAM_TAG], "warmup")
+    return warmup, check_upstream(warmup.data.tags[UPSTREAM_TAG], "convert")
+
+
 def router_data_path_of(score_run: Run) -> Path:
     """The router data directory the score run recorded (named by the digest of what decided the scores)."""
     return Path(score_run.data.tags[ROUTER_DATA_PATH_TAG])
