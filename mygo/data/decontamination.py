@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mygo.atomic import atomic_path
+from mygo.data.dedup import word_gram_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ REMOVED_ARTIFACT = "decontamination/removed.jsonl"
 ITEMS_VERSION = 1  # of the cached items' form: bump when `item_parts` changes
 _WORD = re.compile(r"\w+")
 _BATCH = 10_000  # pool records hashed at a time
-_MULTIPLIERS = np.random.default_rng(20261207).integers(1, 2**63, size=64, dtype=np.uint64) | np.uint64(1)
 
 
 @dataclass(frozen=True)
@@ -86,24 +85,6 @@ class EvalItem:
 
 def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-def word_gram_hashes(word_lists: Sequence[Sequence[str]], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(list of each gram, its 64-bit hash, position of its first word): every `size`-word gram of each list, in
-    order; a list shorter than `size` has none. Vectorised over the whole batch."""
-    lengths = np.fromiter((len(each) for each in word_lists), dtype=np.int64, count=len(word_lists))
-    count = int(lengths.sum()) - size + 1
-    if count < 1:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    # pandas' SipHash of each word: vectorised, and the same in every process (unlike hash()).
-    word = pd.util.hash_array(np.array([w for each in word_lists for w in each], dtype=object))
-    combined = np.zeros(count, dtype=np.uint64)
-    for position in range(size):  # wrapping uint64 arithmetic is the hash
-        combined += word[position : position + count] * _MULTIPLIERS[position]
-    owner = np.repeat(np.arange(len(lengths)), lengths)[:count]
-    start = np.arange(count) - np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)[:count]
-    inside = start <= np.repeat(lengths, lengths)[:count] - size  # grams that stay within their list
-    return owner[inside], combined[inside], start[inside]
 
 
 @dataclass

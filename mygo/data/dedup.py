@@ -186,30 +186,38 @@ def answer_words(messages: Sequence[dict]) -> list[str]:
     return " ".join(m["content"] for m in messages if m["role"] == "assistant").casefold().split()
 
 
+def word_gram_hashes(word_lists: Sequence[Sequence[str]], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(list of each gram, its 64-bit hash, position of its first word): every `size`-word gram of each list, in
+    order, vectorised over the whole batch; a list shorter than `size` has none."""
+    lengths = np.fromiter((len(words) for words in word_lists), dtype=np.int64, count=len(word_lists))
+    count = int(lengths.sum()) - size + 1
+    if count < 1:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    # pandas' SipHash of each word: vectorised, and deterministic across processes (unlike hash()).
+    word = pd.util.hash_array(np.array([w for words in word_lists for w in words], dtype=object))
+    combined = np.zeros(count, dtype=np.uint64)
+    for position in range(size):  # wrapping uint64 arithmetic is the hash
+        combined += word[position : position + count] * _POSITION_MULTIPLIERS[position]
+    owner = np.repeat(np.arange(len(lengths)), lengths)[:count]
+    start = np.arange(count) - np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)[:count]
+    inside = start <= np.repeat(lengths, lengths)[:count] - size  # grams that stay within their list
+    return owner[inside], combined[inside], start[inside]
+
+
 def shingle_sets(word_lists: Sequence[Sequence[str]], size: int) -> list[np.ndarray]:
     """Each word list's sorted distinct 32-bit hashes of its word `size`-grams (one gram of all its words
     when it has fewer), computed for the whole batch at once."""
-    lengths = np.fromiter((len(words) for words in word_lists), dtype=np.int64, count=len(word_lists))
-    if not lengths.sum():
-        return [np.zeros(0, dtype=np.uint32) for _ in word_lists]
-    # pandas' SipHash of each word: vectorised, and deterministic across processes (unlike hash()).
-    word = pd.util.hash_array(np.array([w for words in word_lists for w in words], dtype=object))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    count = len(word) - size + 1
-    combined = np.zeros(max(count, 0), dtype=np.uint64)
-    for position in range(size):  # wrapping uint64 arithmetic is the hash
-        combined += word[position : position + max(count, 0)] * _POSITION_MULTIPLIERS[position]
-    record = np.repeat(np.arange(len(lengths), dtype=np.uint64), lengths)[: max(count, 0)]
-    within = np.arange(max(count, 0)) - np.repeat(starts, lengths)[: max(count, 0)]
-    valid = within <= (np.repeat(lengths, lengths)[: max(count, 0)] - size)  # grams that stay inside their record
-    keys = [(record[valid] << np.uint64(32)) | (combined[valid] >> np.uint64(32))]
-    for index in np.flatnonzero((lengths > 0) & (lengths < size)):  # short answers: one gram of all their words
-        gram = (word[starts[index] : starts[index] + lengths[index]] * _POSITION_MULTIPLIERS[: lengths[index]]).sum()
-        keys.append(np.array([(np.uint64(index) << np.uint64(32)) | (gram >> np.uint64(32))], dtype=np.uint64))
+    owner, combined, _ = word_gram_hashes(word_lists, size)
+    keys = [(owner.astype(np.uint64) << np.uint64(32)) | (combined >> np.uint64(32))]
+    for index, words in enumerate(word_lists):  # short answers: one gram of all their words
+        if 0 < len(words) < size:
+            word = pd.util.hash_array(np.array(words, dtype=object))
+            gram = (word * _POSITION_MULTIPLIERS[: len(words)]).sum()
+            keys.append(np.array([(np.uint64(index) << np.uint64(32)) | (gram >> np.uint64(32))], dtype=np.uint64))
     unique = np.unique(np.concatenate(keys))  # sorted by record, then hash; duplicates gone
-    bounds = np.searchsorted(unique >> np.uint64(32), np.arange(len(lengths) + 1, dtype=np.uint64))
+    bounds = np.searchsorted(unique >> np.uint64(32), np.arange(len(word_lists) + 1, dtype=np.uint64))
     hashes = (unique & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    return [hashes[bounds[i] : bounds[i + 1]] for i in range(len(lengths))]
+    return [hashes[bounds[i] : bounds[i + 1]] for i in range(len(word_lists))]
 
 
 def shingle_hashes(words: Sequence[str], size: int) -> np.ndarray:
