@@ -16,8 +16,11 @@ def log_decontamination(pool: Pool) -> None:
     if report is None:
         return
     removed = report.removed
-    ids = dict(zip(removed.tolist(), pool.records.select(removed)["id"], strict=True)) if len(removed) else {}
-    sources = dict(zip(removed.tolist(), pool.records.select(removed)["dataset"], strict=True)) if len(removed) else {}
+    ids, sources = {}, {}
+    if len(removed):
+        records = pool.records.select(removed).select_columns(["id", "dataset"])
+        ids = dict(zip(removed.tolist(), records["id"], strict=True))
+        sources = dict(zip(removed.tolist(), records["dataset"], strict=True))
     mlflow.log_metrics(report.metrics(sources))
     mlflow.log_text(report.removed_jsonl(ids, sources), REMOVED_ARTIFACT)
     run = mlflow.active_run()
